@@ -1,0 +1,126 @@
+//! Typed errors. Every refusal names the name and, where there is one, the tag it found.
+
+use std::fmt;
+
+use crate::name::{InvalidNameReason, for_display};
+use crate::tag::Tag;
+
+/// Why an operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name is bound already; `current` is the binding's tag. If
+    /// `current.instance()` is the instance you tried to register, the binding is your own
+    /// (see [`Registry::ensure_registered`](crate::Registry::ensure_registered)).
+    AlreadyRegistered {
+        /// The name.
+        name: String,
+        /// The tag of the binding that holds it.
+        current: Tag,
+    },
+    /// Nothing is bound to the name (a weak binding whose owner died counts as nothing).
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// The name is bound, but not with the tag the caller holds: the binding it meant was
+    /// removed or replaced, and `current` is the one there now. Nothing was changed.
+    TagMismatch {
+        /// The name.
+        name: String,
+        /// The tag the caller presented.
+        expected: Tag,
+        /// The tag of the binding there now.
+        current: Tag,
+    },
+    /// The name breaks the rules of [`crate::name`](crate#names).
+    InvalidName {
+        /// The name as given (never truncated).
+        name: String,
+        /// What is wrong with it.
+        reason: InvalidNameReason,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::AlreadyRegistered { name, current } => write!(
+                f,
+                "name {} is already registered (current binding {current})",
+                for_display(name)
+            ),
+            Error::NotFound { name } => {
+                write!(f, "name {} is not registered", for_display(name))
+            }
+            Error::TagMismatch {
+                name,
+                expected,
+                current,
+            } => write!(
+                f,
+                "name {} is bound to {current}, not to {expected}: the binding was replaced, \
+                 so nothing was changed",
+                for_display(name)
+            ),
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid name {}: {reason}", for_display(name))
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A refused registration or replacement, with the value that was not stored handed back.
+pub struct Rejected<V> {
+    error: Error,
+    value: V,
+}
+
+impl<V> Rejected<V> {
+    pub(crate) fn new(error: Error, value: V) -> Self {
+        Rejected { error, value }
+    }
+
+    /// Why it was refused.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The value that was not stored.
+    pub fn into_value(self) -> V {
+        self.value
+    }
+
+    /// Both parts.
+    pub fn into_parts(self) -> (Error, V) {
+        (self.error, self.value)
+    }
+}
+
+impl<V> From<Rejected<V>> for Error {
+    fn from(r: Rejected<V>) -> Error {
+        r.error
+    }
+}
+
+impl<V> fmt::Debug for Rejected<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V> fmt::Display for Rejected<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<V> std::error::Error for Rejected<V> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}

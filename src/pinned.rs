@@ -1,0 +1,388 @@
+//! [`Pinned`]: one epoch guard reused for many operations, and borrowed results.
+//!
+//! The registry's operations are written here once; [`Registry`]'s methods pin, call them, and
+//! turn borrowed results into owned ones.
+
+use std::fmt;
+use std::ops::Deref;
+
+use crossbeam_epoch::{Guard, LocalHandle, Owned};
+
+use crate::error::{Error, Rejected};
+use crate::name;
+use crate::raw::node::{NameBuf, Node, Stored};
+use crate::raw::{Insert, RawIter, Write, Written};
+use crate::registration::{Ensured, Registration};
+use crate::registry::Registry;
+use crate::sync::Ordering;
+use crate::tag::{InstanceId, Tag};
+
+/// A registry handle with a pinned epoch guard: no re-pinning per call, and values borrowed
+/// rather than cloned. Get one from [`Registry::pin`].
+///
+/// While it lives, memory removed from the registry (by anyone) cannot be freed, so keep it for
+/// a loop, not forever, or call [`repin`](Self::repin) between batches. It is not `Send` and
+/// must not be held across an `.await`.
+pub struct Pinned<'r, V> {
+    registry: &'r Registry<V>,
+    // Field order: the guard is released before the thread's handle on an owned collector.
+    guard: Guard,
+    _local: Option<LocalHandle>,
+}
+
+/// A borrowed binding: valid while the [`Pinned`] handle that returned it is.
+pub struct EntryRef<'g, V> {
+    name: &'g str,
+    tag: Tag,
+    value: ValueRef<'g, V>,
+}
+
+enum ValueRef<'g, V> {
+    Borrowed(&'g V),
+    /// A weak binding's value, upgraded for the length of the borrow.
+    Upgraded(V),
+}
+
+impl<'g, V> EntryRef<'g, V> {
+    /// Builds a view of `node`, or `None` if it is a weak binding whose owner died.
+    fn of(node: &'g Node<V>) -> Option<EntryRef<'g, V>> {
+        let value = match &node.value {
+            Stored::Strong(v) => ValueRef::Borrowed(v),
+            Stored::Weak(w) => ValueRef::Upgraded(w.upgrade()?),
+        };
+        Some(EntryRef {
+            name: node.name(),
+            tag: node.tag,
+            value,
+        })
+    }
+
+    /// The name.
+    pub fn name(&self) -> &'g str {
+        self.name
+    }
+
+    /// The binding's tag.
+    pub fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    /// The value.
+    pub fn value(&self) -> &V {
+        match &self.value {
+            ValueRef::Borrowed(v) => v,
+            ValueRef::Upgraded(v) => v,
+        }
+    }
+}
+
+impl<V> Deref for EntryRef<'_, V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        self.value()
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for EntryRef<'_, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntryRef")
+            .field("name", &self.name)
+            .field("tag", &self.tag)
+            .field("value", self.value())
+            .finish()
+    }
+}
+
+impl<V> fmt::Debug for Pinned<'_, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pinned").finish_non_exhaustive()
+    }
+}
+
+fn invalid(name: &str) -> Result<(), Error> {
+    name::validate(name).map_err(|reason| Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
+    pub(crate) fn new(registry: &'r Registry<V>) -> Self {
+        let (guard, local) = registry.inner.pin();
+        Pinned {
+            registry,
+            guard,
+            _local: local,
+        }
+    }
+
+    /// The binding of `name`, borrowed. A weak binding whose owner died is purged and `None`
+    /// is returned.
+    #[inline]
+    pub fn get(&self, name: &str) -> Option<EntryRef<'_, V>> {
+        let map = &self.registry.inner.map;
+        let hash = map.hash(name);
+        let node = map.get(hash, name, &self.guard)?;
+        let entry = EntryRef::of(node);
+        if entry.is_none() {
+            self.purge(node);
+        }
+        entry
+    }
+
+    /// Whether `name` is bound.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Every binding, weakly consistent: each binding present for the whole walk is seen
+    /// exactly once, none that was removed and freed is ever seen, and writers are never
+    /// blocked. (A migration in progress when the walk starts is finished first.)
+    pub fn iter(&self) -> Iter<'_, V> {
+        Iter {
+            raw: self.registry.inner.map.iter(&self.guard),
+        }
+    }
+
+    /// See [`Registry::register`].
+    pub fn register(&self, name: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
+        self.register_as(name, InstanceId::fresh(), value)
+    }
+
+    /// See [`Registry::register_as`].
+    pub fn register_as(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: V,
+    ) -> Result<Registration<V>, Rejected<V>> {
+        self.register_stored(name, instance, Stored::Strong(value))
+            .map_err(|(e, stored)| match stored {
+                Stored::Strong(v) => Rejected::new(e, v),
+                Stored::Weak(_) => unreachable!("stored strong"),
+            })
+    }
+
+    /// See [`Registry::ensure_registered`].
+    pub fn ensure_registered(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: V,
+    ) -> Result<Ensured<V>, Rejected<V>> {
+        match self.register_as(name, instance, value) {
+            Ok(reg) => Ok(Ensured::Registered(reg)),
+            Err(rejected) => match rejected.error() {
+                Error::AlreadyRegistered { current, .. } if current.instance() == instance => {
+                    Ok(Ensured::Existing(*current))
+                }
+                _ => Err(rejected),
+            },
+        }
+    }
+
+    /// See [`Registry::register_auto`].
+    pub fn register_auto(&self, prefix: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
+        let mut value = value;
+        loop {
+            // Relaxed: only uniqueness of the number matters.
+            let n = self.registry.inner.auto.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{prefix}-{n}");
+            match self.register(&name, value) {
+                Ok(reg) => return Ok(reg),
+                Err(rejected) => match rejected.error() {
+                    // Taken by a name chosen by hand: skip the number.
+                    Error::AlreadyRegistered { .. } => value = rejected.into_value(),
+                    _ => return Err(rejected),
+                },
+            }
+        }
+    }
+
+    /// Binds a prepared value; on refusal hands it back.
+    pub(crate) fn register_stored(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: Stored<V>,
+    ) -> Result<Registration<V>, (Error, Stored<V>)> {
+        if let Err(e) = invalid(name) {
+            return Err((e, value));
+        }
+        let inner = &self.registry.inner;
+        let tag = Tag::new(instance, inner.generations.next());
+        let node = Owned::new(Node {
+            hash: inner.map.hash(name),
+            tag,
+            name: NameBuf::new(name),
+            value,
+        });
+        match inner.map.insert(node, |n| !n.is_visible(), &self.guard) {
+            Insert::Inserted => Ok(Registration::new(self.registry.clone(), name, tag)),
+            Insert::Exists { current, rejected } => Err((
+                Error::AlreadyRegistered {
+                    name: name.to_owned(),
+                    current: current.tag,
+                },
+                rejected.into_box().value,
+            )),
+        }
+    }
+
+    /// See [`Registry::unregister_if_same`]; the removed binding stays readable through the
+    /// returned reference while this handle lives.
+    pub fn unregister_if_same(&self, name: &str, tag: Tag) -> Result<EntryRef<'_, V>, Error> {
+        self.remove(name, Some(tag))
+    }
+
+    /// See [`Registry::unregister`].
+    pub fn unregister(&self, name: &str) -> Result<EntryRef<'_, V>, Error> {
+        self.remove(name, None)
+    }
+
+    /// Removes `name` if it carries `expected` (or unconditionally).
+    pub(crate) fn remove(&self, name: &str, expected: Option<Tag>) -> Result<EntryRef<'_, V>, Error> {
+        invalid(name)?;
+        let map = &self.registry.inner.map;
+        let hash = map.hash(name);
+        let accept = |n: &Node<V>| expected.is_none_or(|t| n.tag == t);
+        let not_found = || Error::NotFound {
+            name: name.to_owned(),
+        };
+        match map.write_if(hash, name, Write::Remove, accept, &self.guard) {
+            // A dead weak binding was invisible: removing it was a purge, not a removal.
+            Written::Done(n) => EntryRef::of(n).ok_or_else(not_found),
+            Written::Refused(n) if !n.is_visible() => {
+                self.purge(n);
+                Err(not_found())
+            }
+            Written::Refused(n) => Err(Error::TagMismatch {
+                name: name.to_owned(),
+                // `expected` is Some: the unconditional predicate never refuses.
+                expected: expected.unwrap_or(n.tag),
+                current: n.tag,
+            }),
+            Written::NotFound => Err(not_found()),
+        }
+    }
+
+    /// See [`Registry::replace_if_same`].
+    pub fn replace_if_same(&self, name: &str, tag: Tag, value: V) -> Result<Tag, Rejected<V>> {
+        if let Err(e) = invalid(name) {
+            return Err(Rejected::new(e, value));
+        }
+        let inner = &self.registry.inner;
+        let hash = inner.map.hash(name);
+        let new_tag = Tag::new(tag.instance(), inner.generations.next());
+        let new = Owned::new(Node {
+            hash,
+            tag: new_tag,
+            name: NameBuf::new(name),
+            value: Stored::Strong(value),
+        })
+        .into_shared(&self.guard);
+        let accept = |n: &Node<V>| n.tag == tag && n.is_visible();
+        let error = match inner.map.write_if(hash, name, Write::Replace(new), accept, &self.guard) {
+            Written::Done(_) => return Ok(new_tag),
+            Written::Refused(n) if n.is_visible() => Error::TagMismatch {
+                name: name.to_owned(),
+                expected: tag,
+                current: n.tag,
+            },
+            Written::Refused(_) | Written::NotFound => Error::NotFound {
+                name: name.to_owned(),
+            },
+        };
+        // SAFETY: the replace did not happen, so `new` was never published; it is still ours.
+        let node = unsafe { new.into_owned() }.into_box();
+        match node.value {
+            Stored::Strong(v) => Err(Rejected::new(error, v)),
+            Stored::Weak(_) => unreachable!("stored strong"),
+        }
+    }
+
+    /// See [`Registry::unregister_instance`].
+    pub fn unregister_instance(&self, instance: InstanceId) -> Vec<(String, Tag)> {
+        let mine: Vec<(&str, Tag)> = self
+            .registry
+            .inner
+            .map
+            .iter(&self.guard)
+            .filter(|n| n.tag.instance() == instance)
+            .map(|n| (n.name(), n.tag))
+            .collect();
+        mine.into_iter()
+            .filter_map(|(name, tag)| {
+                self.remove(name, Some(tag))
+                    .ok()
+                    .map(|_| (name.to_owned(), tag))
+            })
+            .collect()
+    }
+
+    /// See [`Registry::clear`].
+    pub fn clear(&self) -> usize {
+        let all: Vec<(&str, Tag)> = self
+            .registry
+            .inner
+            .map
+            .iter(&self.guard)
+            .map(|n| (n.name(), n.tag))
+            .collect();
+        all.into_iter()
+            .filter(|(name, tag)| self.remove(name, Some(*tag)).is_ok())
+            .count()
+    }
+
+    /// See [`Registry::purge_dead`].
+    pub fn purge_dead(&self) -> usize {
+        let dead: Vec<&Node<V>> = self
+            .registry
+            .inner
+            .map
+            .iter(&self.guard)
+            .filter(|n| !n.is_visible())
+            .collect();
+        dead.into_iter().filter(|n| self.purge(n)).count()
+    }
+
+    /// Removes a dead weak binding if it is still the one bound (identity-safe).
+    fn purge(&self, node: &Node<V>) -> bool {
+        let map = &self.registry.inner.map;
+        let tag = node.tag;
+        matches!(
+            map.write_if(node.hash, node.name(), Write::Remove, |n| n.tag == tag, &self.guard),
+            Written::Done(_)
+        )
+    }
+
+    /// Pushes this thread's deferred frees to the global queue and tries to collect.
+    pub fn flush(&self) {
+        self.guard.flush();
+    }
+
+    /// Unpins and pins again, letting memory retired so far be reclaimed. Borrowed entries
+    /// cannot outlive this call (the borrow checker enforces it).
+    pub fn repin(&mut self) {
+        self.guard.repin();
+    }
+}
+
+/// Iterator over a [`Pinned`] handle's bindings.
+pub struct Iter<'g, V> {
+    raw: RawIter<'g, V>,
+}
+
+impl<'g, V> Iterator for Iter<'g, V> {
+    type Item = EntryRef<'g, V>;
+
+    fn next(&mut self) -> Option<EntryRef<'g, V>> {
+        self.raw.by_ref().find_map(EntryRef::of)
+    }
+}
+
+impl<V> fmt::Debug for Iter<'_, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}

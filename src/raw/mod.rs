@@ -1,0 +1,483 @@
+//! The lock-free core: an open-addressing hash table of immutable nodes on crossbeam-epoch.
+//!
+//! Everything `unsafe` in the crate lives under this module. The safe facade
+//! ([`Registry`](crate::Registry)) only validates input, mints tags and delegates here.
+//!
+//! - `node.rs`: the immutable binding and its inline name.
+//! - `table.rs`: one table, its slot states and their encoding.
+//! - `migrate.rs`: growth and tombstone shedding, incremental and lock-free.
+//! - `reclaim.rs`: when a node may be freed, and panicking destructors.
+//!
+//! # Operations
+//! Every operation starts at the root table and walks the name's probe chain (linear probing
+//! from `hash & mask`). A chain ends at the first `Empty` slot: since slots never become `Empty`
+//! again and tombstones are never reused, a name can only be in a slot the walk has not passed.
+//!
+//! - **get**: the first `Live`/`Frozen` node with the name is the answer; `Done` means "ask the
+//!   next table"; `Empty` means absent; a `SealedEmpty` end (or a chain with no end) means "ask
+//!   the next table", where names inserted during a migration go. Never writes, never waits.
+//! - **insert-if-absent**: one CAS of the node into the chain's first `Empty` slot. A lost CAS
+//!   re-reads that slot: the same name means "already registered", another name means walk on.
+//! - **remove / replace if same tag**: find the name's `Live` node, compare its tag, one CAS to
+//!   a tombstone or to the new node. A lost CAS re-reads the slot and decides again.
+//!
+//! Every write that meets a `Frozen` node for its name first finishes that slot's copy
+//! (`migrate.rs`) and continues in the next table; every write on a migrating table copies one
+//! chunk first, so migrations finish as long as anyone writes.
+//!
+//! Each operation on one name is linearizable: at its linearization point (the successful CAS,
+//! or the load that decided the answer) the name's state is the one it reports.
+
+mod migrate;
+pub(crate) mod node;
+mod reclaim;
+mod table;
+
+use std::hash::BuildHasher;
+
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+
+use self::migrate::{hard_limit, soft_limit};
+use self::node::Node;
+pub(crate) use self::reclaim::drop_panics;
+use self::reclaim::{drop_node, retire};
+use self::table::{FROZEN, Slot, TOMB, Table, home};
+use crate::sync::{AtomicIsize, Ordering};
+
+/// The smallest table allocated.
+pub(crate) const MIN_CAPACITY: usize = 4;
+
+/// The map.
+pub(crate) struct RawMap<V> {
+    /// The current table. Never null.
+    root: Atomic<Table<V>>,
+    hasher: foldhash::fast::FixedState,
+    /// Live bindings (weak ones included until purged). Incremented after a successful insert,
+    /// decremented after a successful remove, so it may dip below zero for an instant.
+    len: AtomicIsize,
+}
+
+// SAFETY: the map owns `V`s and hands out `&V` to other threads: it is Send/Sync when `V` is.
+// The raw pointers inside (node and table pointers) are only dereferenced under epoch guards.
+unsafe impl<V: Send + Sync> Send for RawMap<V> {}
+// SAFETY: as above.
+unsafe impl<V: Send + Sync> Sync for RawMap<V> {}
+
+/// The result of [`RawMap::insert`].
+pub(crate) enum Insert<'g, V> {
+    Inserted,
+    /// The name is bound; the node was not inserted and is handed back.
+    Exists {
+        current: &'g Node<V>,
+        rejected: Owned<Node<V>>,
+    },
+}
+
+/// What a conditional write does to a matching node.
+pub(crate) enum Write<'g, V> {
+    Remove,
+    Replace(Shared<'g, Node<V>>),
+}
+
+/// The result of [`RawMap::write_if`].
+pub(crate) enum Written<'g, V> {
+    /// The write happened; this node was unlinked (and retired).
+    Done(&'g Node<V>),
+    /// The name is bound, but the predicate refused its node.
+    Refused(&'g Node<V>),
+    NotFound,
+}
+
+/// Where a probe ended.
+enum Probe<'g, V> {
+    Found(&'g Node<V>),
+    Absent,
+    Next,
+}
+
+impl<V> RawMap<V> {
+    pub(crate) fn new(capacity: usize, seed: u64) -> RawMap<V> {
+        let capacity = capacity.max(MIN_CAPACITY).next_power_of_two();
+        RawMap {
+            root: Atomic::from(table::boxed::<V>(capacity)),
+            hasher: foldhash::fast::FixedState::with_seed(seed),
+            len: AtomicIsize::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    #[inline]
+    fn root<'g>(&self, guard: &'g Guard) -> &'g Table<V> {
+        // SAFETY: the root is never null, and a table is retired only after it stopped being
+        // the root, so it outlives every guard that loaded it.
+        unsafe { self.root.load(Ordering::Acquire, guard).deref() }
+    }
+
+    /// Bindings stored (an instant's snapshot; weak ones count until purged).
+    pub(crate) fn len(&self) -> usize {
+        usize::try_from(self.len.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// The capacity of the root table (for tests and stats).
+    pub(crate) fn capacity(&self, guard: &Guard) -> usize {
+        self.root(guard).capacity()
+    }
+
+    /// The current node bound to `name`.
+    pub(crate) fn get<'g>(&self, hash: u64, name: &str, guard: &'g Guard) -> Option<&'g Node<V>> {
+        self.get_in(self.root(guard), hash, name, guard)
+    }
+
+    /// Looks `name` up in one table (see the module docs for what each slot means).
+    #[inline]
+    fn probe<'g>(&self, table: &'g Table<V>, hash: u64, name: &str, guard: &'g Guard) -> Probe<'g, V> {
+        let mut i = home(hash, table.mask);
+        for _ in 0..=table.mask {
+            match Slot::decode(table.load(i, guard)) {
+                Slot::Empty => return Probe::Absent,
+                Slot::SealedEmpty => return Probe::Next,
+                Slot::Tomb | Slot::SealedTomb => {}
+                Slot::Live(n) | Slot::Frozen(n) if n.is(hash, name) => return Probe::Found(n),
+                Slot::Done(n) if n.is(hash, name) => return Probe::Next,
+                Slot::Live(_) | Slot::Frozen(_) | Slot::Done(_) => {}
+            }
+            i = (i + 1) & table.mask;
+        }
+        // A chain with no end: every slot is claimed. New names went to the next table if any.
+        match table.migration(guard) {
+            Some(_) => Probe::Next,
+            None => Probe::Absent,
+        }
+    }
+
+    /// Binds `new.name` to `new` unless the name is bound. `vacant(current)` may declare an
+    /// existing binding vacant (a dead weak binding), in which case it is replaced.
+    pub(crate) fn insert<'g>(
+        &self,
+        new: Owned<Node<V>>,
+        vacant: impl Fn(&Node<V>) -> bool,
+        guard: &'g Guard,
+    ) -> Insert<'g, V> {
+        let new = new.into_shared(guard);
+        // SAFETY: we allocated `new`; it stays alive at least until we hand it back or it is
+        // unlinked, which cannot happen before this function returns and the guard is dropped.
+        let node = unsafe { new.deref() };
+        let hash = node.hash;
+        let mut table = self.root(guard);
+        'tables: loop {
+            let migration = table.migration(guard);
+            if let Some(m) = migration {
+                self.help_migrate(table, m, guard);
+            }
+            let mut i = home(hash, table.mask);
+            let mut walked = 0;
+            loop {
+                if walked > table.mask {
+                    // Every slot is claimed: the name is not here, so it goes to the next table.
+                    table = self.next_for_insert(table, guard);
+                    continue 'tables;
+                }
+                let cur = table.load(i, guard);
+                match Slot::decode(cur) {
+                    Slot::Empty => {
+                        if migration.is_some() {
+                            // New names go to the next table while this one migrates; sealing
+                            // the end of the chain first means nobody can still claim it here.
+                            self.seal_empty(table, i, cur, guard);
+                            continue;
+                        }
+                        match self.reserve(table, guard) {
+                            Reserve::Granted => {}
+                            Reserve::Seal => {
+                                self.seal_empty(table, i, cur, guard);
+                                continue;
+                            }
+                            Reserve::HelpPrevious => {
+                                self.help_prev(table, guard);
+                                table = self.root(guard);
+                                continue 'tables;
+                            }
+                        }
+                        match table.cas(i, cur, new, guard) {
+                            Ok(()) => {
+                                self.len.fetch_add(1, Ordering::Relaxed);
+                                return Insert::Inserted;
+                            }
+                            Err(_) => {
+                                table.claimed.fetch_sub(1, Ordering::Relaxed);
+                                continue; // look at slot `i` again
+                            }
+                        }
+                    }
+                    Slot::SealedEmpty => {
+                        table = table.next(guard).expect("a sealed slot implies a next table");
+                        continue 'tables;
+                    }
+                    Slot::Live(n) if n.is(hash, node.name()) => {
+                        if !vacant(n) {
+                            // SAFETY: `new` was never published.
+                            let rejected = unsafe { new.into_owned() };
+                            return Insert::Exists { current: n, rejected };
+                        }
+                        if table.cas(i, cur, new, guard).is_ok() {
+                            // SAFETY: our CAS unlinked `n`.
+                            unsafe { retire(table, n, guard) };
+                            return Insert::Inserted;
+                        }
+                        continue;
+                    }
+                    Slot::Frozen(n) if n.is(hash, node.name()) => {
+                        if !vacant(n) {
+                            // SAFETY: `new` was never published.
+                            let rejected = unsafe { new.into_owned() };
+                            return Insert::Exists { current: n, rejected };
+                        }
+                        table = self.finish_copy(table, i, guard);
+                        continue 'tables;
+                    }
+                    Slot::Done(n) if n.is(hash, node.name()) => {
+                        table = table.next(guard).expect("a done slot implies a next table");
+                        continue 'tables;
+                    }
+                    Slot::Tomb
+                    | Slot::SealedTomb
+                    | Slot::Live(_)
+                    | Slot::Frozen(_)
+                    | Slot::Done(_) => {}
+                }
+                i = (i + 1) & table.mask;
+                walked += 1;
+            }
+        }
+    }
+
+    /// Removes or replaces the node bound to `name` if `accept(node)`: one CAS.
+    pub(crate) fn write_if<'g>(
+        &self,
+        hash: u64,
+        name: &str,
+        write: Write<'g, V>,
+        accept: impl Fn(&Node<V>) -> bool,
+        guard: &'g Guard,
+    ) -> Written<'g, V> {
+        let new = match write {
+            Write::Remove => Shared::null().with_tag(TOMB),
+            Write::Replace(new) => new,
+        };
+        let mut table = self.root(guard);
+        'tables: loop {
+            if let Some(m) = table.migration(guard) {
+                self.help_migrate(table, m, guard);
+            }
+            let mut i = home(hash, table.mask);
+            let mut walked = 0;
+            loop {
+                if walked > table.mask {
+                    match table.next(guard) {
+                        Some(next) => {
+                            table = next;
+                            continue 'tables;
+                        }
+                        None => return Written::NotFound,
+                    }
+                }
+                let cur = table.load(i, guard);
+                match Slot::decode(cur) {
+                    Slot::Empty => return Written::NotFound,
+                    Slot::SealedEmpty => {
+                        table = table.next(guard).expect("a sealed slot implies a next table");
+                        continue 'tables;
+                    }
+                    Slot::Live(n) if n.is(hash, name) => {
+                        if !accept(n) {
+                            return Written::Refused(n);
+                        }
+                        if table.cas(i, cur, new, guard).is_ok() {
+                            if new.is_null() {
+                                self.len.fetch_sub(1, Ordering::Relaxed);
+                            }
+                            // SAFETY: our CAS unlinked `n`.
+                            unsafe { retire(table, n, guard) };
+                            return Written::Done(n);
+                        }
+                        continue; // the slot changed: decide again
+                    }
+                    Slot::Frozen(n) if n.is(hash, name) => {
+                        if !accept(n) {
+                            // `n` is still the current binding (nothing changes the name
+                            // anywhere before its copy is done), so refusing is linearizable.
+                            return Written::Refused(n);
+                        }
+                        table = self.finish_copy(table, i, guard);
+                        continue 'tables;
+                    }
+                    Slot::Done(n) if n.is(hash, name) => {
+                        table = table.next(guard).expect("a done slot implies a next table");
+                        continue 'tables;
+                    }
+                    Slot::Tomb
+                    | Slot::SealedTomb
+                    | Slot::Live(_)
+                    | Slot::Frozen(_)
+                    | Slot::Done(_) => {}
+                }
+                i = (i + 1) & table.mask;
+                walked += 1;
+            }
+        }
+    }
+
+    /// Completes the copy of slot `i` (which holds our name, `Frozen`), returning the next
+    /// table, where the name's state now lives.
+    fn finish_copy<'g>(&self, table: &'g Table<V>, i: usize, guard: &'g Guard) -> &'g Table<V> {
+        let m = table.migration(guard).expect("a frozen slot implies a migration");
+        self.copy_slot_counted(table, m, i, guard);
+        table.next(guard).expect("a frozen slot implies a next table")
+    }
+
+    /// The table an insert continues in when `table` has no `Empty` slot left on its chain.
+    fn next_for_insert<'g>(&self, table: &'g Table<V>, guard: &'g Guard) -> &'g Table<V> {
+        if let Some(next) = table.next(guard) {
+            return next;
+        }
+        if table.prev(guard).is_some() {
+            // Only the root may migrate: finish the migration into this table first.
+            self.help_prev(table, guard);
+            return self.root(guard);
+        }
+        self.start_migration(table, guard);
+        table.next(guard).expect("a migration was just started")
+    }
+
+    /// Seals the `Empty` slot `i` of a migrating table (a copy step any thread may do).
+    fn seal_empty<'g>(&self, table: &Table<V>, i: usize, cur: Shared<'g, Node<V>>, guard: &'g Guard) {
+        if table.migration(guard).is_none() {
+            self.start_migration(table, guard);
+        }
+        if table.cas(i, cur, Shared::null().with_tag(FROZEN), guard).is_ok() {
+            self.count_sealed(table, 1, guard);
+        }
+    }
+
+    /// Counts one claim in `table` before its CAS (see `migrate.rs`, "Room in the next table").
+    fn reserve(&self, table: &Table<V>, guard: &Guard) -> Reserve {
+        let claimed = table.claimed.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(prev) = table.prev(guard) {
+            let uncopied = prev.capacity() - prev.sealed.load(Ordering::Acquire).min(prev.capacity());
+            if claimed + uncopied < table.capacity() {
+                return Reserve::Granted;
+            }
+            table.claimed.fetch_sub(1, Ordering::Relaxed);
+            return Reserve::HelpPrevious;
+        }
+        if claimed > hard_limit(table.capacity()) {
+            table.claimed.fetch_sub(1, Ordering::Relaxed);
+            return Reserve::Seal;
+        }
+        if claimed > soft_limit(table.capacity()) {
+            self.start_migration(table, guard);
+        }
+        Reserve::Granted
+    }
+
+    /// Every binding, weakly consistent: each binding present for the whole walk is seen
+    /// exactly once; none that was freed is ever seen.
+    pub(crate) fn iter<'g>(&'g self, guard: &'g Guard) -> RawIter<'g, V> {
+        let mut table = self.root(guard);
+        // A migration in progress splits the bindings over two tables; finish it so that one
+        // walk over the root sees each binding once.
+        if let Some(m) = table.migration(guard) {
+            self.finish_migration(table, m, guard);
+            table = self.root(guard);
+        }
+        RawIter {
+            map: self,
+            table,
+            i: 0,
+            guard,
+        }
+    }
+}
+
+enum Reserve {
+    Granted,
+    /// The root table is at its hard limit: seal the slot and go to the next table.
+    Seal,
+    /// The table being migrated into has no room to spare until more is copied.
+    HelpPrevious,
+}
+
+/// See [`RawMap::iter`].
+pub(crate) struct RawIter<'g, V> {
+    map: &'g RawMap<V>,
+    table: &'g Table<V>,
+    i: usize,
+    guard: &'g Guard,
+}
+
+impl<'g, V> Iterator for RawIter<'g, V> {
+    type Item = &'g Node<V>;
+
+    fn next(&mut self) -> Option<&'g Node<V>> {
+        while self.i < self.table.capacity() {
+            let i = self.i;
+            self.i += 1;
+            match Slot::decode(self.table.load(i, self.guard)) {
+                Slot::Live(n) | Slot::Frozen(n) => return Some(n),
+                // A migration started during the walk: the name's current state is there.
+                // Names that entered the next table directly were not present when the walk
+                // started, so skipping them is allowed.
+                Slot::Done(n) => {
+                    let next = self.table.next(self.guard).expect("a done slot implies a next table");
+                    if let Some(found) = self.map.get_in(next, n.hash, n.name(), self.guard) {
+                        return Some(found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+impl<V> RawMap<V> {
+    /// `get`, starting at `table` instead of the root.
+    fn get_in<'g>(&self, mut table: &'g Table<V>, hash: u64, name: &str, guard: &'g Guard) -> Option<&'g Node<V>> {
+        loop {
+            match self.probe(table, hash, name, guard) {
+                Probe::Found(n) => return Some(n),
+                Probe::Absent => return None,
+                Probe::Next => table = table.next(guard).expect("a sealed slot implies a next table"),
+            }
+        }
+    }
+}
+
+impl<V> Drop for RawMap<V> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no other thread can reach the map, so nothing needs protecting
+        // and deferred frees may run at once.
+        let guard = unsafe { crossbeam_epoch::unprotected() };
+        let root = self.root(guard);
+        if let Some(m) = root.migration(guard) {
+            // Settle every node in one table (this frees the old one and its graveyard).
+            self.finish_migration(root, m, guard);
+        }
+        let root = self.root.load(Ordering::Relaxed, guard);
+        // SAFETY: the root is never null.
+        let table = unsafe { root.deref() };
+        debug_assert!(table.migration(guard).is_none());
+        for i in 0..table.capacity() {
+            if let Slot::Live(n) = Slot::decode(table.load(i, guard)) {
+                // SAFETY: a live node of the only table is owned by it alone.
+                unsafe { drop_node(n as *const Node<V> as *mut Node<V>) };
+            }
+        }
+        // SAFETY: the root table was allocated by `Owned::new` and is unreachable now.
+        drop(unsafe { root.into_owned() });
+    }
+}

@@ -1,0 +1,137 @@
+//! [`Registration`]: the guard that owns a binding.
+
+use std::fmt;
+
+use crate::error::{Error, Rejected};
+use crate::raw::{Write, Written};
+use crate::registry::{Entry, Registry};
+use crate::tag::Tag;
+
+/// Owns one binding: dropping it unbinds the name **only if the binding is still this one**
+/// (an `unregister_if_same` with its own tag). So the destructor race that MARSYS patched by
+/// hand (an old agent's late destructor removing a newer agent of the same name) cannot happen.
+///
+/// `'static` and `Send`: keep it in the agent it registers, and the binding lives exactly as
+/// long as the agent.
+#[must_use = "dropping the guard unregisters the name at once; call `detach()` to keep it"]
+pub struct Registration<V> {
+    registry: Registry<V>,
+    name: Box<str>,
+    tag: Tag,
+    armed: bool,
+}
+
+/// The result of [`Registry::ensure_registered`].
+#[derive(Debug)]
+pub enum Ensured<V> {
+    /// The name was free and is now bound; the guard owns the binding.
+    Registered(Registration<V>),
+    /// The name was already bound to the same instance; nothing changed and no second owner
+    /// was created. Its tag.
+    Existing(Tag),
+}
+
+impl<V> Registration<V> {
+    pub(crate) fn new(registry: Registry<V>, name: &str, tag: Tag) -> Self {
+        Registration {
+            registry,
+            name: name.into(),
+            tag,
+            armed: true,
+        }
+    }
+
+    /// The name this guard bound.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tag of the binding this guard owns.
+    pub fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry<V> {
+        &self.registry
+    }
+
+    /// Keeps the binding past the guard's life and hands back its tag (for a later
+    /// [`Registry::unregister_if_same`]).
+    pub fn detach(mut self) -> Tag {
+        self.armed = false;
+        self.tag
+    }
+
+    /// Whether the name is still bound to this guard's binding.
+    pub fn is_current(&self) -> bool {
+        let inner = &self.registry.inner;
+        let (guard, _local) = inner.pin();
+        let hash = inner.map.hash(&self.name);
+        inner
+            .map
+            .get(hash, &self.name, &guard)
+            .is_some_and(|n| n.tag == self.tag && n.is_visible())
+    }
+
+    /// Removes the binding if it is still this one (what `drop` does, with the outcome).
+    fn remove_own(&self) -> bool {
+        let inner = &self.registry.inner;
+        let (guard, _local) = inner.pin();
+        let hash = inner.map.hash(&self.name);
+        let tag = self.tag;
+        matches!(
+            inner
+                .map
+                .write_if(hash, &self.name, Write::Remove, |n| n.tag == tag, &guard),
+            Written::Done(_)
+        )
+    }
+}
+
+impl<V: Send + Sync + 'static> Registration<V> {
+    /// Unbinds now, reporting what happened: [`Error::TagMismatch`] or [`Error::NotFound`] if
+    /// the binding was already replaced or removed by someone else (then nothing is changed).
+    pub fn unregister(mut self) -> Result<Tag, Error> {
+        self.armed = false;
+        self.registry
+            .pin()
+            .unregister_if_same(&self.name, self.tag)
+            .map(|e| e.tag())
+    }
+
+    /// Replaces the value of the binding this guard owns (a new generation), keeping the guard
+    /// current. Refused, with the value handed back, if the binding is no longer this guard's.
+    pub fn replace(&mut self, value: V) -> Result<Tag, Rejected<V>> {
+        let tag = self.registry.replace_if_same(&self.name, self.tag, value)?;
+        self.tag = tag;
+        Ok(tag)
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Registration<V> {
+    /// The current value, if the binding is still this guard's.
+    pub fn get(&self) -> Option<Entry<V>> {
+        self.registry
+            .get(&self.name)
+            .filter(|e| e.tag() == self.tag)
+    }
+}
+
+impl<V> Drop for Registration<V> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.remove_own();
+        }
+    }
+}
+
+impl<V> fmt::Debug for Registration<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("name", &self.name)
+            .field("tag", &self.tag)
+            .field("armed", &self.armed)
+            .finish()
+    }
+}

@@ -1,0 +1,411 @@
+//! The safe facade: [`Registry`], its builder, and the owned [`Entry`] it returns.
+//!
+//! Every method validates its input, mints tags, pins, and delegates to [`crate::raw`]. The
+//! operations themselves are written once, in [`Pinned`], and the registry's methods pin a
+//! guard for the length of one call and drop it before returning, so nothing they return holds
+//! an epoch guard: results can be kept across `.await` points and sent to other threads.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crossbeam_epoch::{Collector, Guard, LocalHandle};
+
+use crate::error::{Error, Rejected};
+use crate::pinned::{EntryRef, Pinned};
+use crate::raw::RawMap;
+use crate::raw::node::{Stored, WeakRef};
+use crate::registration::{Ensured, Registration};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::tag::{GenerationCounter, InstanceId, Tag};
+
+/// A lock-free, generation-tagged registry of named values.
+///
+/// Cheap to clone: clones share one registry, so a [`Registration`] guard (which holds a clone)
+/// is `'static` and `Send`. `V` is what a name is bound to, typically an `Arc` of an agent or a
+/// channel handle; methods that return values clone them (cheap for `Arc`), so that nothing
+/// returned borrows the registry. [`Registry::pin`] gives borrowed access for hot loops.
+///
+/// See the [crate docs](crate) for the guarantees.
+pub struct Registry<V> {
+    pub(crate) inner: Arc<Inner<V>>,
+}
+
+pub(crate) struct Inner<V> {
+    // Field order matters: the map (and its nodes) is dropped before the collector that may
+    // still hold deferred frees of its nodes.
+    pub(crate) map: RawMap<V>,
+    pub(crate) generations: GenerationCounter,
+    /// The number for the next `register_auto` name. Never restarts.
+    pub(crate) auto: AtomicU64,
+    /// Whether a weak binding was ever stored (then `len` purges dead ones first).
+    pub(crate) weak_used: AtomicUsize,
+    collector: Option<Collector>,
+}
+
+impl<V> Clone for Registry<V> {
+    fn clone(&self) -> Self {
+        Registry {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// Configures a [`Registry`]; from [`Registry::builder`].
+pub struct Builder<V> {
+    capacity: usize,
+    collector: Option<Collector>,
+    seed: Option<u64>,
+    _values: PhantomData<fn() -> V>,
+}
+
+impl<V> fmt::Debug for Builder<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("capacity", &self.capacity)
+            .field("own_collector", &self.collector.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Send + Sync + 'static> Builder<V> {
+    fn new() -> Self {
+        Builder {
+            capacity: 0,
+            collector: None,
+            seed: None,
+            _values: PhantomData,
+        }
+    }
+
+    /// Pre-sizes the table for about this many names (it grows as needed anyway).
+    pub fn capacity(mut self, names: usize) -> Self {
+        self.capacity = names.saturating_mul(2);
+        self
+    }
+
+    /// Reclaims memory through this collector instead of crossbeam-epoch's global one.
+    ///
+    /// An owned collector isolates the registry's garbage (tests, Miri and loom models use it);
+    /// every call then registers the thread with it, which costs more than pinning the global
+    /// collector. [`Registry::pin`] amortises that over many operations.
+    pub fn collector(mut self, collector: Collector) -> Self {
+        self.collector = Some(collector);
+        self
+    }
+
+    /// Fixes the hash seed (by default each registry draws a random one, so that names chosen
+    /// by an adversary cannot force long probe chains). For reproducible tests.
+    pub fn hash_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Builds the registry.
+    pub fn build(self) -> Registry<V> {
+        let seed = self.seed.unwrap_or_else(random_seed);
+        Registry {
+            inner: Arc::new(Inner {
+                map: RawMap::new(self.capacity, seed),
+                generations: GenerationCounter::new(),
+                auto: AtomicU64::new(1),
+                weak_used: AtomicUsize::new(0),
+                collector: self.collector,
+            }),
+        }
+    }
+}
+
+fn random_seed() -> u64 {
+    #[cfg(loom)]
+    {
+        // Models must be deterministic.
+        0x5eed
+    }
+    #[cfg(not(loom))]
+    {
+        use std::hash::BuildHasher;
+        foldhash::fast::RandomState::default().hash_one(0x9e37_79b9_7f4a_7c15_u64)
+    }
+}
+
+impl<V> Inner<V> {
+    /// Pins the current thread on the registry's collector.
+    pub(crate) fn pin(&self) -> (Guard, Option<LocalHandle>) {
+        match &self.collector {
+            None => (crossbeam_epoch::pin(), None),
+            Some(c) => {
+                let handle = c.register();
+                (handle.pin(), Some(handle))
+            }
+        }
+    }
+}
+
+impl<V: Send + Sync + 'static> Default for Registry<V> {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl<V: Send + Sync + 'static> Registry<V> {
+    /// An empty registry on crossbeam-epoch's global collector.
+    pub fn new() -> Registry<V> {
+        Builder::new().build()
+    }
+
+    /// A [`Builder`] for capacity, collector and hash seed.
+    pub fn builder() -> Builder<V> {
+        Builder::new()
+    }
+
+    /// Binds `name` to `value` under a fresh [`InstanceId`], if the name is free.
+    ///
+    /// Of any number of concurrent registrations of one free name exactly one succeeds; the
+    /// others get [`Error::AlreadyRegistered`] with the winner's tag, and their values back.
+    /// The returned guard unbinds the name when dropped, but only if the binding is still its
+    /// own ([`Registration`]).
+    pub fn register(&self, name: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
+        self.pin().register(name, value)
+    }
+
+    /// Like [`register`](Self::register), with an instance id of the caller's (so that the same
+    /// object can be recognised across registrations and found by
+    /// [`unregister_instance`](Self::unregister_instance)).
+    pub fn register_as(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: V,
+    ) -> Result<Registration<V>, Rejected<V>> {
+        self.pin().register_as(name, instance, value)
+    }
+
+    /// Idempotent registration of `instance` under `name`: binds it if the name is free; if the
+    /// name is already bound to this same instance, returns the existing tag and creates no
+    /// second owner (no second guard); if it is bound to another instance, refuses.
+    pub fn ensure_registered(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: V,
+    ) -> Result<Ensured<V>, Rejected<V>> {
+        self.pin().ensure_registered(name, instance, value)
+    }
+
+    /// Binds `{prefix}-{n}` for the next `n` of a per-registry counter that never restarts (not
+    /// after removals, not after [`clear`](Self::clear)), skipping names that are taken. Fails
+    /// only if `prefix` makes an invalid name.
+    pub fn register_auto(&self, prefix: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
+        self.pin().register_auto(prefix, value)
+    }
+
+    /// Whether `name` is bound (to a visible binding).
+    pub fn contains(&self, name: &str) -> bool {
+        self.pin().contains(name)
+    }
+
+    /// The tag of the binding of `name`, if any.
+    pub fn tag_of(&self, name: &str) -> Option<Tag> {
+        self.pin().get(name).map(|e| e.tag())
+    }
+
+    /// Whether `name` is still bound with exactly `tag`.
+    pub fn is_current(&self, name: &str, tag: Tag) -> bool {
+        self.tag_of(name) == Some(tag)
+    }
+
+    /// Unbinds every name bound to `instance`, each with its own identity-safe CAS. Returns the
+    /// names and tags removed. Walks the whole table (O(capacity)).
+    pub fn unregister_instance(&self, instance: InstanceId) -> Vec<(String, Tag)> {
+        self.pin().unregister_instance(instance)
+    }
+
+    /// Swaps in `value` under a new generation (same instance) only if `name` still carries
+    /// `tag`. Returns the new tag; on refusal hands `value` back. Guards holding the old tag go
+    /// stale (their drop then does nothing): use [`Registration::replace`] to keep one current.
+    pub fn replace_if_same(&self, name: &str, tag: Tag, value: V) -> Result<Tag, Rejected<V>> {
+        self.pin().replace_if_same(name, tag, value)
+    }
+
+    /// Bindings stored right now. Dead weak bindings are purged first, so this agrees with
+    /// [`names`](Self::names) when nothing runs concurrently. O(1) unless the registry has ever
+    /// held a weak binding (then a purge walks the table).
+    pub fn len(&self) -> usize {
+        if self.inner.weak_used.load(Ordering::Relaxed) != 0 {
+            self.purge_dead();
+        }
+        self.inner.map.len()
+    }
+
+    /// Whether [`len`](Self::len) is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bound names, weakly consistent (see the crate docs), sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.pin().iter().map(|e| e.name().to_owned()).collect();
+        names.sort_unstable();
+        // A name removed and re-bound during the walk can be seen twice (two bindings).
+        names.dedup();
+        names
+    }
+
+    /// Removes every binding (each with its own CAS, so a concurrent re-registration is never
+    /// removed by mistake... it is simply one more binding after the clear). Generations keep
+    /// increasing. Returns how many bindings were removed.
+    pub fn clear(&self) -> usize {
+        self.pin().clear()
+    }
+
+    /// Removes weak bindings whose owner has died (identity-safely). Reads never see them
+    /// anyway; this only frees their slots and fixes [`len`](Self::len).
+    pub fn purge_dead(&self) -> usize {
+        self.pin().purge_dead()
+    }
+
+    /// A handle that keeps one epoch guard for many operations (no re-pinning per call) and
+    /// gives borrowed access to values. Not `Send`; do not hold it across `.await`, and drop or
+    /// [`repin`](Pinned::repin) it now and then in long loops, since a pinned thread holds up
+    /// memory reclamation for everyone.
+    pub fn pin(&self) -> Pinned<'_, V> {
+        Pinned::new(self)
+    }
+
+    /// The number of slots of the current table (for monitoring; the table grows by itself).
+    pub fn capacity(&self) -> usize {
+        let (guard, _local) = self.inner.pin();
+        self.inner.map.capacity(&guard)
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Registry<V> {
+    /// The value bound to `name` and its tag, or `None`. Never blocks; the result holds no
+    /// guard, so it can be kept across `.await`.
+    pub fn get(&self, name: &str) -> Option<Entry<V>> {
+        self.pin().get(name).map(|e| e.to_entry())
+    }
+
+    /// The value bound to `name` only if the binding still carries `tag` (a fenced read).
+    pub fn get_if(&self, name: &str, tag: Tag) -> Option<V> {
+        self.pin()
+            .get(name)
+            .filter(|e| e.tag() == tag)
+            .map(|e| e.value().clone())
+    }
+
+    /// Unbinds `name` only if it still carries `tag`: one compare-and-swap. This is the
+    /// identity-safe removal (a late destructor of an old instance can never remove a newer
+    /// binding of the same name, even one of the same instance, because generations differ).
+    ///
+    /// Returns the removed entry, or [`Error::NotFound`] if the name is not bound, or
+    /// [`Error::TagMismatch`] with the current tag if it is bound to another binding. Nothing
+    /// is changed on error.
+    pub fn unregister_if_same(&self, name: &str, tag: Tag) -> Result<Entry<V>, Error> {
+        self.pin().unregister_if_same(name, tag).map(|e| e.to_entry())
+    }
+
+    /// Unbinds `name` whatever it is bound to, returning the removed entry. **Not
+    /// identity-safe**: it can remove a binding made after you last looked (the MARSYS race).
+    /// Prefer [`unregister_if_same`](Self::unregister_if_same) or dropping the
+    /// [`Registration`].
+    pub fn unregister(&self, name: &str) -> Result<Entry<V>, Error> {
+        self.pin().unregister(name).map(|e| e.to_entry())
+    }
+
+    /// A snapshot of every binding: `(name, entry)` pairs, weakly consistent, sorted by name.
+    pub fn entries(&self) -> Vec<(String, Entry<V>)> {
+        let mut all: Vec<(String, Entry<V>)> = self
+            .pin()
+            .iter()
+            .map(|e| (e.name().to_owned(), e.to_entry()))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.tag.cmp(&b.1.tag)));
+        all
+    }
+}
+
+impl<T: ?Sized + Send + Sync + 'static> Registry<Arc<T>> {
+    /// Binds `name` without keeping `owner` alive (MARSYS's weak references). Once every
+    /// strong reference to the owner is dropped the binding is invisible to every read, never
+    /// blocks a new registration of the name, and is purged identity-safely by the next write
+    /// or read that meets it.
+    pub fn register_weak(
+        &self,
+        name: &str,
+        owner: &Arc<T>,
+    ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
+        self.inner.weak_used.store(1, Ordering::Relaxed);
+        let weak: Box<dyn WeakRef<Arc<T>>> = Box::new(Arc::downgrade(owner));
+        self.pin()
+            .register_stored(name, InstanceId::fresh(), Stored::Weak(weak))
+            .map_err(|(e, _)| Rejected::new(e, Arc::clone(owner)))
+    }
+}
+
+impl<V> fmt::Debug for Registry<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("len", &self.inner.map.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An owned binding: its tag and a clone of its value.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Entry<V> {
+    pub(crate) tag: Tag,
+    pub(crate) value: V,
+}
+
+impl<V> Entry<V> {
+    /// The binding's tag.
+    pub fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    /// The value.
+    pub fn value(&self) -> &V {
+        &self.value
+    }
+
+    /// The value, by move.
+    pub fn into_value(self) -> V {
+        self.value
+    }
+}
+
+impl<V> std::ops::Deref for Entry<V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        &self.value
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Entry<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("tag", &self.tag)
+            .field("value", &self.value)
+            .finish()
+    }
+}
+
+impl<'g, V: Clone> EntryRef<'g, V> {
+    /// An owned copy (clones the value).
+    pub fn to_entry(&self) -> Entry<V> {
+        Entry {
+            tag: self.tag(),
+            value: self.value().clone(),
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync + 'static>() {}
+    is::<Registry<Arc<str>>>();
+    is::<Registration<Arc<str>>>();
+    is::<Entry<Arc<str>>>();
+}

@@ -1,0 +1,26 @@
+//! The one place that names atomics: std's normally, loom's under `--cfg loom`.
+//!
+//! Every atomic in the map goes through this module so that the loom models
+//! (`tests/loom.rs`) explore the real algorithm. crossbeam-epoch must be built in its loom mode
+//! as well (`--cfg crossbeam_loom`), or its pins and frees would be invisible to the model and
+//! every model would pass after one or two iterations while testing nothing.
+
+#[cfg(all(loom, not(crossbeam_loom)))]
+compile_error!(
+    "genreg's loom models need crossbeam-epoch in loom mode: \
+     RUSTFLAGS=\"--cfg loom --cfg crossbeam_loom\""
+);
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+
+pub(crate) use std::sync::atomic::Ordering;
+
+/// A process-wide counter that loom does not model.
+///
+/// Used only for minting [`InstanceId`](crate::InstanceId)s, which must be unique across every
+/// registry of the process, so it has to be a `static`, and loom atomics cannot be statics.
+/// Its only operation is one `fetch_add`, which cannot race with anything.
+pub(crate) use std::sync::atomic::AtomicU64 as StaticAtomicU64;

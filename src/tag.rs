@@ -1,0 +1,160 @@
+//! Tags: which object is bound ([`InstanceId`]) and which binding it is ([`Generation`]).
+//!
+//! A [`Tag`] is the pair. It lives in the immutable node of an entry, so comparing a tag and
+//! swapping the node is one pointer compare-and-swap; no 128-bit atomics are needed.
+//!
+//! # Why there is no ABA
+//! Generations come from one registry-wide counter that only goes up (it is never reset, not
+//! even by [`Registry::clear`](crate::Registry::clear)). Two bindings of a registry therefore
+//! never share a generation, so a tag held from an old binding can never match a newer binding
+//! of the same name, even when the very same instance is registered again under that name.
+//! A 64-bit counter incremented a billion times a second lasts 584 years: it does not wrap in
+//! practice, and the counter panics rather than wrap if it ever did.
+
+use std::fmt;
+
+use crate::sync::{AtomicU64, Ordering, StaticAtomicU64};
+
+/// Says *which object* is bound to a name.
+///
+/// The registry mints a fresh one for every registration unless the caller supplies its own
+/// (see [`Registry::register_as`](crate::Registry::register_as)), so that "the same agent" can
+/// be recognised across re-registrations and [`Registry::unregister_instance`] can find every
+/// name it holds. Ids from [`InstanceId::fresh`] are unique for the life of the process.
+///
+/// [`Registry::unregister_instance`]: crate::Registry::unregister_instance
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceId(u64);
+
+/// The process-wide source of [`InstanceId::fresh`]. Starts at 1 so that 0 is never minted.
+static NEXT_INSTANCE: StaticAtomicU64 = StaticAtomicU64::new(1);
+
+impl InstanceId {
+    /// Mints an id that no other call in this process has returned or will return.
+    pub fn fresh() -> InstanceId {
+        // Relaxed: uniqueness needs only the atomicity of the increment, no ordering.
+        let id = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
+        assert!(id != u64::MAX, "InstanceId space exhausted");
+        InstanceId(id)
+    }
+
+    /// Wraps an id chosen by the caller (for example one stored in a database).
+    ///
+    /// Uniqueness is then the caller's business; generations still make every binding distinct,
+    /// so a reused instance id can never cause an ABA in [`unregister_if_same`].
+    ///
+    /// [`unregister_if_same`]: crate::Registry::unregister_if_same
+    pub const fn from_raw(raw: u64) -> InstanceId {
+        InstanceId(raw)
+    }
+
+    /// The id as a number.
+    pub const fn as_raw(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InstanceId({})", self.0)
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Says *which binding* an entry is: a number from a registry-wide, strictly increasing counter
+/// (like etcd's revision). Never reused for the life of the registry.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Generation(u64);
+
+impl Generation {
+    /// The generation as a number.
+    pub const fn as_raw(self) -> u64 {
+        self.0
+    }
+
+    /// Wraps a raw number, for tags rebuilt from a snapshot or forged in tests.
+    pub const fn from_raw(raw: u64) -> Generation {
+        Generation(raw)
+    }
+}
+
+impl fmt::Debug for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Generation({})", self.0)
+    }
+}
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "g{}", self.0)
+    }
+}
+
+/// The identity of one binding: `(instance, generation)`.
+///
+/// Conditional operations ([`unregister_if_same`], [`replace_if_same`], [`get_if`]) succeed
+/// only while the entry still carries exactly this tag.
+///
+/// [`unregister_if_same`]: crate::Registry::unregister_if_same
+/// [`replace_if_same`]: crate::Registry::replace_if_same
+/// [`get_if`]: crate::Registry::get_if
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag {
+    instance: InstanceId,
+    generation: Generation,
+}
+
+impl Tag {
+    /// Builds a tag from its parts (for tags restored from elsewhere, or forged in tests).
+    pub const fn new(instance: InstanceId, generation: Generation) -> Tag {
+        Tag {
+            instance,
+            generation,
+        }
+    }
+
+    /// Which object is bound.
+    pub const fn instance(self) -> InstanceId {
+        self.instance
+    }
+
+    /// Which binding this is.
+    pub const fn generation(self) -> Generation {
+        self.generation
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tag({}@{})", self.instance, self.generation)
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.instance, self.generation)
+    }
+}
+
+/// The registry-wide generation counter.
+pub(crate) struct GenerationCounter(AtomicU64);
+
+impl GenerationCounter {
+    pub(crate) fn new() -> Self {
+        GenerationCounter(AtomicU64::new(1))
+    }
+
+    /// The next generation: strictly greater than every one returned before.
+    pub(crate) fn next(&self) -> Generation {
+        // Relaxed: uniqueness and monotonicity follow from the atomicity of the RMW alone; the
+        // generation is published to other threads inside a node, by the node's Release CAS.
+        let g = self.0.fetch_add(1, Ordering::Relaxed);
+        assert!(g != u64::MAX, "generation counter exhausted");
+        Generation(g)
+    }
+}
