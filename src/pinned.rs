@@ -241,7 +241,11 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
     }
 
     /// Removes `name` if it carries `expected` (or unconditionally).
-    pub(crate) fn remove(&self, name: &str, expected: Option<Tag>) -> Result<EntryRef<'_, V>, Error> {
+    pub(crate) fn remove(
+        &self,
+        name: &str,
+        expected: Option<Tag>,
+    ) -> Result<EntryRef<'_, V>, Error> {
         invalid(name)?;
         let map = &self.registry.inner.map;
         let hash = map.hash(name);
@@ -282,7 +286,10 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         })
         .into_shared(&self.guard);
         let accept = |n: &Node<V>| n.tag == tag && n.is_visible();
-        let error = match inner.map.write_if(hash, name, Write::Replace(new), accept, &self.guard) {
+        let error = match inner
+            .map
+            .write_if(hash, name, Write::Replace(new), accept, &self.guard)
+        {
             Written::Done(_) => return Ok(new_tag),
             Written::Refused(n) if n.is_visible() => Error::TagMismatch {
                 name: name.to_owned(),
@@ -351,7 +358,13 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         let map = &self.registry.inner.map;
         let tag = node.tag;
         matches!(
-            map.write_if(node.hash, node.name(), Write::Remove, |n| n.tag == tag, &self.guard),
+            map.write_if(
+                node.hash,
+                node.name(),
+                Write::Remove,
+                |n| n.tag == tag,
+                &self.guard
+            ),
             Written::Done(_)
         )
     }

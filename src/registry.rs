@@ -303,7 +303,9 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// [`Error::TagMismatch`] with the current tag if it is bound to another binding. Nothing
     /// is changed on error.
     pub fn unregister_if_same(&self, name: &str, tag: Tag) -> Result<Entry<V>, Error> {
-        self.pin().unregister_if_same(name, tag).map(|e| e.to_entry())
+        self.pin()
+            .unregister_if_same(name, tag)
+            .map(|e| e.to_entry())
     }
 
     /// Unbinds `name` whatever it is bound to, returning the removed entry. **Not

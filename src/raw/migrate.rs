@@ -132,13 +132,19 @@ impl<V> RawMap<V> {
 
     /// Copies every slot of `table` that is not final yet, then promotes the next table.
     pub(crate) fn finish_migration(&self, table: &Table<V>, m: &Migration<V>, guard: &Guard) {
-        let finished = (0..table.capacity())
-            .filter(|&i| self.copy_slot(table, m, i, guard))
-            .count();
+        let finished = self.copy_all(table, m, guard);
         self.count_sealed(table, finished, guard);
         // Every slot was seen final by this thread: promote even if a helper that won a final
         // CAS has not counted it yet.
         self.promote(table, m, guard);
+    }
+
+    /// Copies every slot that is not final yet; returns how many this call finished. Does not
+    /// promote (the map's destructor uses it with an unprotected guard).
+    pub(crate) fn copy_all(&self, table: &Table<V>, m: &Migration<V>, guard: &Guard) -> usize {
+        (0..table.capacity())
+            .filter(|&i| self.copy_slot(table, m, i, guard))
+            .count()
     }
 
     /// Helps the migration into `table`, if there is one, to make room in `table`.
@@ -153,7 +159,13 @@ impl<V> RawMap<V> {
     }
 
     /// Copies slot `i` and counts it if this call finished it.
-    pub(crate) fn copy_slot_counted(&self, table: &Table<V>, m: &Migration<V>, i: usize, guard: &Guard) {
+    pub(crate) fn copy_slot_counted(
+        &self,
+        table: &Table<V>,
+        m: &Migration<V>,
+        i: usize,
+        guard: &Guard,
+    ) {
         if self.copy_slot(table, m, i, guard) {
             self.count_sealed(table, 1, guard);
         }

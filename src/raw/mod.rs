@@ -134,7 +134,13 @@ impl<V> RawMap<V> {
 
     /// Looks `name` up in one table (see the module docs for what each slot means).
     #[inline]
-    fn probe<'g>(&self, table: &'g Table<V>, hash: u64, name: &str, guard: &'g Guard) -> Probe<'g, V> {
+    fn probe<'g>(
+        &self,
+        table: &'g Table<V>,
+        hash: u64,
+        name: &str,
+        guard: &'g Guard,
+    ) -> Probe<'g, V> {
         let mut i = home(hash, table.mask);
         for _ in 0..=table.mask {
             match Slot::decode(table.load(i, guard)) {
@@ -214,14 +220,19 @@ impl<V> RawMap<V> {
                         }
                     }
                     Slot::SealedEmpty => {
-                        table = table.next(guard).expect("a sealed slot implies a next table");
+                        table = table
+                            .next(guard)
+                            .expect("a sealed slot implies a next table");
                         continue 'tables;
                     }
                     Slot::Live(n) if n.is(hash, node.name()) => {
                         if !vacant(n) {
                             // SAFETY: `new` was never published.
                             let rejected = unsafe { new.into_owned() };
-                            return Insert::Exists { current: n, rejected };
+                            return Insert::Exists {
+                                current: n,
+                                rejected,
+                            };
                         }
                         if table.cas(i, cur, new, guard).is_ok() {
                             // SAFETY: our CAS unlinked `n`.
@@ -234,7 +245,10 @@ impl<V> RawMap<V> {
                         if !vacant(n) {
                             // SAFETY: `new` was never published.
                             let rejected = unsafe { new.into_owned() };
-                            return Insert::Exists { current: n, rejected };
+                            return Insert::Exists {
+                                current: n,
+                                rejected,
+                            };
                         }
                         table = self.finish_copy(table, i, guard);
                         continue 'tables;
@@ -289,7 +303,9 @@ impl<V> RawMap<V> {
                 match Slot::decode(cur) {
                     Slot::Empty => return Written::NotFound,
                     Slot::SealedEmpty => {
-                        table = table.next(guard).expect("a sealed slot implies a next table");
+                        table = table
+                            .next(guard)
+                            .expect("a sealed slot implies a next table");
                         continue 'tables;
                     }
                     Slot::Live(n) if n.is(hash, name) => {
@@ -334,9 +350,13 @@ impl<V> RawMap<V> {
     /// Completes the copy of slot `i` (which holds our name, `Frozen`), returning the next
     /// table, where the name's state now lives.
     fn finish_copy<'g>(&self, table: &'g Table<V>, i: usize, guard: &'g Guard) -> &'g Table<V> {
-        let m = table.migration(guard).expect("a frozen slot implies a migration");
+        let m = table
+            .migration(guard)
+            .expect("a frozen slot implies a migration");
         self.copy_slot_counted(table, m, i, guard);
-        table.next(guard).expect("a frozen slot implies a next table")
+        table
+            .next(guard)
+            .expect("a frozen slot implies a next table")
     }
 
     /// The table an insert continues in when `table` has no `Empty` slot left on its chain.
@@ -354,11 +374,20 @@ impl<V> RawMap<V> {
     }
 
     /// Seals the `Empty` slot `i` of a migrating table (a copy step any thread may do).
-    fn seal_empty<'g>(&self, table: &Table<V>, i: usize, cur: Shared<'g, Node<V>>, guard: &'g Guard) {
+    fn seal_empty<'g>(
+        &self,
+        table: &Table<V>,
+        i: usize,
+        cur: Shared<'g, Node<V>>,
+        guard: &'g Guard,
+    ) {
         if table.migration(guard).is_none() {
             self.start_migration(table, guard);
         }
-        if table.cas(i, cur, Shared::null().with_tag(FROZEN), guard).is_ok() {
+        if table
+            .cas(i, cur, Shared::null().with_tag(FROZEN), guard)
+            .is_ok()
+        {
             self.count_sealed(table, 1, guard);
         }
     }
@@ -367,7 +396,8 @@ impl<V> RawMap<V> {
     fn reserve(&self, table: &Table<V>, guard: &Guard) -> Reserve {
         let claimed = table.claimed.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(prev) = table.prev(guard) {
-            let uncopied = prev.capacity() - prev.sealed.load(Ordering::Acquire).min(prev.capacity());
+            let uncopied =
+                prev.capacity() - prev.sealed.load(Ordering::Acquire).min(prev.capacity());
             if claimed + uncopied < table.capacity() {
                 return Reserve::Granted;
             }
@@ -387,13 +417,16 @@ impl<V> RawMap<V> {
     /// Every binding, weakly consistent: each binding present for the whole walk is seen
     /// exactly once; none that was freed is ever seen.
     pub(crate) fn iter<'g>(&'g self, guard: &'g Guard) -> RawIter<'g, V> {
-        let mut table = self.root(guard);
         // A migration in progress splits the bindings over two tables; finish it so that one
-        // walk over the root sees each binding once.
-        if let Some(m) = table.migration(guard) {
-            self.finish_migration(table, m, guard);
-            table = self.root(guard);
-        }
+        // walk over the root sees each binding once. (A migration that starts during the walk
+        // is handled slot by slot in `RawIter::next`.)
+        let table = loop {
+            let table = self.root(guard);
+            match table.migration(guard) {
+                Some(m) => self.finish_migration(table, m, guard),
+                None => break table,
+            }
+        };
         RawIter {
             map: self,
             table,
@@ -432,7 +465,10 @@ impl<'g, V> Iterator for RawIter<'g, V> {
                 // Names that entered the next table directly were not present when the walk
                 // started, so skipping them is allowed.
                 Slot::Done(n) => {
-                    let next = self.table.next(self.guard).expect("a done slot implies a next table");
+                    let next = self
+                        .table
+                        .next(self.guard)
+                        .expect("a done slot implies a next table");
                     if let Some(found) = self.map.get_in(next, n.hash, n.name(), self.guard) {
                         return Some(found);
                     }
@@ -446,12 +482,22 @@ impl<'g, V> Iterator for RawIter<'g, V> {
 
 impl<V> RawMap<V> {
     /// `get`, starting at `table` instead of the root.
-    fn get_in<'g>(&self, mut table: &'g Table<V>, hash: u64, name: &str, guard: &'g Guard) -> Option<&'g Node<V>> {
+    fn get_in<'g>(
+        &self,
+        mut table: &'g Table<V>,
+        hash: u64,
+        name: &str,
+        guard: &'g Guard,
+    ) -> Option<&'g Node<V>> {
         loop {
             match self.probe(table, hash, name, guard) {
                 Probe::Found(n) => return Some(n),
                 Probe::Absent => return None,
-                Probe::Next => table = table.next(guard).expect("a sealed slot implies a next table"),
+                Probe::Next => {
+                    table = table
+                        .next(guard)
+                        .expect("a sealed slot implies a next table")
+                }
             }
         }
     }
@@ -459,25 +505,48 @@ impl<V> RawMap<V> {
 
 impl<V> Drop for RawMap<V> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self`: no other thread can reach the map, so nothing needs protecting
-        // and deferred frees may run at once.
+        // SAFETY: `&mut self`: no other thread can reach the map, so nothing needs protecting.
         let guard = unsafe { crossbeam_epoch::unprotected() };
-        let root = self.root(guard);
-        if let Some(m) = root.migration(guard) {
-            // Settle every node in one table (this frees the old one and its graveyard).
-            self.finish_migration(root, m, guard);
-        }
         let root = self.root.load(Ordering::Relaxed, guard);
         // SAFETY: the root is never null.
         let table = unsafe { root.deref() };
-        debug_assert!(table.migration(guard).is_none());
-        for i in 0..table.capacity() {
-            if let Slot::Live(n) = Slot::decode(table.load(i, guard)) {
-                // SAFETY: a live node of the only table is owned by it alone.
-                unsafe { drop_node(n as *const Node<V> as *mut Node<V>) };
-            }
+        let Some(m) = table.migration(guard) else {
+            // SAFETY: the root is the only table; it owns its live nodes and itself.
+            unsafe { free_table_and_nodes(root) };
+            return;
+        };
+        // Settle every node into the next table, which then owns all of them. (No promotion:
+        // with an unprotected guard it would free the old table under our feet.)
+        self.copy_all(table, m, guard);
+        let next = Shared::from(m.next);
+        // SAFETY: after `copy_all` the next table owns every node; the old table owns only its
+        // migration record and graveyard, which its `Drop` frees.
+        unsafe {
+            free_table_and_nodes(next);
+            drop(root.into_owned());
         }
-        // SAFETY: the root table was allocated by `Owned::new` and is unreachable now.
-        drop(unsafe { root.into_owned() });
     }
 }
+
+/// Frees a table and the nodes of its `Live` slots.
+///
+/// # Safety
+/// No other thread can reach the table, and it owns its live nodes (it is not migrating).
+unsafe fn free_table_and_nodes<V>(table: Shared<'_, Table<V>>) {
+    // SAFETY: the caller guarantees exclusive access.
+    let guard = unsafe { crossbeam_epoch::unprotected() };
+    // SAFETY: non-null, exclusively ours.
+    let t = unsafe { table.deref() };
+    debug_assert!(t.migration(guard).is_none());
+    for i in 0..t.capacity() {
+        if let Slot::Live(n) = Slot::decode(t.load(i, guard)) {
+            // SAFETY: a live node of a table that nobody else can reach is owned by it alone.
+            unsafe { drop_node(n as *const Node<V> as *mut Node<V>) };
+        }
+    }
+    // SAFETY: allocated by `Owned::new`, unreachable now.
+    drop(unsafe { table.into_owned() });
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

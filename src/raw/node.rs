@@ -19,7 +19,10 @@ pub(crate) const INLINE: usize = 22;
 /// A name stored inline when short, boxed when long.
 pub(crate) enum NameBuf {
     /// `bytes[..len]` is valid UTF-8 (copied from a `&str`).
-    Inline { len: u8, bytes: [u8; INLINE] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
     Heap(Box<str>),
 }
 
@@ -119,10 +122,7 @@ impl<V> fmt::Debug for Node<V> {
         f.debug_struct("Node")
             .field("name", &self.name())
             .field("tag", &self.tag)
-            .field(
-                "weak",
-                &matches!(self.value, Stored::Weak(_)),
-            )
+            .field("weak", &matches!(self.value, Stored::Weak(_)))
             .finish()
     }
 }
