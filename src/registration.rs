@@ -22,7 +22,6 @@ pub struct Registration<V> {
 }
 
 /// The result of [`Registry::ensure_registered`].
-#[derive(Debug)]
 pub enum Ensured<V> {
     /// The name was free and is now bound; the guard owns the binding.
     Registered(Registration<V>),
@@ -133,5 +132,14 @@ impl<V> fmt::Debug for Registration<V> {
             .field("tag", &self.tag)
             .field("armed", &self.armed)
             .finish()
+    }
+}
+
+impl<V> fmt::Debug for Ensured<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ensured::Registered(r) => f.debug_tuple("Registered").field(r).finish(),
+            Ensured::Existing(t) => f.debug_tuple("Existing").field(t).finish(),
+        }
     }
 }
