@@ -249,7 +249,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         invalid(name)?;
         let map = &self.registry.inner.map;
         let hash = map.hash(name);
-        let accept = |n: &Node<V>| expected.is_none_or(|t| n.tag == t);
+        let accept = |n: &Node<V>| expected.is_none_or(|t| n.tag.matches(t));
         let not_found = || Error::NotFound {
             name: name.to_owned(),
         };
@@ -285,7 +285,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             value: Stored::Strong(value),
         })
         .into_shared(&self.guard);
-        let accept = |n: &Node<V>| n.tag == tag && n.is_visible();
+        let accept = |n: &Node<V>| n.tag.matches(tag) && n.is_visible();
         let error = match inner
             .map
             .write_if(hash, name, Write::Replace(new), accept, &self.guard)

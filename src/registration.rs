@@ -80,9 +80,13 @@ impl<V> Registration<V> {
         let hash = inner.map.hash(&self.name);
         let tag = self.tag;
         matches!(
-            inner
-                .map
-                .write_if(hash, &self.name, Write::Remove, |n| n.tag == tag, &guard),
+            inner.map.write_if(
+                hash,
+                &self.name,
+                Write::Remove,
+                |n| n.tag.matches(tag),
+                &guard
+            ),
             Written::Done(_)
         )
     }

@@ -127,6 +127,18 @@ impl Tag {
     pub const fn generation(self) -> Generation {
         self.generation
     }
+
+    /// Whether a binding carrying `self` is the one `expected` names: both parts equal.
+    ///
+    /// The one place conditional operations compare tags. The `no_generation` mutant (see
+    /// `tests/mutants.rs`) compares instances only, reintroducing the ABA bug on purpose.
+    #[inline]
+    pub(crate) fn matches(self, expected: Tag) -> bool {
+        #[cfg(genreg_mutant = "no_generation")]
+        return self.instance == expected.instance;
+        #[cfg(not(genreg_mutant = "no_generation"))]
+        return self == expected;
+    }
 }
 
 impl fmt::Debug for Tag {

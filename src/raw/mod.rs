@@ -312,6 +312,18 @@ impl<V> RawMap<V> {
                         if !accept(n) {
                             return Written::Refused(n);
                         }
+                        #[cfg(genreg_mutant = "cas_unregister")]
+                        {
+                            // The mutant: check, then store, instead of one CAS.
+                            table.store_unchecked(i, new);
+                            if new.is_null() {
+                                self.len.fetch_sub(1, Ordering::Relaxed);
+                            }
+                            // SAFETY: none: the store may have unlinked someone else's node.
+                            unsafe { retire(table, n, guard) };
+                            return Written::Done(n);
+                        }
+                        #[allow(unreachable_code)]
                         if table.cas(i, cur, new, guard).is_ok() {
                             if new.is_null() {
                                 self.len.fetch_sub(1, Ordering::Relaxed);
@@ -320,6 +332,11 @@ impl<V> RawMap<V> {
                             unsafe { retire(table, n, guard) };
                             return Written::Done(n);
                         }
+                        #[cfg(genreg_mutant = "loser_frees")]
+                        // SAFETY: none: the mutant frees a node it did not unlink, on purpose.
+                        unsafe {
+                            retire(table, n, guard)
+                        };
                         continue; // the slot changed: decide again
                     }
                     Slot::Frozen(n) if n.is(hash, name) => {

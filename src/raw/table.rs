@@ -155,6 +155,12 @@ impl<V> Table<V> {
             .map_err(|e| e.current)
     }
 
+    /// A plain store: only the `cas_unregister` mutant uses it (the bug it plants on purpose).
+    #[cfg(genreg_mutant = "cas_unregister")]
+    pub(crate) fn store_unchecked(&self, i: usize, new: Shared<'_, Node<V>>) {
+        self.slots[i].store(new, Ordering::Release);
+    }
+
     /// The migration out of this table, if one has started.
     #[inline]
     pub(crate) fn migration<'g>(&self, guard: &'g Guard) -> Option<&'g Migration<V>> {
