@@ -69,7 +69,7 @@ pub(crate) const CHUNK: usize = 1;
 /// A root table starts migrating when more than 5/8 of its slots are claimed (live bindings
 /// and tombstones).
 pub(crate) fn soft_limit(capacity: usize) -> usize {
-    capacity / 8 * 5
+    capacity / 8 * 5 + capacity % 8 * 5 / 8
 }
 
 /// A root table never has more than this many slots claimed: a claim beyond it is refused and
