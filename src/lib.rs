@@ -65,11 +65,28 @@
 //! Removed nodes are freed through epochs (crossbeam-epoch): a node is freed once every thread
 //! that was pinned when it was unlinked has unpinned, so nothing freed is ever reachable. The
 //! table grows, and rebuilds itself to drop tombstones, incrementally: each writer copies a
-//! chunk of 64 slots, readers never help and never wait. With a constant live set, memory stays
-//! bounded under any amount of register/unregister churn (`tests/stress.rs` measures it).
-//! **A thread that stays pinned stalls reclamation for everyone**: while a [`Pinned`] handle
-//! (or an iterator) lives, every node removed by anyone stays allocated. Registry methods pin
-//! only for the length of one call; keep `Pinned` handles short or [`Pinned::repin`] them.
+//! chunk of 64 slots, readers never help and never wait.
+//!
+//! With a constant live set, memory stays bounded under any amount of register/unregister
+//! churn. Measured by `tests/stress.rs` (`memory_stays_bounded_under_churn`: 1,000 live names,
+//! 10 million register/unregister cycles on 3 threads, 2 cores): the table stayed at 2,048
+//! slots, removed-but-not-yet-freed values peaked at 50k–121k (what the other threads remove
+//! while one is preempted inside a pinned section), and RSS grew by at most ~30 MiB. The test
+//! asserts capacity ≤ 4,096, unfreed values ≤ 500k and RSS growth ≤ 128 MiB.
+//!
+//! **A thread that stays pinned stalls reclamation for everyone.** While a [`Pinned`] handle
+//! (or an iterator) lives, every node removed by anyone stays allocated: in
+//! `stalled_pinned_thread_holds_back_reclamation`, unfreed values grew exactly with the number
+//! of removals (500k after 500k cycles, ~22 MiB per 100k) and fell back to zero once the thread
+//! unpinned. Registry methods pin only for the length of one call; keep `Pinned` handles short
+//! or [`Pinned::repin`] them.
+//!
+//! Two smaller delays: a node removed *while a migration runs* can still be pointed at by the
+//! old table, so it is freed together with that table, once the migration completes, and
+//! migrations advance only as writers come by (a registry that goes idle mid-migration keeps a
+//! handful of removed values until the next writes); and a thread's last deferred frees are
+//! handed over when its thread-local storage is destroyed, or earlier by
+//! [`Registry::collect`].
 //!
 //! A value's destructor runs on whichever thread collects the garbage, some time after the
 //! removal. A panic in it is caught and counted ([`dropped_value_panics`]); the registry is
