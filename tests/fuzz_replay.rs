@@ -1,0 +1,67 @@
+//! Replays the checked-in fuzz corpus (`fuzz/corpus/{ops,concurrent}`) on the stable toolchain,
+//! through the same harness the fuzz targets use (`tests/support/ops.rs`), decoding each file
+//! exactly as libfuzzer-sys does (`Unstructured::new(data)` + `arbitrary_take_rest`). So plain
+//! `cargo test` covers every input the fuzzers found interesting, and every crash they ever
+//! found (each one is kept in the corpus as a regression input).
+
+#[path = "support/ops.rs"]
+mod ops;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use ops::{ConcurrentInput, Config, Op, decode, run_concurrent, run_sequential};
+
+fn corpus(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} is empty", dir.display());
+    files
+}
+
+/// Runs `f` on every file of the corpus and reports every file that fails, by name.
+fn replay(target: &str, f: impl Fn(&[u8])) {
+    let files = corpus(target);
+    let mut failed = Vec::new();
+    for path in &files {
+        let data = std::fs::read(path).unwrap();
+        if catch_unwind(AssertUnwindSafe(|| f(&data))).is_err() {
+            failed.push(path.display().to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} inputs failed:\n{}",
+        failed.len(),
+        files.len(),
+        failed.join("\n")
+    );
+    println!("{target}: replayed {} inputs", files.len());
+}
+
+#[test]
+fn replay_ops_corpus() {
+    replay("ops", |data| {
+        if let Some(ops) = decode::<Vec<Op>>(data) {
+            run_sequential(&ops, Config::default());
+        }
+    });
+}
+
+#[test]
+fn replay_concurrent_corpus() {
+    replay("concurrent", |data| {
+        if let Some(input) = decode::<ConcurrentInput>(data) {
+            // The same ops sequentially against the model, then on real threads.
+            run_sequential(&input.ops, Config::default());
+            run_concurrent(&input, Config::default());
+        }
+    });
+}

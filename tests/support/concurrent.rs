@@ -1,0 +1,724 @@
+//! Concurrent runs and their consistency check (part of `ops.rs`, which see).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+use std::sync::{Arc, Barrier};
+
+use arbitrary::Arbitrary;
+use genreg::{Ensured, EntryRef, Error, InstanceId, Pinned, Registration, Registry, Rejected, Tag};
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Concurrent runs
+// ---------------------------------------------------------------------------------------------
+
+/// Input of the `concurrent` fuzz target: `ops` dealt round-robin to the threads.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct ConcurrentInput {
+    /// `2 + threads % 3` threads.
+    pub threads: u8,
+    /// Each thread runs its share `1 + rounds % 8` times, so that the threads overlap.
+    pub rounds: u8,
+    pub ops: Vec<Op>,
+}
+
+/// What one thread saw.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A new binding (registration, or the new side of a replace).
+    Created { name: String, tag: Tag, value: u64 },
+    /// A binding this thread removed and was told so (value if reported).
+    Removed {
+        name: String,
+        tag: Tag,
+        value: Option<u64>,
+    },
+    /// A binding replaced away by this thread's successful replace (`Created` is logged too).
+    ReplacedAway { name: String, tag: Tag },
+    /// A binding this thread read (value if reported).
+    Observed {
+        name: String,
+        tag: Tag,
+        value: Option<u64>,
+    },
+}
+
+/// One thread's state.
+pub struct Worker {
+    guards: Vec<Registration<V>>,
+    owners: Vec<V>,
+    reg: Registry<V>,
+    thread: u64,
+    next_value: u64,
+    last_gen: u64,
+    seen: Vec<Tag>,
+    pub log: Vec<Event>,
+    pub cleared: usize,
+    pub guard_drops: usize,
+    pub weak_made: usize,
+}
+
+impl Worker {
+    pub fn new(reg: Registry<V>, thread: u64) -> Self {
+        Worker {
+            guards: Vec::new(),
+            owners: Vec::new(),
+            reg,
+            thread,
+            next_value: 0,
+            last_gen: 0,
+            seen: Vec::new(),
+            log: Vec::new(),
+            cleared: 0,
+            guard_drops: 0,
+            weak_made: 0,
+        }
+    }
+
+    fn value(&mut self) -> V {
+        self.next_value += 1;
+        Arc::new((self.thread << 48) | self.next_value)
+    }
+
+    /// A generation this thread got from the registry: above everything it got before.
+    fn fresh_tag(&mut self, name: &str, tag: Tag, value: u64, ctx: &dyn Debug) {
+        let g = tag.generation().as_raw();
+        assert!(
+            g > self.last_gen,
+            "{ctx:?}: generation {g} not above {} (same thread)",
+            self.last_gen
+        );
+        self.last_gen = g;
+        self.seen.push(tag);
+        self.log.push(Event::Created {
+            name: name.to_owned(),
+            tag,
+            value,
+        });
+    }
+
+    fn observe(&mut self, name: &str, tag: Tag, value: Option<u64>) {
+        self.seen.push(tag);
+        self.log.push(Event::Observed {
+            name: name.to_owned(),
+            tag,
+            value,
+        });
+    }
+
+    fn removed(&mut self, name: &str, tag: Tag, value: Option<u64>) {
+        self.log.push(Event::Removed {
+            name: name.to_owned(),
+            tag,
+            value,
+        });
+    }
+
+    /// A refusal with a reason consistent with what can be known without a model.
+    fn refusal(&mut self, ctx: &dyn Debug, name: &str, err: &Error) {
+        check_display(err);
+        match (validate(name), err) {
+            (Err(expected), _) => assert_eq!(*err, expected, "{ctx:?}"),
+            (Ok(()), Error::InvalidName { .. }) => panic!("{ctx:?}: valid name refused: {err:?}"),
+            (Ok(()), Error::AlreadyRegistered { name: n, current })
+            | (
+                Ok(()),
+                Error::TagMismatch {
+                    name: n, current, ..
+                },
+            ) => {
+                assert_eq!(n, name, "{ctx:?}");
+                self.observe(name, *current, None);
+            }
+            (Ok(()), Error::NotFound { name: n }) => assert_eq!(n, name, "{ctx:?}"),
+            _ => {}
+        }
+    }
+
+    fn registered(
+        &mut self,
+        ctx: &dyn Debug,
+        name: &str,
+        inst: Option<InstanceId>,
+        value: u64,
+        passed: &V,
+        r: Result<Registration<V>, Rejected<V>>,
+    ) {
+        match r {
+            Ok(g) => {
+                assert_eq!(g.name(), name, "{ctx:?}");
+                assert!(validate(name).is_ok(), "{ctx:?}: invalid name bound");
+                if let Some(i) = inst {
+                    assert_eq!(g.tag().instance(), i, "{ctx:?}");
+                }
+                self.fresh_tag(name, g.tag(), value, ctx);
+                self.guards.push(g);
+            }
+            Err(rej) => {
+                let (err, back) = rej.into_parts();
+                assert!(
+                    Arc::ptr_eq(&back, passed),
+                    "{ctx:?}: refused value not handed back"
+                );
+                assert!(
+                    matches!(
+                        err,
+                        Error::AlreadyRegistered { .. } | Error::InvalidName { .. }
+                    ),
+                    "{ctx:?}: {err:?}"
+                );
+                self.refusal(ctx, name, &err);
+            }
+        }
+    }
+
+    fn current(&self, name: &str, sel: TagSel) -> Tag {
+        sel.get(self.reg.tag_of(name), &self.seen)
+    }
+
+    fn exec<'p>(&mut self, op: &Op, pin: Option<&'p Pinned<'_, V>>, held: &mut Held<'p>) {
+        let reg = self.reg.clone();
+        match *op {
+            Op::Register { name } => {
+                let name = name.get();
+                let v = self.value();
+                let r = match pin {
+                    Some(p) => p.register(&name, v.clone()),
+                    None => reg.register(&name, v.clone()),
+                };
+                self.registered(op, &name, None, *v, &v, r);
+            }
+            Op::RegisterAs { name, inst } => {
+                let name = name.get();
+                let inst = inst.get(&self.seen);
+                let v = self.value();
+                let r = match pin {
+                    Some(p) => p.register_as(&name, inst, v.clone()),
+                    None => reg.register_as(&name, inst, v.clone()),
+                };
+                self.registered(op, &name, Some(inst), *v, &v, r);
+            }
+            Op::EnsureRegistered { name, inst } => {
+                let name = name.get();
+                let inst = inst.get(&self.seen);
+                let v = self.value();
+                let r = match pin {
+                    Some(p) => p.ensure_registered(&name, inst, v.clone()),
+                    None => reg.ensure_registered(&name, inst, v.clone()),
+                };
+                match r {
+                    Ok(Ensured::Existing(t)) => {
+                        assert_eq!(t.instance(), inst, "{op:?}");
+                        self.observe(&name, t, None);
+                    }
+                    Ok(Ensured::Registered(g)) => {
+                        self.registered(op, &name, Some(inst), *v, &v, Ok(g))
+                    }
+                    Err(rej) => {
+                        if let Error::AlreadyRegistered { current, .. } = rej.error() {
+                            assert_ne!(current.instance(), inst, "{op:?}: own binding refused");
+                        }
+                        self.registered(op, &name, Some(inst), *v, &v, Err(rej));
+                    }
+                }
+            }
+            Op::RegisterAuto { prefix } => {
+                let prefix = prefix.get();
+                let v = self.value();
+                let r = match pin {
+                    Some(p) => p.register_auto(&prefix, v.clone()),
+                    None => reg.register_auto(&prefix, v.clone()),
+                };
+                let name = match &r {
+                    Ok(g) => g.name().to_owned(),
+                    Err(rej) => match rej.error() {
+                        Error::InvalidName { name, .. } => name.clone(),
+                        e => panic!("{op:?}: register_auto refused with {e:?}"),
+                    },
+                };
+                let n = name
+                    .strip_prefix(&format!("{prefix}-"))
+                    .unwrap_or_else(|| panic!("{op:?}: auto name {name:?}"));
+                assert!(
+                    n.parse::<u64>().is_ok_and(|n| n > 0),
+                    "{op:?}: auto name {name:?}"
+                );
+                self.registered(op, &name, None, *v, &v, r);
+            }
+            Op::RegisterWeak { name, owner } => {
+                let name = name.get();
+                let o = match owner {
+                    OwnerSel::Existing(i) if !self.owners.is_empty() => {
+                        self.owners[usize::from(i) % self.owners.len()].clone()
+                    }
+                    _ => {
+                        let o = self.value();
+                        self.owners.push(o.clone());
+                        o
+                    }
+                };
+                let r = reg.register_weak(&name, &o);
+                if r.is_ok() {
+                    self.weak_made += 1;
+                }
+                self.registered(op, &name, None, *o, &o, r);
+            }
+            Op::DropOwner { owner } => {
+                if !self.owners.is_empty() {
+                    let i = usize::from(owner) % self.owners.len();
+                    drop(self.owners.swap_remove(i));
+                }
+            }
+            Op::Get { name } => {
+                let name = name.get();
+                let got = match pin {
+                    Some(p) => p.get(&name).map(|r| {
+                        let o = obs_ref(&r);
+                        held.push((r, o));
+                        o
+                    }),
+                    None => reg.get(&name).map(|e| obs_entry(&e)),
+                };
+                if let Some((t, v)) = got {
+                    self.observe(&name, t, Some(v));
+                }
+            }
+            Op::GetIf { name, tag } => {
+                let name = name.get();
+                let tag = self.current(&name, tag);
+                if let Some(v) = reg.get_if(&name, tag) {
+                    self.observe(&name, tag, Some(*v));
+                }
+            }
+            Op::IsCurrent { name, tag } => {
+                let name = name.get();
+                let tag = self.current(&name, tag);
+                if reg.is_current(&name, tag) {
+                    self.observe(&name, tag, None);
+                }
+            }
+            Op::TagOf { name } => {
+                let name = name.get();
+                if let Some(t) = reg.tag_of(&name) {
+                    self.observe(&name, t, None);
+                }
+            }
+            Op::Contains { name } => {
+                let name = name.get();
+                let c = match pin {
+                    Some(p) => p.contains(&name),
+                    None => reg.contains(&name),
+                };
+                assert!(
+                    !c || validate(&name).is_ok(),
+                    "{op:?}: an invalid name is bound"
+                );
+            }
+            Op::UnregisterIfSame { name, tag } => {
+                let name = name.get();
+                let tag = self.current(&name, tag);
+                let r = match pin {
+                    Some(p) => p.unregister_if_same(&name, tag).map(|r| {
+                        let o = obs_ref(&r);
+                        held.push((r, o));
+                        o
+                    }),
+                    None => reg.unregister_if_same(&name, tag).map(|e| obs_entry(&e)),
+                };
+                match r {
+                    Ok((t, v)) => {
+                        assert_eq!(t, tag, "{op:?}: removed a binding with another tag");
+                        self.removed(&name, t, Some(v));
+                    }
+                    Err(e) => {
+                        if let Error::TagMismatch {
+                            expected, current, ..
+                        } = &e
+                        {
+                            assert_eq!(*expected, tag, "{op:?}");
+                            assert_ne!(*current, tag, "{op:?}: mismatch on the same tag");
+                        }
+                        self.refusal(op, &name, &e);
+                    }
+                }
+            }
+            Op::ReplaceIfSame { name, tag } => {
+                let name = name.get();
+                let tag = self.current(&name, tag);
+                let v = self.value();
+                let r = match pin {
+                    Some(p) => p.replace_if_same(&name, tag, v.clone()),
+                    None => reg.replace_if_same(&name, tag, v.clone()),
+                };
+                self.replaced(op, &name, tag, &v, r);
+            }
+            Op::Unregister { name } => {
+                let name = name.get();
+                let r = match pin {
+                    Some(p) => p.unregister(&name).map(|r| {
+                        let o = obs_ref(&r);
+                        held.push((r, o));
+                        o
+                    }),
+                    None => reg.unregister(&name).map(|e| obs_entry(&e)),
+                };
+                match r {
+                    Ok((t, v)) => self.removed(&name, t, Some(v)),
+                    Err(e) => {
+                        assert!(!matches!(e, Error::TagMismatch { .. }), "{op:?}: {e:?}");
+                        self.refusal(op, &name, &e);
+                    }
+                }
+            }
+            Op::UnregisterInstance { inst } => {
+                let inst = inst.get(&self.seen);
+                let removed = match pin {
+                    Some(p) => p.unregister_instance(inst),
+                    None => reg.unregister_instance(inst),
+                };
+                for (name, tag) in removed {
+                    assert_eq!(tag.instance(), inst, "{op:?}");
+                    self.removed(&name, tag, None);
+                }
+            }
+            Op::DropGuard { guard } => {
+                if !self.guards.is_empty() {
+                    let i = usize::from(guard) % self.guards.len();
+                    drop(self.guards.swap_remove(i));
+                    self.guard_drops += 1;
+                }
+            }
+            Op::DetachGuard { guard } => {
+                if !self.guards.is_empty() {
+                    let g = self
+                        .guards
+                        .swap_remove(usize::from(guard) % self.guards.len());
+                    let t = g.tag();
+                    assert_eq!(g.detach(), t, "{op:?}");
+                }
+            }
+            Op::GuardReplace { guard } => {
+                if !self.guards.is_empty() {
+                    let i = usize::from(guard) % self.guards.len();
+                    let v = self.value();
+                    let (name, tag) = (self.guards[i].name().to_owned(), self.guards[i].tag());
+                    let r = self.guards[i].replace(v.clone());
+                    let new = self.replaced(op, &name, tag, &v, r);
+                    assert_eq!(self.guards[i].tag(), new.unwrap_or(tag), "{op:?}");
+                }
+            }
+            Op::GuardUnregister { guard } => {
+                if !self.guards.is_empty() {
+                    let g = self
+                        .guards
+                        .swap_remove(usize::from(guard) % self.guards.len());
+                    let (name, tag) = (g.name().to_owned(), g.tag());
+                    match g.unregister() {
+                        Ok(t) => {
+                            assert_eq!(t, tag, "{op:?}");
+                            self.removed(&name, t, None);
+                        }
+                        Err(e) => {
+                            assert!(
+                                matches!(&e, Error::NotFound { .. })
+                                    || matches!(&e, Error::TagMismatch { current, .. } if *current != tag),
+                                "{op:?}: {e:?}"
+                            );
+                            self.refusal(op, &name, &e);
+                        }
+                    }
+                }
+            }
+            Op::GuardCheck { guard } => {
+                if !self.guards.is_empty() {
+                    let i = usize::from(guard) % self.guards.len();
+                    let (name, tag) = (self.guards[i].name().to_owned(), self.guards[i].tag());
+                    let _ = self.guards[i].is_current();
+                    if let Some(e) = self.guards[i].get() {
+                        assert_eq!(e.tag(), tag, "{op:?}");
+                        self.observe(&name, tag, Some(**e.value()));
+                    }
+                }
+            }
+            Op::Len => {
+                let _ = reg.len();
+            }
+            Op::IsEmpty => {
+                let _ = reg.is_empty();
+            }
+            Op::Names => {
+                let names = reg.names();
+                assert!(
+                    names.windows(2).all(|w| w[0] < w[1]),
+                    "{op:?}: names() not sorted/unique"
+                );
+                assert!(
+                    names.iter().all(|n| validate(n).is_ok()),
+                    "{op:?}: invalid name listed"
+                );
+            }
+            Op::Entries => {
+                for (name, e) in reg.entries() {
+                    self.observe(&name, e.tag(), Some(**e.value()));
+                }
+            }
+            Op::Clear => {
+                self.cleared += match pin {
+                    Some(p) => p.clear(),
+                    None => reg.clear(),
+                };
+            }
+            Op::PurgeDead => {
+                let _ = match pin {
+                    Some(p) => p.purge_dead(),
+                    None => reg.purge_dead(),
+                };
+            }
+            Op::Pinned { .. } => unreachable!("handled by apply"),
+        }
+    }
+
+    fn replaced(
+        &mut self,
+        ctx: &dyn Debug,
+        name: &str,
+        tag: Tag,
+        v: &V,
+        r: Result<Tag, Rejected<V>>,
+    ) -> Option<Tag> {
+        match r {
+            Ok(new) => {
+                assert_eq!(
+                    new.instance(),
+                    tag.instance(),
+                    "{ctx:?}: replace changed the instance"
+                );
+                self.log.push(Event::ReplacedAway {
+                    name: name.to_owned(),
+                    tag,
+                });
+                self.fresh_tag(name, new, **v, ctx);
+                Some(new)
+            }
+            Err(rej) => {
+                let (err, back) = rej.into_parts();
+                assert!(
+                    Arc::ptr_eq(&back, v),
+                    "{ctx:?}: refused value not handed back"
+                );
+                if let Error::TagMismatch {
+                    expected, current, ..
+                } = &err
+                {
+                    assert_eq!(*expected, tag, "{ctx:?}");
+                    assert_ne!(*current, tag, "{ctx:?}: mismatch on the same tag");
+                }
+                assert!(
+                    !matches!(err, Error::AlreadyRegistered { .. }),
+                    "{ctx:?}: {err:?}"
+                );
+                self.refusal(ctx, name, &err);
+                None
+            }
+        }
+    }
+
+    pub fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Pinned { hold, ops } => {
+                let reg = self.reg.clone();
+                let mut p = reg.pin();
+                if *hold {
+                    let mut held = Vec::new();
+                    for sub in ops {
+                        self.exec_pinned(sub, &p, &mut held);
+                    }
+                    // Borrowed entries stay readable and unchanged while pinned, even if removed
+                    // (and their memory retired) by another thread meanwhile.
+                    for (r, o) in &held {
+                        assert_eq!(
+                            obs_ref(r),
+                            *o,
+                            "{op:?}: a borrowed entry changed while pinned"
+                        );
+                    }
+                } else {
+                    for sub in ops {
+                        if let PinnedOp::Repin = sub {
+                            p.repin();
+                        } else {
+                            let mut held = Vec::new();
+                            self.exec_pinned(sub, &p, &mut held);
+                        }
+                    }
+                }
+            }
+            op => self.exec(op, None, &mut Vec::new()),
+        }
+    }
+
+    fn exec_pinned<'p>(&mut self, op: &PinnedOp, p: &'p Pinned<'_, V>, held: &mut Held<'p>) {
+        match op {
+            PinnedOp::Iter => {
+                for r in p.iter() {
+                    let o = obs_ref(&r);
+                    self.observe(r.name(), o.0, Some(o.1));
+                    held.push((r, o));
+                }
+            }
+            PinnedOp::Flush | PinnedOp::Repin => p.flush(),
+            other => {
+                let op = other.as_op().expect("a plain op");
+                self.exec(&op, Some(p), held);
+            }
+        }
+    }
+
+    /// Ends the thread's part: drops every guard (each may remove its binding) and owner.
+    pub fn finish(mut self) -> Finished {
+        self.guard_drops += self.guards.len();
+        self.guards.clear();
+        self.owners.clear();
+        Finished {
+            log: std::mem::take(&mut self.log),
+            cleared: self.cleared,
+            guard_drops: self.guard_drops,
+            weak_made: self.weak_made,
+        }
+    }
+}
+
+/// What a thread hands back after the join.
+#[derive(Debug)]
+pub struct Finished {
+    pub log: Vec<Event>,
+    pub cleared: usize,
+    pub guard_drops: usize,
+    pub weak_made: usize,
+}
+
+/// Splits `input.ops` over 2-4 threads on one registry, then checks consistency.
+pub fn run_concurrent(input: &ConcurrentInput, cfg: Config) {
+    let threads = 2 + usize::from(input.threads % 3);
+    let rounds = 1 + input.rounds % 8;
+    let reg = build_registry(cfg);
+    let barrier = Barrier::new(threads);
+    let finished: Vec<Finished> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let reg = reg.clone();
+                let barrier = &barrier;
+                let ops: Vec<&Op> = input.ops.iter().skip(t).step_by(threads).collect();
+                s.spawn(move || {
+                    let mut w = Worker::new(reg, t as u64 + 1);
+                    barrier.wait();
+                    for _ in 0..rounds {
+                        for op in &ops {
+                            w.apply(op);
+                        }
+                    }
+                    w.finish()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    check_concurrent(&reg, &finished);
+}
+
+/// The consistency checks after a concurrent run (see the module docs).
+pub fn check_concurrent(reg: &Registry<V>, finished: &[Finished]) {
+    // Every binding ever created: tag -> (name, value). No tag twice, no generation twice.
+    let mut created: HashMap<Tag, (String, u64)> = HashMap::new();
+    let mut generations: HashSet<u64> = HashSet::new();
+    for f in finished {
+        for e in &f.log {
+            if let Event::Created { name, tag, value } = e {
+                assert!(
+                    generations.insert(tag.generation().as_raw()),
+                    "generation of {tag:?} ({name:?}) handed out twice"
+                );
+                assert!(created.insert(*tag, (name.clone(), *value)).is_none());
+            }
+        }
+    }
+    let check_known = |what: &str, name: &str, tag: &Tag, value: Option<u64>| {
+        let Some((n, v)) = created.get(tag) else {
+            panic!(
+                "{what} {name:?} with {tag:?}, a tag no successful registration or replace returned"
+            );
+        };
+        assert_eq!(n, name, "{what}: {tag:?} belongs to {n:?}, not to {name:?}");
+        if let Some(value) = value {
+            assert_eq!(*v, value, "{what} {name:?} {tag:?}: wrong value");
+        }
+    };
+    // Every reported removal (and replace) ended a binding that existed with that tag, once.
+    let mut ended: HashSet<Tag> = HashSet::new();
+    for f in finished {
+        for e in &f.log {
+            match e {
+                Event::Removed { name, tag, value } => {
+                    check_known("removed", name, tag, *value);
+                    assert!(ended.insert(*tag), "binding {name:?} {tag:?} ended twice");
+                }
+                Event::ReplacedAway { name, tag } => {
+                    check_known("replaced", name, tag, None);
+                    assert!(ended.insert(*tag), "binding {name:?} {tag:?} ended twice");
+                }
+                Event::Observed { name, tag, value } => check_known("observed", name, tag, *value),
+                Event::Created { .. } => {}
+            }
+        }
+    }
+    // Quiescent now: the views agree, and every survivor is a known binding not ended.
+    let entries = reg.entries();
+    let names = reg.names();
+    let len = reg.len();
+    assert_eq!(
+        len,
+        names.len(),
+        "len() disagrees with names() after the run"
+    );
+    assert_eq!(
+        entries.len(),
+        names.len(),
+        "entries() disagrees with names()"
+    );
+    for ((name, e), n) in entries.iter().zip(&names) {
+        assert_eq!(name, n);
+        check_known("surviving", name, &e.tag(), Some(**e.value()));
+        assert!(
+            !ended.contains(&e.tag()),
+            "{name:?} {:?} survives but was reported removed",
+            e.tag()
+        );
+        assert_eq!(reg.tag_of(name), Some(e.tag()));
+    }
+    // Every created binding ended exactly one way: reported, surviving, or unreported (cleared,
+    // a guard drop, or a dead weak binding purged).
+    let unreported = created.len() - ended.len() - entries.len();
+    let cleared: usize = finished.iter().map(|f| f.cleared).sum();
+    let slack: usize = finished.iter().map(|f| f.guard_drops + f.weak_made).sum();
+    assert!(
+        cleared <= unreported && unreported <= cleared + slack,
+        "{} created, {} reported ended, {} survive: {unreported} vanished unreported, \
+         but clear() reported {cleared} and guard drops / weak bindings explain at most {slack} more",
+        created.len(),
+        ended.len(),
+        entries.len()
+    );
+    // And the registry still works: every survivor can be removed with its tag.
+    for (name, e) in &entries {
+        assert_eq!(
+            reg.unregister_if_same(name, e.tag()).map(|r| r.tag()),
+            Ok(e.tag())
+        );
+    }
+    assert_eq!(reg.len(), 0);
+    assert!(reg.names().is_empty());
+}

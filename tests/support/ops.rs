@@ -1,0 +1,464 @@
+//! The one operation enum and sequential model, shared by the property tests (`tests/model.rs`),
+//! the corpus replay (`tests/fuzz_replay.rs`) and both fuzz targets (`fuzz/fuzz_targets/`).
+//!
+//! Included with `#[path]`, so it may depend only on `genreg`, `std` and `arbitrary`.
+//!
+//! - [`Op`]: every public operation of the registry, its guards and its pinned handles, with
+//!   names from a tiny colliding name space plus invalid and edge-case names.
+//! - [`Model`]: a plain `BTreeMap<String, (Tag, value)>`. The registry mints tags, so the model
+//!   learns each new tag from the registry's result and checks it (generation strictly above
+//!   every generation seen, instance as expected).
+//! - [`Harness`] / [`apply`] / [`check_invariants`]: run an op against both and assert that the
+//!   results agree exactly.
+//! - [`ConcurrentInput`] / [`run_concurrent`]: the same ops split across 2-4 threads on one
+//!   registry, each result logged, then checked for consistency after the join.
+//!
+//! Split in three files: this one (the inputs: ops, names, tags, decoding), `sequential.rs` (the
+//! model and the differential harness) and `concurrent.rs` (threads and the consistency check).
+#![allow(dead_code, unused_imports)]
+
+use std::sync::Arc;
+
+use arbitrary::{Arbitrary, Unstructured};
+use genreg::{
+    Entry, EntryRef, Error, Generation, InstanceId, InvalidNameReason, MAX_NAME_LEN, Registry, Tag,
+};
+
+#[path = "sequential.rs"]
+mod sequential;
+pub use sequential::*;
+
+#[path = "concurrent.rs"]
+mod concurrent;
+pub use concurrent::*;
+
+/// The value type: a unique number per operation, behind an `Arc` (weak bindings need one).
+pub type V = Arc<u64>;
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------------------------
+
+/// The tiny name space: 4 names, so registrations collide. Two of them are what
+/// `register_auto("auto", ..)` produces first, so auto-naming has to skip them.
+pub const POOL_NAMES: [&str; 4] = ["a", "b", "auto-1", "auto-2"];
+
+/// Caller-supplied instance ids come from here: far above anything `InstanceId::fresh` mints.
+pub const POOL_INSTANCE_BASE: u64 = 1 << 62;
+pub const POOL_INSTANCES: u64 = 3;
+
+/// A name: mostly one of [`POOL_NAMES`], sometimes an edge case (invalid or unusual).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct NameSel(pub u8);
+
+impl NameSel {
+    pub fn get(self) -> String {
+        if self.0 < 208 {
+            POOL_NAMES[usize::from(self.0) % POOL_NAMES.len()].to_owned()
+        } else {
+            edge_name(self.0 - 208)
+        }
+    }
+}
+
+/// Unusual names, valid and invalid.
+pub fn edge_name(i: u8) -> String {
+    match i % 16 {
+        0 => String::new(),                        // empty
+        1 => "x".repeat(MAX_NAME_LEN),             // longest valid
+        2 => "y".repeat(MAX_NAME_LEN + 1),         // one byte too long
+        3 => "é".repeat(MAX_NAME_LEN / 2 + 1),     // 128 chars but 256 bytes: too long
+        4 => "a\n".to_owned(),                     // control char at byte 1
+        5 => "é\u{85}".to_owned(),                 // C1 control char at byte 2
+        6 => "\u{7f}".to_owned(),                  // DEL
+        7 => "名前".to_owned(),                    // non-ASCII, valid
+        8 => "exactly-22-bytes-name!".to_owned(),  // the longest inline name
+        9 => "exactly-23-bytes-name!!".to_owned(), // the shortest boxed name
+        10 => "h".repeat(100_000),                 // huge
+        11 => "a ".to_owned(),                     // not "a"
+        12 => "A".to_owned(),                      // not "a"
+        13 => "\0".to_owned(),                     // NUL
+        14 => "-1".to_owned(),                     // what register_auto("") makes first
+        _ => "zé\u{200b}".to_owned(),              // zero-width space: format, not control
+    }
+}
+
+/// A `register_auto` prefix.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct PrefixSel(pub u8);
+
+impl PrefixSel {
+    pub fn get(self) -> String {
+        match self.0 % 8 {
+            0 | 1 => "auto".to_owned(), // collides with POOL_NAMES
+            2 => "p".to_owned(),
+            3 => String::new(), // "-1", "-2", ...: valid names
+            4 => "a\n".to_owned(),
+            // 253 + "-" + 1 digit = 255 bytes (valid); from n = 10 on, too long.
+            5 => "x".repeat(MAX_NAME_LEN - 2),
+            6 => "z".repeat(300),
+            _ => "é".to_owned(),
+        }
+    }
+}
+
+/// A caller-supplied instance id.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum InstSel {
+    /// One of a tiny pool, so the same instance re-registers.
+    Pool(u8),
+    /// The instance of a tag seen before (maybe a fresh one the registry minted).
+    Seen(u16),
+    /// A brand-new id.
+    Fresh,
+}
+
+impl InstSel {
+    pub fn get(self, seen: &[Tag]) -> InstanceId {
+        match self {
+            InstSel::Pool(k) => pool_instance(k),
+            InstSel::Seen(i) if !seen.is_empty() => seen[usize::from(i) % seen.len()].instance(),
+            InstSel::Seen(i) => pool_instance(i as u8),
+            InstSel::Fresh => InstanceId::fresh(),
+        }
+    }
+}
+
+pub fn pool_instance(k: u8) -> InstanceId {
+    InstanceId::from_raw(POOL_INSTANCE_BASE + u64::from(k) % POOL_INSTANCES)
+}
+
+pub(crate) fn is_pool_instance(i: InstanceId) -> bool {
+    (POOL_INSTANCE_BASE..POOL_INSTANCE_BASE + POOL_INSTANCES).contains(&i.as_raw())
+}
+
+/// The tag presented to a conditional operation.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum TagSel {
+    /// The name's current tag (or, if unbound, the last tag seen).
+    Current,
+    /// Any tag seen so far (usually stale).
+    Seen(u16),
+    /// A made-up tag.
+    Forged { instance: u64, generation: u64 },
+    /// The current tag with its generation moved by `d` (0: the current tag itself).
+    BumpGeneration(i8),
+    /// The current tag's generation with another instance (catches "instance not compared").
+    OtherInstance(u8),
+}
+
+impl TagSel {
+    pub fn get(self, current: Option<Tag>, seen: &[Tag]) -> Tag {
+        let base = current
+            .or_else(|| seen.last().copied())
+            .unwrap_or_else(|| Tag::new(InstanceId::from_raw(0), Generation::from_raw(0)));
+        match self {
+            TagSel::Current => base,
+            TagSel::Seen(i) if !seen.is_empty() => seen[usize::from(i) % seen.len()],
+            TagSel::Seen(_) => base,
+            TagSel::Forged {
+                instance,
+                generation,
+            } => Tag::new(
+                InstanceId::from_raw(instance),
+                Generation::from_raw(generation),
+            ),
+            TagSel::BumpGeneration(d) => Tag::new(
+                base.instance(),
+                Generation::from_raw(base.generation().as_raw().wrapping_add_signed(i64::from(d))),
+            ),
+            TagSel::OtherInstance(d) => Tag::new(
+                InstanceId::from_raw(base.instance().as_raw().wrapping_add(u64::from(d) | 1)),
+                base.generation(),
+            ),
+        }
+    }
+}
+
+/// Which weak owner to bind.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum OwnerSel {
+    New,
+    Existing(u8),
+}
+
+/// One operation.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Op {
+    Register {
+        name: NameSel,
+    },
+    RegisterAs {
+        name: NameSel,
+        inst: InstSel,
+    },
+    EnsureRegistered {
+        name: NameSel,
+        inst: InstSel,
+    },
+    RegisterAuto {
+        prefix: PrefixSel,
+    },
+    RegisterWeak {
+        name: NameSel,
+        owner: OwnerSel,
+    },
+    /// Drops the only strong reference to a weak owner.
+    DropOwner {
+        owner: u8,
+    },
+    Get {
+        name: NameSel,
+    },
+    GetIf {
+        name: NameSel,
+        tag: TagSel,
+    },
+    IsCurrent {
+        name: NameSel,
+        tag: TagSel,
+    },
+    TagOf {
+        name: NameSel,
+    },
+    Contains {
+        name: NameSel,
+    },
+    UnregisterIfSame {
+        name: NameSel,
+        tag: TagSel,
+    },
+    ReplaceIfSame {
+        name: NameSel,
+        tag: TagSel,
+    },
+    Unregister {
+        name: NameSel,
+    },
+    UnregisterInstance {
+        inst: InstSel,
+    },
+    /// Drops a held `Registration` guard.
+    DropGuard {
+        guard: u8,
+    },
+    /// `Registration::detach`.
+    DetachGuard {
+        guard: u8,
+    },
+    /// `Registration::replace`.
+    GuardReplace {
+        guard: u8,
+    },
+    /// `Registration::unregister`.
+    GuardUnregister {
+        guard: u8,
+    },
+    /// `Registration::{is_current, get, name, tag}`.
+    GuardCheck {
+        guard: u8,
+    },
+    Len,
+    IsEmpty,
+    Names,
+    Entries,
+    Clear,
+    PurgeDead,
+    /// A run of operations through one `Pinned` handle. With `hold`, every borrowed entry
+    /// returned is kept until the end of the run and checked again then (they must stay
+    /// readable and unchanged while the handle lives, removed or not); without, `Repin`
+    /// re-pins between operations.
+    Pinned {
+        hold: bool,
+        ops: Vec<PinnedOp>,
+    },
+}
+
+/// An operation inside [`Op::Pinned`].
+#[derive(Arbitrary, Debug, Clone)]
+pub enum PinnedOp {
+    Get {
+        name: NameSel,
+    },
+    Contains {
+        name: NameSel,
+    },
+    Iter,
+    Register {
+        name: NameSel,
+    },
+    RegisterAs {
+        name: NameSel,
+        inst: InstSel,
+    },
+    EnsureRegistered {
+        name: NameSel,
+        inst: InstSel,
+    },
+    RegisterAuto {
+        prefix: PrefixSel,
+    },
+    UnregisterIfSame {
+        name: NameSel,
+        tag: TagSel,
+    },
+    Unregister {
+        name: NameSel,
+    },
+    ReplaceIfSame {
+        name: NameSel,
+        tag: TagSel,
+    },
+    UnregisterInstance {
+        inst: InstSel,
+    },
+    Clear,
+    PurgeDead,
+    Flush,
+    Repin,
+    /// Operations that have no pinned form run on the registry while the handle is pinned.
+    DropOwner {
+        owner: u8,
+    },
+    DropGuard {
+        guard: u8,
+    },
+    GuardReplace {
+        guard: u8,
+    },
+}
+
+impl PinnedOp {
+    /// The top-level op this pinned op corresponds to (`None` for Iter / Flush / Repin).
+    fn as_op(&self) -> Option<Op> {
+        Some(match *self {
+            PinnedOp::Get { name } => Op::Get { name },
+            PinnedOp::Contains { name } => Op::Contains { name },
+            PinnedOp::Register { name } => Op::Register { name },
+            PinnedOp::RegisterAs { name, inst } => Op::RegisterAs { name, inst },
+            PinnedOp::EnsureRegistered { name, inst } => Op::EnsureRegistered { name, inst },
+            PinnedOp::RegisterAuto { prefix } => Op::RegisterAuto { prefix },
+            PinnedOp::UnregisterIfSame { name, tag } => Op::UnregisterIfSame { name, tag },
+            PinnedOp::Unregister { name } => Op::Unregister { name },
+            PinnedOp::ReplaceIfSame { name, tag } => Op::ReplaceIfSame { name, tag },
+            PinnedOp::UnregisterInstance { inst } => Op::UnregisterInstance { inst },
+            PinnedOp::Clear => Op::Clear,
+            PinnedOp::PurgeDead => Op::PurgeDead,
+            PinnedOp::DropOwner { owner } => Op::DropOwner { owner },
+            PinnedOp::DropGuard { guard } => Op::DropGuard { guard },
+            PinnedOp::GuardReplace { guard } => Op::GuardReplace { guard },
+            PinnedOp::Iter | PinnedOp::Flush | PinnedOp::Repin => return None,
+        })
+    }
+}
+
+/// Decodes an op sequence exactly as libfuzzer-sys does for `fuzz_target!(|ops: Vec<Op>| ..)`.
+pub fn decode<'a, T: Arbitrary<'a>>(data: &'a [u8]) -> Option<T> {
+    if data.len() < <T as Arbitrary>::size_hint(0).0 {
+        return None;
+    }
+    T::arbitrary_take_rest(Unstructured::new(data)).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registries and what their results show
+// ---------------------------------------------------------------------------------------------
+
+/// How a harness's registry is built.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub capacity: usize,
+    pub seed: u64,
+    pub owned_collector: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            capacity: 1,
+            seed: 0x5eed,
+            owned_collector: true,
+        }
+    }
+}
+
+/// A registry as the harnesses use it.
+pub fn build_registry(cfg: Config) -> Registry<V> {
+    let b = Registry::builder()
+        .capacity(cfg.capacity)
+        .hash_seed(cfg.seed);
+    let b = if cfg.owned_collector {
+        b.collector(genreg::epoch::Collector::new())
+    } else {
+        b
+    };
+    b.build()
+}
+
+/// Borrowed entries kept while a `Pinned` handle lives, with what they showed when taken.
+pub type Held<'p> = Vec<(EntryRef<'p, V>, (Tag, u64))>;
+
+/// What an owned entry shows: its tag and value number.
+pub fn obs_entry(e: &Entry<V>) -> (Tag, u64) {
+    (e.tag(), **e.value())
+}
+
+/// What a borrowed entry shows.
+pub fn obs_ref(e: &EntryRef<'_, V>) -> (Tag, u64) {
+    (e.tag(), **e.value())
+}
+
+/// An index chosen by a fuzz byte into a list of `len`, if any.
+pub fn idx(i: u8, len: usize) -> Option<usize> {
+    (len > 0).then(|| usize::from(i) % len)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names, by the contract (independent of the crate's own validator)
+// ---------------------------------------------------------------------------------------------
+
+/// What the registry must answer for a name: `Ok` or the exact `InvalidName` error.
+pub fn validate(name: &str) -> Result<(), Error> {
+    let reason = if name.is_empty() {
+        InvalidNameReason::Empty
+    } else if name.len() > MAX_NAME_LEN {
+        InvalidNameReason::TooLong { len: name.len() }
+    } else if let Some((at, _)) = name.char_indices().find(|(_, c)| c.is_control()) {
+        InvalidNameReason::ControlChar { at }
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// DESIGN §5: every refusal has a `Display` message naming the name and the current tag.
+pub fn check_display(err: &Error) {
+    let msg = err.to_string();
+    assert!(!msg.is_empty(), "empty Display for {err:?}");
+    let (name, current) = match err {
+        Error::AlreadyRegistered { name, current } => (name, Some(current)),
+        Error::TagMismatch { name, current, .. } => (name, Some(current)),
+        Error::NotFound { name } => (name, None),
+        Error::InvalidName { name, .. } => (name, None),
+        _ => return,
+    };
+    let plain = name.chars().count() <= 64
+        && name.chars().all(|c| {
+            c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') || c.is_alphanumeric()
+        });
+    if plain && !name.is_empty() {
+        assert!(
+            msg.contains(name.as_str()),
+            "message {msg:?} does not name {name:?}"
+        );
+    }
+    if let Some(t) = current {
+        assert!(
+            msg.contains(&t.to_string()),
+            "message {msg:?} does not show tag {t}"
+        );
+    }
+}

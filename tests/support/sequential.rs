@@ -1,0 +1,709 @@
+//! The sequential model and the differential harness (part of `ops.rs`, which see).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use genreg::{Ensured, Error, InstanceId, Pinned, Registration, Registry, Rejected, Tag};
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// The sequential model
+// ---------------------------------------------------------------------------------------------
+
+/// A model value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MVal {
+    Strong(u64),
+    /// A weak binding to the owner with this id; `value` is the owner's number.
+    Weak {
+        owner: u64,
+        value: u64,
+    },
+}
+
+impl MVal {
+    pub fn value(self) -> u64 {
+        match self {
+            MVal::Strong(v) | MVal::Weak { value: v, .. } => v,
+        }
+    }
+}
+
+/// The sequential model: visible bindings only (a weak binding whose owner died is gone).
+#[derive(Debug, Default)]
+pub struct Model {
+    pub map: BTreeMap<String, (Tag, MVal)>,
+    /// The number `register_auto` tries next (never restarts).
+    pub auto: u64,
+    /// The generation floor: every new generation must be above it.
+    pub max_gen: u64,
+    /// Every instance seen in a tag (fresh ids must be new).
+    pub instances: HashSet<InstanceId>,
+    /// Upper bound on dead weak bindings not yet purged (what `purge_dead` may return).
+    pub dead_maybe: usize,
+}
+
+impl Model {
+    pub fn new() -> Self {
+        Model {
+            auto: 1,
+            ..Model::default()
+        }
+    }
+
+    pub fn tag(&self, name: &str) -> Option<Tag> {
+        self.map.get(name).map(|(t, _)| *t)
+    }
+
+    /// What `register(name, ..)` must answer (before the tag is known).
+    pub fn expect_register(&self, name: &str) -> Result<(), Error> {
+        validate(name)?;
+        match self.tag(name) {
+            Some(current) => Err(Error::AlreadyRegistered {
+                name: name.to_owned(),
+                current,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// What a removal with `expected` (None: unconditional) must answer.
+    pub fn expect_remove(&self, name: &str, expected: Option<Tag>) -> Result<(Tag, u64), Error> {
+        validate(name)?;
+        match self.map.get(name) {
+            None => Err(Error::NotFound {
+                name: name.to_owned(),
+            }),
+            Some((t, v)) => match expected {
+                Some(e) if e != *t => Err(Error::TagMismatch {
+                    name: name.to_owned(),
+                    expected: e,
+                    current: *t,
+                }),
+                _ => Ok((*t, v.value())),
+            },
+        }
+    }
+
+    /// Checks a tag the registry minted for a new binding and learns it.
+    pub fn learn(&mut self, tag: Tag, instance: Option<InstanceId>, ctx: &dyn Debug) {
+        let g = tag.generation().as_raw();
+        assert!(
+            g > self.max_gen,
+            "{ctx:?}: new generation {g} is not above every generation seen ({})",
+            self.max_gen
+        );
+        self.max_gen = g;
+        match instance {
+            Some(i) => assert_eq!(tag.instance(), i, "{ctx:?}: wrong instance in {tag:?}"),
+            None => {
+                assert!(
+                    !is_pool_instance(tag.instance()) && !self.instances.contains(&tag.instance()),
+                    "{ctx:?}: minted instance {:?} is not fresh",
+                    tag.instance()
+                );
+            }
+        }
+        self.instances.insert(tag.instance());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness: the registry, the model, and what the ops hold (guards, weak owners, tags)
+// ---------------------------------------------------------------------------------------------
+
+pub struct Harness {
+    // Field order: guards (which hold registry clones) go first.
+    pub guards: Vec<Registration<V>>,
+    pub owners: Vec<(u64, V)>,
+    pub reg: Registry<V>,
+    pub model: Model,
+    /// Every tag the registry minted so far, in order.
+    pub seen: Vec<Tag>,
+    next_value: u64,
+}
+
+impl Harness {
+    pub fn new(cfg: Config) -> Self {
+        Harness {
+            guards: Vec::new(),
+            owners: Vec::new(),
+            reg: build_registry(cfg),
+            model: Model::new(),
+            seen: Vec::new(),
+            next_value: 0,
+        }
+    }
+
+    fn value(&mut self) -> V {
+        self.next_value += 1;
+        Arc::new(self.next_value)
+    }
+
+    fn learn(&mut self, tag: Tag, instance: Option<InstanceId>, ctx: &dyn Debug) {
+        self.model.learn(tag, instance, ctx);
+        self.seen.push(tag);
+    }
+
+    /// Compares a registration's outcome with the model's expectation and commits it.
+    #[allow(clippy::too_many_arguments)]
+    fn registered(
+        &mut self,
+        ctx: &dyn Debug,
+        name: &str,
+        expect: Result<(), Error>,
+        instance: Option<InstanceId>,
+        mval: MVal,
+        passed: &V,
+        actual: Result<Registration<V>, Rejected<V>>,
+    ) {
+        match (actual, expect) {
+            (Ok(guard), Ok(())) => {
+                let tag = guard.tag();
+                assert_eq!(guard.name(), name, "{ctx:?}: guard name");
+                self.learn(tag, instance, ctx);
+                self.model.map.insert(name.to_owned(), (tag, mval));
+                self.guards.push(guard);
+            }
+            (Err(rejected), Err(expected)) => {
+                let (err, back) = rejected.into_parts();
+                check_display(&err);
+                assert_eq!(err, expected, "{ctx:?}: wrong refusal");
+                assert!(
+                    Arc::ptr_eq(&back, passed),
+                    "{ctx:?}: refused value not handed back"
+                );
+            }
+            (actual, expected) => panic!(
+                "{ctx:?}: registry answered {:?}, model expected {expected:?}",
+                actual.map(|g| g.tag()).map_err(|r| r.into_parts().0)
+            ),
+        }
+    }
+
+    /// The removal `Result` check shared by `unregister_if_same`, `unregister` and guards.
+    fn removed(
+        &mut self,
+        ctx: &dyn Debug,
+        name: &str,
+        expected: Result<(Tag, u64), Error>,
+        actual: Result<(Tag, u64), Error>,
+    ) {
+        if let Err(e) = &actual {
+            check_display(e);
+        }
+        assert_eq!(actual, expected, "{ctx:?}");
+        if actual.is_ok() {
+            self.model.map.remove(name);
+        }
+    }
+
+    fn replaced(
+        &mut self,
+        ctx: &dyn Debug,
+        name: &str,
+        tag: Tag,
+        n: u64,
+        passed: &V,
+        actual: Result<Tag, Rejected<V>>,
+    ) -> Option<Tag> {
+        let expected = self.model.expect_remove(name, Some(tag)).map(|_| ());
+        // A refusal of an unbound name is `NotFound`, of a differently bound one `TagMismatch`.
+        match (actual, expected) {
+            (Ok(new), Ok(())) => {
+                self.learn(new, Some(tag.instance()), ctx);
+                self.model
+                    .map
+                    .insert(name.to_owned(), (new, MVal::Strong(n)));
+                Some(new)
+            }
+            (Err(rejected), Err(expected)) => {
+                let (err, back) = rejected.into_parts();
+                check_display(&err);
+                assert_eq!(err, expected, "{ctx:?}: wrong refusal");
+                assert!(
+                    Arc::ptr_eq(&back, passed),
+                    "{ctx:?}: refused value not handed back"
+                );
+                None
+            }
+            (actual, expected) => panic!(
+                "{ctx:?}: registry answered {:?}, model expected {expected:?}",
+                actual.map_err(|r| r.into_parts().0)
+            ),
+        }
+    }
+
+    /// Applies one op; `pin`: through this pinned handle where the op has a pinned form.
+    fn exec<'p>(&mut self, op: &Op, pin: Option<&'p Pinned<'_, V>>, held: &mut Held<'p>) {
+        let reg = self.reg.clone();
+        match *op {
+            Op::Register { name } => {
+                let name = name.get();
+                let v = self.value();
+                let expect = self.model.expect_register(&name);
+                let actual = match pin {
+                    Some(p) => p.register(&name, v.clone()),
+                    None => reg.register(&name, v.clone()),
+                };
+                self.registered(op, &name, expect, None, MVal::Strong(*v), &v, actual);
+            }
+            Op::RegisterAs { name, inst } => {
+                let name = name.get();
+                let inst = inst.get(&self.seen);
+                let v = self.value();
+                let expect = self.model.expect_register(&name);
+                let actual = match pin {
+                    Some(p) => p.register_as(&name, inst, v.clone()),
+                    None => reg.register_as(&name, inst, v.clone()),
+                };
+                self.registered(op, &name, expect, Some(inst), MVal::Strong(*v), &v, actual);
+            }
+            Op::EnsureRegistered { name, inst } => {
+                let name = name.get();
+                let inst = inst.get(&self.seen);
+                let v = self.value();
+                let actual = match pin {
+                    Some(p) => p.ensure_registered(&name, inst, v.clone()),
+                    None => reg.ensure_registered(&name, inst, v.clone()),
+                };
+                let existing = validate(&name)
+                    .ok()
+                    .and_then(|()| self.model.tag(&name))
+                    .filter(|t| t.instance() == inst);
+                match (actual, existing) {
+                    (Ok(Ensured::Existing(t)), Some(current)) => {
+                        assert_eq!(t, current, "{op:?}: ensure_registered existing tag");
+                    }
+                    (Ok(Ensured::Existing(t)), None) => {
+                        panic!(
+                            "{op:?}: ensure_registered answered Existing({t:?}), model: {:?}",
+                            self.model.tag(&name)
+                        )
+                    }
+                    (_, Some(current)) => {
+                        panic!("{op:?}: ensure_registered did not answer Existing({current:?})")
+                    }
+                    (Ok(Ensured::Registered(g)), None) => {
+                        let expect = self.model.expect_register(&name);
+                        self.registered(op, &name, expect, Some(inst), MVal::Strong(*v), &v, Ok(g));
+                    }
+                    (Err(r), None) => {
+                        let expect = self.model.expect_register(&name);
+                        self.registered(
+                            op,
+                            &name,
+                            expect,
+                            Some(inst),
+                            MVal::Strong(*v),
+                            &v,
+                            Err(r),
+                        );
+                    }
+                }
+            }
+            Op::RegisterAuto { prefix } => {
+                let prefix = prefix.get();
+                let v = self.value();
+                // The model's auto-naming: skip taken names; an invalid name ends it.
+                let (name, expect) = loop {
+                    let n = self.model.auto;
+                    self.model.auto += 1;
+                    let name = format!("{prefix}-{n}");
+                    match self.model.expect_register(&name) {
+                        Err(Error::AlreadyRegistered { .. }) => continue,
+                        other => break (name, other),
+                    }
+                };
+                let actual = match pin {
+                    Some(p) => p.register_auto(&prefix, v.clone()),
+                    None => reg.register_auto(&prefix, v.clone()),
+                };
+                if let Ok(g) = &actual {
+                    assert_eq!(g.name(), name, "{op:?}: auto name");
+                }
+                self.registered(op, &name, expect, None, MVal::Strong(*v), &v, actual);
+            }
+            Op::RegisterWeak { name, owner } => {
+                let name = name.get();
+                let existing = match owner {
+                    OwnerSel::Existing(i) => idx(i, self.owners.len()),
+                    OwnerSel::New => None,
+                };
+                let (id, o) = match existing {
+                    Some(i) => self.owners[i].clone(),
+                    None => {
+                        let o = self.value();
+                        self.owners.push((*o, o.clone()));
+                        (*o, o)
+                    }
+                };
+                let expect = self.model.expect_register(&name);
+                let actual = reg.register_weak(&name, &o);
+                let mval = MVal::Weak {
+                    owner: id,
+                    value: *o,
+                };
+                self.registered(op, &name, expect, None, mval, &o, actual);
+            }
+            Op::DropOwner { owner } => {
+                if let Some(i) = idx(owner, self.owners.len()) {
+                    let (id, o) = self.owners.swap_remove(i);
+                    assert_eq!(
+                        Arc::strong_count(&o),
+                        1,
+                        "{op:?}: something keeps a weak owner alive"
+                    );
+                    drop(o);
+                    let before = self.model.map.len();
+                    self.model
+                        .map
+                        .retain(|_, (_, v)| !matches!(v, MVal::Weak { owner, .. } if *owner == id));
+                    self.model.dead_maybe += before - self.model.map.len();
+                }
+            }
+            Op::Get { name } => {
+                let name = name.get();
+                let expected = self.model.map.get(&name).map(|(t, v)| (*t, v.value()));
+                let strong = matches!(self.model.map.get(&name), Some((_, MVal::Strong(_))));
+                let actual = match pin {
+                    Some(p) => {
+                        let r = p.get(&name);
+                        let o = r.as_ref().map(obs_ref);
+                        if let (Some(r), true) = (r, strong) {
+                            held.push((r, o.unwrap()));
+                        }
+                        o
+                    }
+                    None => reg.get(&name).map(|e| obs_entry(&e)),
+                };
+                assert_eq!(actual, expected, "{op:?}");
+            }
+            Op::GetIf { name, tag } => {
+                let name = name.get();
+                let tag = tag.get(self.model.tag(&name), &self.seen);
+                let expected = self
+                    .model
+                    .map
+                    .get(&name)
+                    .filter(|(t, _)| *t == tag)
+                    .map(|(_, v)| v.value());
+                assert_eq!(
+                    reg.get_if(&name, tag).map(|v| *v),
+                    expected,
+                    "{op:?} with {tag:?}"
+                );
+            }
+            Op::IsCurrent { name, tag } => {
+                let name = name.get();
+                let tag = tag.get(self.model.tag(&name), &self.seen);
+                let expected = self.model.tag(&name) == Some(tag);
+                assert_eq!(reg.is_current(&name, tag), expected, "{op:?} with {tag:?}");
+            }
+            Op::TagOf { name } => {
+                let name = name.get();
+                assert_eq!(reg.tag_of(&name), self.model.tag(&name), "{op:?}");
+            }
+            Op::Contains { name } => {
+                let name = name.get();
+                let actual = match pin {
+                    Some(p) => p.contains(&name),
+                    None => reg.contains(&name),
+                };
+                assert_eq!(actual, self.model.map.contains_key(&name), "{op:?}");
+            }
+            Op::UnregisterIfSame { name, tag } => {
+                let name = name.get();
+                let tag = tag.get(self.model.tag(&name), &self.seen);
+                let expected = self.model.expect_remove(&name, Some(tag));
+                let strong = matches!(self.model.map.get(&name), Some((_, MVal::Strong(_))));
+                let actual = match pin {
+                    Some(p) => {
+                        let r = p.unregister_if_same(&name, tag);
+                        let o = r.as_ref().map(obs_ref).map_err(Clone::clone);
+                        if let (Ok(r), true) = (r, strong) {
+                            held.push((r, *o.as_ref().unwrap()));
+                        }
+                        o
+                    }
+                    None => reg.unregister_if_same(&name, tag).map(|e| obs_entry(&e)),
+                };
+                self.removed(&(op, tag), &name, expected, actual);
+            }
+            Op::ReplaceIfSame { name, tag } => {
+                let name = name.get();
+                let tag = tag.get(self.model.tag(&name), &self.seen);
+                let v = self.value();
+                let actual = match pin {
+                    Some(p) => p.replace_if_same(&name, tag, v.clone()),
+                    None => reg.replace_if_same(&name, tag, v.clone()),
+                };
+                self.replaced(&(op, tag), &name, tag, *v, &v, actual);
+            }
+            Op::Unregister { name } => {
+                let name = name.get();
+                let expected = self.model.expect_remove(&name, None);
+                let strong = matches!(self.model.map.get(&name), Some((_, MVal::Strong(_))));
+                let actual = match pin {
+                    Some(p) => {
+                        let r = p.unregister(&name);
+                        let o = r.as_ref().map(obs_ref).map_err(Clone::clone);
+                        if let (Ok(r), true) = (r, strong) {
+                            held.push((r, *o.as_ref().unwrap()));
+                        }
+                        o
+                    }
+                    None => reg.unregister(&name).map(|e| obs_entry(&e)),
+                };
+                self.removed(op, &name, expected, actual);
+            }
+            Op::UnregisterInstance { inst } => {
+                let inst = inst.get(&self.seen);
+                let mut actual = match pin {
+                    Some(p) => p.unregister_instance(inst),
+                    None => reg.unregister_instance(inst),
+                };
+                actual.sort();
+                let expected: Vec<(String, Tag)> = self
+                    .model
+                    .map
+                    .iter()
+                    .filter(|(_, (t, _))| t.instance() == inst)
+                    .map(|(n, (t, _))| (n.clone(), *t))
+                    .collect();
+                assert_eq!(actual, expected, "{op:?} ({inst:?})");
+                for (n, _) in expected {
+                    self.model.map.remove(&n);
+                }
+            }
+            Op::DropGuard { guard } => {
+                if let Some(i) = idx(guard, self.guards.len()) {
+                    let g = self.guards.swap_remove(i);
+                    if self.model.tag(g.name()) == Some(g.tag()) {
+                        self.model.map.remove(g.name());
+                    }
+                    drop(g);
+                }
+            }
+            Op::DetachGuard { guard } => {
+                if let Some(i) = idx(guard, self.guards.len()) {
+                    let g = self.guards.swap_remove(i);
+                    let tag = g.tag();
+                    assert_eq!(g.detach(), tag, "{op:?}");
+                }
+            }
+            Op::GuardReplace { guard } => {
+                if let Some(i) = idx(guard, self.guards.len()) {
+                    let v = self.value();
+                    let mut g = self.guards.swap_remove(i);
+                    let (name, tag) = (g.name().to_owned(), g.tag());
+                    let actual = g.replace(v.clone());
+                    let ok = actual.as_ref().ok().copied();
+                    let new = self.replaced(&(op, tag), &name, tag, *v, &v, actual);
+                    assert_eq!(ok, new);
+                    assert_eq!(
+                        g.tag(),
+                        new.unwrap_or(tag),
+                        "{op:?}: guard tag after replace"
+                    );
+                    self.guards.push(g);
+                }
+            }
+            Op::GuardUnregister { guard } => {
+                if let Some(i) = idx(guard, self.guards.len()) {
+                    let g = self.guards.swap_remove(i);
+                    let (name, tag) = (g.name().to_owned(), g.tag());
+                    let expected = self
+                        .model
+                        .expect_remove(&name, Some(tag))
+                        .map(|(t, _)| (t, 0));
+                    let actual = g.unregister().map(|t| (t, 0));
+                    self.removed(&(op, tag), &name, expected, actual);
+                }
+            }
+            Op::GuardCheck { guard } => {
+                if let Some(i) = idx(guard, self.guards.len()) {
+                    let g = &self.guards[i];
+                    let mine = self
+                        .model
+                        .map
+                        .get(g.name())
+                        .filter(|(t, _)| *t == g.tag())
+                        .map(|(t, v)| (*t, v.value()));
+                    assert_eq!(g.is_current(), mine.is_some(), "{op:?} {g:?}");
+                    assert_eq!(g.get().map(|e| obs_entry(&e)), mine, "{op:?} {g:?}");
+                    assert!(
+                        self.seen.contains(&g.tag()),
+                        "{op:?}: guard tag never minted"
+                    );
+                }
+            }
+            Op::Len => {
+                assert_eq!(reg.len(), self.model.map.len(), "{op:?}");
+                self.model.dead_maybe = 0;
+            }
+            Op::IsEmpty => {
+                assert_eq!(reg.is_empty(), self.model.map.is_empty(), "{op:?}");
+                self.model.dead_maybe = 0;
+            }
+            Op::Names => {
+                let expected: Vec<String> = self.model.map.keys().cloned().collect();
+                assert_eq!(reg.names(), expected, "{op:?}");
+            }
+            Op::Entries => {
+                let actual: Vec<(String, (Tag, u64))> = reg
+                    .entries()
+                    .iter()
+                    .map(|(n, e)| (n.clone(), obs_entry(e)))
+                    .collect();
+                assert_eq!(actual, self.model_entries(), "{op:?}");
+            }
+            Op::Clear => {
+                let n = match pin {
+                    Some(p) => p.clear(),
+                    None => reg.clear(),
+                };
+                assert_eq!(n, self.model.map.len(), "{op:?}");
+                self.model.map.clear();
+                self.model.dead_maybe = 0;
+            }
+            Op::PurgeDead => {
+                let n = match pin {
+                    Some(p) => p.purge_dead(),
+                    None => reg.purge_dead(),
+                };
+                assert!(
+                    n <= self.model.dead_maybe,
+                    "{op:?}: purged {n} but at most {} dead weak bindings exist",
+                    self.model.dead_maybe
+                );
+                self.model.dead_maybe = 0;
+            }
+            Op::Pinned { .. } => unreachable!("handled by apply"),
+        }
+    }
+
+    fn model_entries(&self) -> Vec<(String, (Tag, u64))> {
+        self.model
+            .map
+            .iter()
+            .map(|(n, (t, v))| (n.clone(), (*t, v.value())))
+            .collect()
+    }
+
+    fn exec_pinned<'p>(&mut self, op: &PinnedOp, p: &'p Pinned<'_, V>, held: &mut Held<'p>) {
+        match op {
+            PinnedOp::Iter => {
+                let mut actual = Vec::new();
+                for r in p.iter() {
+                    let o = obs_ref(&r);
+                    actual.push((r.name().to_owned(), o));
+                    let strong = matches!(self.model.map.get(r.name()), Some((_, MVal::Strong(_))));
+                    if strong {
+                        held.push((r, o));
+                    }
+                }
+                actual.sort();
+                assert_eq!(actual, self.model_entries(), "{op:?}");
+            }
+            PinnedOp::Flush | PinnedOp::Repin => p.flush(),
+            other => {
+                let op = other.as_op().expect("a plain op");
+                self.exec(&op, Some(p), held);
+            }
+        }
+    }
+}
+
+/// Applies one op to the registry and the model and asserts that they agree.
+pub fn apply(h: &mut Harness, op: &Op) {
+    match op {
+        Op::Pinned { hold, ops } => {
+            let reg = h.reg.clone();
+            let mut p = reg.pin();
+            if *hold {
+                // Everything borrowed stays borrowed until the end of the run.
+                let mut held: Held<'_> = Vec::new();
+                for sub in ops {
+                    h.exec_pinned(sub, &p, &mut held);
+                    check_invariants(h);
+                }
+                for (r, o) in &held {
+                    assert_eq!(
+                        obs_ref(r),
+                        *o,
+                        "{op:?}: a borrowed entry changed while pinned"
+                    );
+                }
+            } else {
+                for sub in ops {
+                    if let PinnedOp::Repin = sub {
+                        p.repin();
+                    } else {
+                        let mut held: Held<'_> = Vec::new();
+                        h.exec_pinned(sub, &p, &mut held);
+                    }
+                    check_invariants(h);
+                }
+            }
+        }
+        op => h.exec(op, None, &mut Vec::new()),
+    }
+}
+
+/// The invariants that must hold between any two ops.
+pub fn check_invariants(h: &mut Harness) {
+    let expected: Vec<String> = h.model.map.keys().cloned().collect();
+    assert_eq!(h.reg.names(), expected, "names() disagrees with the model");
+    if h.model.dead_maybe == 0 {
+        // (`len` purges dead weak bindings first: skip it while some may exist, so that the
+        // ops that follow still meet them.)
+        assert_eq!(h.reg.len(), expected.len(), "len() disagrees with names()");
+        assert_eq!(h.reg.is_empty(), expected.is_empty(), "is_empty()");
+    }
+    for (name, (tag, v)) in &h.model.map {
+        let got = h.reg.get(name).map(|e| obs_entry(&e));
+        assert_eq!(got, Some((*tag, v.value())), "get({name:?})");
+        assert!(
+            h.reg.is_current(name, *tag),
+            "is_current({name:?}, {tag:?})"
+        );
+    }
+    for g in &h.guards {
+        let mine = h.model.tag(g.name()) == Some(g.tag());
+        assert_eq!(g.is_current(), mine, "{g:?}.is_current()");
+    }
+}
+
+/// Runs a whole sequence against a fresh registry, checking after every step.
+pub fn run_sequential(ops: &[Op], cfg: Config) {
+    let mut h = Harness::new(cfg);
+    for op in ops {
+        apply(&mut h, op);
+        check_invariants(&mut h);
+    }
+    // Dropping every guard removes exactly the bindings they still own.
+    let owned: Vec<String> = h
+        .guards
+        .iter()
+        .filter(|g| h.model.tag(g.name()) == Some(g.tag()))
+        .map(|g| g.name().to_owned())
+        .collect();
+    h.guards.clear();
+    for n in owned {
+        h.model.map.remove(&n);
+    }
+    check_invariants(&mut h);
+    // Dropping every owner hides every weak binding; len() purges them.
+    h.owners.clear();
+    h.model.map.retain(|_, (_, v)| matches!(v, MVal::Strong(_)));
+    assert_eq!(
+        h.reg.len(),
+        h.model.map.len(),
+        "len() after every owner died"
+    );
+    let expected: Vec<String> = h.model.map.keys().cloned().collect();
+    assert_eq!(h.reg.names(), expected);
+}
