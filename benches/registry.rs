@@ -1,0 +1,376 @@
+//! Criterion benches: genreg and every peer in the same group, so that ratios are side by side.
+//!
+//! `cargo bench --bench registry` runs everything (a few minutes); pass a filter to run one
+//! group, e.g. `cargo bench --bench registry -- lookup_hit/1024`. `benches/report.py` turns
+//! `target/criterion` into the ratio tables of BENCHMARKS.md.
+//!
+//! Groups (ids are `group/parameters/peer`):
+//! - `lookup_hit/{names}/{len}B/{peer}`: one hit, through each peer's best read path (its
+//!   reusable handle if it has one: genreg `Pinned`, papaya's pinned guard, scc `HashIndex`
+//!   with one `Guard`, arc-swap's `Cache`; one guarded call otherwise). Borrowed: no clone.
+//! - `lookup_miss/{names}/{len}B/{peer}`: the same for names that are not bound.
+//! - `lookup_mode/1024/16B/{peer}/{get|peek|pinned}`: `get` = a per-call lookup that returns
+//!   an owned clone (genreg `Registry::get`); `peek` = per-call, borrowed; `pinned` = handle.
+//! - `register/1024`, `unregister_if_same/1024` (must succeed), `unregister_stale/1024` (a
+//!   stale tag: must fail), `cycle/1024` (register + unregister_if_same), `replace_if_same/1024`.
+//! - `iterate/{names}`: one walk over every entry (divide by names for per-entry cost).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{
+    BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
+};
+
+mod peers;
+use peers::*;
+
+fn values(n: usize) -> Vec<Val> {
+    (0..n as u64).map(|id| Val::new(Payload { id })).collect()
+}
+
+/// A table of `n` names of `len` bytes, ids `0..n`, and its tags.
+fn filled<P: Peer>(n: usize, len: usize, vals: &[Val]) -> (P, Vec<P::Tag>) {
+    let p = P::with_capacity(n);
+    let tags = p.bulk_register(&mut (0..n).map(|i| (name(i as u64, len), vals[i].clone())));
+    (p, tags)
+}
+
+/// Lookup names in a shuffled order, laid out contiguously, at least 4096 of them (a power of
+/// two, so the loop wraps with a mask).
+fn lookup_arena(n: usize, len: usize, miss: bool) -> Arena {
+    let total = n.max(4096).next_power_of_two();
+    let mut order = Vec::with_capacity(total);
+    let mut seed = 7;
+    while order.len() < total {
+        order.extend(permutation(n, seed).into_iter().take(total - order.len()));
+        seed += 1;
+    }
+    Arena::new(order.into_iter().map(|i| {
+        if miss {
+            miss_name(u64::from(i), len)
+        } else {
+            name(u64::from(i), len)
+        }
+    }))
+}
+
+fn config(g: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
+    if n >= 1 << 20 {
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_millis(1500));
+    } else {
+        g.sample_size(20)
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(600));
+    }
+}
+
+struct Lookup<'a, 'c> {
+    g: &'a mut BenchmarkGroup<'c, WallTime>,
+    n: usize,
+    len: usize,
+    miss: bool,
+    vals: &'a [Val],
+    arena: &'a Arena,
+}
+
+impl Visit for Lookup<'_, '_> {
+    fn visit<P: Peer>(&mut self) {
+        let (p, _) = filled::<P>(self.n, self.len, self.vals);
+        // Check once, untimed: every hit is the right binding, every miss misses.
+        {
+            let h = p.handle();
+            for i in 0..self.arena.len().min(self.n * 2) {
+                let r = h.peek(self.arena.get(i));
+                assert_eq!(r.is_some(), !self.miss, "{}: wrong lookup result", P::NAME);
+            }
+        }
+        let mask = self.arena.len() - 1;
+        let arena = self.arena;
+        self.g.bench_function(P::NAME, |b| {
+            b.iter_custom(|iters| {
+                let h = p.handle();
+                let start = Instant::now();
+                for k in 0..iters as usize {
+                    black_box(h.peek(arena.get(k & mask)));
+                }
+                start.elapsed()
+            })
+        });
+    }
+}
+
+fn lookup(c: &mut Criterion) {
+    let points: &[(&str, usize, usize, bool)] = &[
+        ("lookup_hit", 16, 16, false),
+        ("lookup_hit", 1024, 8, false),
+        ("lookup_hit", 1024, 16, false),
+        ("lookup_hit", 1024, 32, false),
+        ("lookup_hit", 1024, 64, false),
+        ("lookup_hit", 65536, 16, false),
+        ("lookup_hit", 1 << 20, 16, false),
+        ("lookup_miss", 1024, 16, false),
+        ("lookup_miss", 1024, 64, false),
+        ("lookup_miss", 1 << 20, 16, false),
+    ];
+    let vals = values(1 << 20);
+    // `-- --test` (CI's one pass to prove the benches run): skip building 1M-name tables.
+    let test_mode = std::env::args().any(|a| a == "--test");
+    for &(group, n, len, _) in points {
+        if test_mode && n >= 1 << 20 {
+            continue;
+        }
+        let miss = group == "lookup_miss";
+        let arena = lookup_arena(n, len, miss);
+        let mut g = c.benchmark_group(format!("{group}/{n}/{len}B"));
+        config(&mut g, n);
+        each_peer(&mut Lookup {
+            g: &mut g,
+            n,
+            len,
+            miss,
+            vals: &vals,
+            arena: &arena,
+        });
+        g.finish();
+    }
+}
+
+struct Modes<'a, 'c> {
+    g: &'a mut BenchmarkGroup<'c, WallTime>,
+    vals: &'a [Val],
+    arena: &'a Arena,
+}
+
+impl Visit for Modes<'_, '_> {
+    fn visit<P: Peer>(&mut self) {
+        let (p, _) = filled::<P>(1024, 16, self.vals);
+        let mask = self.arena.len() - 1;
+        let arena = self.arena;
+        self.g.bench_function(format!("{}/get", P::NAME), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for k in 0..iters as usize {
+                    black_box(p.get(arena.get(k & mask)));
+                }
+                start.elapsed()
+            })
+        });
+        self.g.bench_function(format!("{}/peek", P::NAME), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for k in 0..iters as usize {
+                    black_box(p.peek(arena.get(k & mask)));
+                }
+                start.elapsed()
+            })
+        });
+        if P::HAS_HANDLE {
+            self.g.bench_function(format!("{}/pinned", P::NAME), |b| {
+                b.iter_custom(|iters| {
+                    let h = p.handle();
+                    let start = Instant::now();
+                    for k in 0..iters as usize {
+                        black_box(h.peek(arena.get(k & mask)));
+                    }
+                    start.elapsed()
+                })
+            });
+        }
+    }
+}
+
+fn lookup_mode(c: &mut Criterion) {
+    let vals = values(1024);
+    let arena = lookup_arena(1024, 16, false);
+    let mut g = c.benchmark_group("lookup_mode/1024/16B");
+    config(&mut g, 1024);
+    each_peer(&mut Modes {
+        g: &mut g,
+        vals: &vals,
+        arena: &arena,
+    });
+    g.finish();
+}
+
+/// Which write bench a [`Writes`] visit runs.
+#[derive(Clone, Copy, PartialEq)]
+enum WriteBench {
+    Register,
+    Unregister,
+    Stale,
+    Cycle,
+    Replace,
+}
+
+struct Writes<'a, 'c> {
+    g: &'a mut BenchmarkGroup<'c, WallTime>,
+    which: WriteBench,
+    vals: &'a [Val],
+}
+
+const N: usize = 1024;
+/// Names `N..2N` are the free pool the write benches register and unregister.
+const POOL: usize = 1024;
+
+impl Visit for Writes<'_, '_> {
+    fn visit<P: Peer>(&mut self) {
+        let (p, mut tags) = filled::<P>(N, 16, self.vals);
+        let pool: Vec<String> = (N..N + POOL).map(|i| name(i as u64, 16)).collect();
+        let stable: Vec<String> = (0..N).map(|i| name(i as u64, 16)).collect();
+        let vals = self.vals;
+        match self.which {
+            WriteBench::Register | WriteBench::Unregister => {
+                let timed_register = self.which == WriteBench::Register;
+                self.g.bench_function(P::NAME, |b| {
+                    b.iter_custom(|iters| {
+                        // In chunks of the pool: time one half of the cycle, do the other
+                        // untimed.
+                        let mut spent = Duration::ZERO;
+                        let mut left = iters as usize;
+                        let mut got = Vec::with_capacity(POOL);
+                        while left > 0 {
+                            let k = left.min(POOL);
+                            got.clear();
+                            let start = Instant::now();
+                            for (i, nm) in pool.iter().enumerate().take(k) {
+                                got.push(
+                                    p.register(nm, &vals[N + i]).expect("register must succeed"),
+                                );
+                            }
+                            if timed_register {
+                                spent += start.elapsed();
+                            }
+                            let start = Instant::now();
+                            for (nm, t) in pool.iter().zip(&got) {
+                                assert!(
+                                    p.unregister_if_same(nm, *t),
+                                    "unregister_if_same must succeed"
+                                );
+                            }
+                            if !timed_register {
+                                spent += start.elapsed();
+                            }
+                            left -= k;
+                        }
+                        spent
+                    })
+                });
+            }
+            WriteBench::Stale => {
+                // Make every stable name's first tag stale: remove it and bind the name again.
+                let stale: Vec<P::Tag> = tags.clone();
+                for (i, nm) in stable.iter().enumerate() {
+                    assert!(p.unregister_if_same(nm, tags[i]));
+                    tags[i] = p.register(nm, &vals[i]).expect("re-register");
+                }
+                self.g.bench_function(P::NAME, |b| {
+                    b.iter_custom(|iters| {
+                        let start = Instant::now();
+                        for k in 0..iters as usize {
+                            let i = k % N;
+                            assert!(
+                                !p.unregister_if_same(&stable[i], stale[i]),
+                                "stale tag removed a binding"
+                            );
+                        }
+                        start.elapsed()
+                    })
+                });
+            }
+            WriteBench::Cycle => {
+                self.g.bench_function(P::NAME, |b| {
+                    b.iter_custom(|iters| {
+                        let start = Instant::now();
+                        for k in 0..iters as usize {
+                            let i = k % POOL;
+                            let t = p
+                                .register(&pool[i], &vals[N + i])
+                                .expect("register must succeed");
+                            assert!(
+                                p.unregister_if_same(&pool[i], t),
+                                "unregister_if_same must succeed"
+                            );
+                        }
+                        start.elapsed()
+                    })
+                });
+            }
+            WriteBench::Replace => {
+                self.g.bench_function(P::NAME, |b| {
+                    b.iter_custom(|iters| {
+                        let start = Instant::now();
+                        for k in 0..iters as usize {
+                            let i = k % N;
+                            tags[i] = p
+                                .replace_if_same(&stable[i], tags[i], &vals[i])
+                                .expect("replace_if_same must succeed");
+                        }
+                        start.elapsed()
+                    })
+                });
+            }
+        }
+    }
+}
+
+fn writes(c: &mut Criterion) {
+    let vals = values(N + POOL);
+    for (label, which) in [
+        ("register", WriteBench::Register),
+        ("unregister_if_same", WriteBench::Unregister),
+        ("unregister_stale", WriteBench::Stale),
+        ("cycle", WriteBench::Cycle),
+        ("replace_if_same", WriteBench::Replace),
+    ] {
+        let mut g = c.benchmark_group(format!("{label}/{N}"));
+        config(&mut g, N);
+        each_peer(&mut Writes {
+            g: &mut g,
+            which,
+            vals: &vals,
+        });
+        g.finish();
+    }
+}
+
+struct Iterate<'a, 'c> {
+    g: &'a mut BenchmarkGroup<'c, WallTime>,
+    n: usize,
+    vals: &'a [Val],
+}
+
+impl Visit for Iterate<'_, '_> {
+    fn visit<P: Peer>(&mut self) {
+        let (p, _) = filled::<P>(self.n, 16, self.vals);
+        let n = self.n;
+        self.g.bench_function(P::NAME, |b| {
+            b.iter(|| {
+                let mut sum = 0u64;
+                let seen = p.for_each(&mut |len, id| sum = sum.wrapping_add(id + len as u64));
+                assert_eq!(seen, n, "{}: iteration missed entries", P::NAME);
+                black_box(sum)
+            })
+        });
+    }
+}
+
+fn iterate(c: &mut Criterion) {
+    let vals = values(65536);
+    for n in [1024, 65536] {
+        let mut g = c.benchmark_group(format!("iterate/{n}"));
+        config(&mut g, n);
+        g.throughput(criterion::Throughput::Elements(n as u64));
+        each_peer(&mut Iterate {
+            g: &mut g,
+            n,
+            vals: &vals,
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, lookup, lookup_mode, writes, iterate);
+criterion_main!(benches);

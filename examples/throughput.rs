@@ -1,0 +1,1496 @@
+//! Multi-threaded throughput of genreg and its peers, side by side, on fixed operation mixes;
+//! plus insert tail latency while a table grows from empty, and memory per entry.
+//!
+//! ```text
+//! cargo run --release --example throughput               # full run (~10-15 min here)
+//! cargo run --release --example throughput -- --quick    # one short pass (< 1 min, CI)
+//! ```
+//!
+//! Options: `--quick`, `--secs S` (per cell), `--reps R` (cells are repeated and the median
+//! kept), `--sizes 1000,1000000`, `--csv PATH` (default `target/throughput.csv`),
+//! `--svg PATH` (default `benches/throughput.svg`; the quick pass writes
+//! `target/throughput-quick.svg` unless told), `--only WORKLOAD`, `--no-extras` (skip latency
+//! and memory).
+//!
+//! Every operation's result is checked (a read of a name that must be bound must return its
+//! own binding; a registration of a free name owned by the thread must succeed; an
+//! `unregister_if_same` with the thread's own current tag must succeed; a stale tag must never
+//! remove anything; an iteration must see every stable binding). Failures are counted per cell,
+//! reported, and make the process exit with status 1.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+#[path = "../benches/peers/mod.rs"]
+mod peers;
+use peers::*;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Workload {
+    /// 100% lookups of bound names.
+    ReadHit,
+    /// 50% lookups of bound names, 50% of names never bound.
+    ReadHalfMiss,
+    /// 98% get, 1% register, 1% unregister_if_same.
+    Registry,
+    /// 80% get, 10% register, 10% unregister_if_same.
+    Churn,
+    /// Stale-tag unregisters racing get + unregister_if_same + re-registers of 64 shared names.
+    Conflict,
+    /// One thread iterating while `threads` others run the registry mix.
+    Snapshot,
+}
+
+const WORKLOADS: [Workload; 6] = [
+    Workload::ReadHit,
+    Workload::ReadHalfMiss,
+    Workload::Registry,
+    Workload::Churn,
+    Workload::Conflict,
+    Workload::Snapshot,
+];
+
+impl Workload {
+    fn label(self) -> &'static str {
+        match self {
+            Workload::ReadHit => "read-hit",
+            Workload::ReadHalfMiss => "read-halfmiss",
+            Workload::Registry => "registry-98/1/1",
+            Workload::Churn => "churn-80/10/10",
+            Workload::Conflict => "conflict",
+            Workload::Snapshot => "snapshot",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dist {
+    Uniform,
+    Zipf,
+}
+
+impl Dist {
+    fn label(self) -> &'static str {
+        match self {
+            Dist::Uniform => "uniform",
+            Dist::Zipf => "zipf",
+        }
+    }
+}
+
+/// Zipf exponent for skewed names (YCSB's default).
+const ZIPF_S: f64 = 0.99;
+/// Name length in the harness (PERF.md's figures are for 16-byte names).
+const NAME_LEN: usize = 16;
+/// Shared names in the conflict workload.
+const CONTESTED: usize = 64;
+/// Operations between stop-flag checks and handle refreshes (re-pinning).
+const BATCH: usize = 64;
+/// Pre-generated name indices per thread and cell (the stream wraps).
+const STREAM: usize = 1 << 16;
+
+struct Config {
+    quick: bool,
+    secs: f64,
+    reps: usize,
+    sizes: Vec<usize>,
+    threads: Vec<usize>,
+    dists: Vec<Dist>,
+    workloads: Vec<Workload>,
+    csv: String,
+    svg: String,
+    extras: bool,
+    grow_to: usize,
+}
+
+fn parse_args() -> Config {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let value = |flag: &str| {
+        args.iter().position(|a| a == flag).map(|i| {
+            args.get(i + 1)
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+                .clone()
+        })
+    };
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut threads: Vec<usize> = (1..=n).collect();
+    threads.push(2 * n);
+    let sizes = value("--sizes")
+        .map(|s| s.split(',').map(|x| x.parse().expect("--sizes")).collect())
+        .unwrap_or_else(|| {
+            if quick {
+                vec![1_000]
+            } else {
+                vec![1_000, 1_000_000]
+            }
+        });
+    let workloads = match value("--only") {
+        Some(w) => WORKLOADS
+            .iter()
+            .copied()
+            .filter(|x| x.label().starts_with(w.as_str()))
+            .collect(),
+        None => WORKLOADS.to_vec(),
+    };
+    Config {
+        quick,
+        secs: value("--secs")
+            .map(|s| s.parse().expect("--secs"))
+            .unwrap_or(if quick { 0.06 } else { 0.25 }),
+        reps: value("--reps")
+            .map(|s| s.parse().expect("--reps"))
+            .unwrap_or(if quick { 1 } else { 3 }),
+        sizes,
+        threads: if quick { vec![1, n] } else { threads },
+        dists: vec![Dist::Uniform, Dist::Zipf],
+        workloads,
+        csv: value("--csv").unwrap_or_else(|| "target/throughput.csv".into()),
+        svg: value("--svg").unwrap_or_else(|| {
+            if quick {
+                "target/throughput-quick.svg".into()
+            } else {
+                "benches/throughput.svg".into()
+            }
+        }),
+        extras: !args.iter().any(|a| a == "--no-extras"),
+        grow_to: if quick { 100_000 } else { 1_000_000 },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One table and the names around it
+
+/// The names of one table size. Indices `0..n` are stable (bound before any cell, never
+/// written); thread `t` owns the churn pool `n + t*pool .. n + (t+1)*pool`; the conflict
+/// workload shares `n .. n + CONTESTED`. Values are `Payload { id: index }`, kept alive here
+/// (so the weak-value peer's bindings stay alive).
+struct Universe {
+    n: usize,
+    pool: usize,
+    vals: Vec<Val>,
+    /// For each thread count `t`: a permutation of `0 .. n + t*pool`, mapping popularity
+    /// rank to name index (so hot names are spread over the table). Index 0: over `0..n`.
+    perms: Vec<Vec<u32>>,
+}
+
+impl Universe {
+    fn new(n: usize, max_threads: usize) -> Universe {
+        let pool = (n / 64).max(CONTESTED);
+        let total = n + max_threads * pool;
+        let vals = (0..total as u64)
+            .map(|id| Val::new(Payload { id }))
+            .collect();
+        let mut perms = vec![permutation(n, 11)];
+        for t in 1..=max_threads {
+            perms.push(permutation(n + t * pool, 11 + t as u64));
+        }
+        Universe {
+            n,
+            pool,
+            vals,
+            perms,
+        }
+    }
+    fn owned(&self, t: usize) -> std::ops::Range<usize> {
+        self.n + t * self.pool..self.n + (t + 1) * self.pool
+    }
+}
+
+/// A stream of name indices: ranks drawn uniformly or Zipf over `perm`, mapped through it.
+fn stream(perm: &[u32], dist: Dist, seed: u64) -> Vec<u32> {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let zipf = Zipf::new(perm.len() as u64, ZIPF_S);
+    (0..STREAM)
+        .map(|_| {
+            let r = match dist {
+                Dist::Uniform => rng.below(perm.len() as u64),
+                Dist::Zipf => zipf.sample(&mut rng),
+            };
+            perm[r as usize]
+        })
+        .collect()
+}
+
+struct CellResult {
+    /// Operations per second of the measured threads (median of the repetitions).
+    ops_per_sec: f64,
+    failures: u64,
+    /// Snapshot: entries visited per second by the iterating thread.
+    extra: f64,
+}
+
+fn nm(buf: &mut [u8; 64], i: u32, miss: bool) -> &str {
+    name_into(buf, u64::from(i), NAME_LEN, miss)
+}
+
+/// Runs one cell (one repetition) and returns (ops/s, failures, extra).
+/// One cell's key streams, shared by every peer (so that all see the same names in the same
+/// order): per thread, name indices and the names themselves laid out in stream order (reading
+/// the query name is then a sequential, prefetched access; only the map's accesses are random).
+struct Streams {
+    idx: Vec<Vec<u32>>,
+    hit: Vec<Vec<[u8; NAME_LEN]>>,
+    miss: Vec<Vec<[u8; NAME_LEN]>>,
+}
+
+impl Streams {
+    fn new(u: &Universe, wl: Workload, dist: Dist, threads: usize, rep: usize) -> Streams {
+        let idx: Vec<Vec<u32>> = (0..threads)
+            .map(|t| {
+                let seed = (rep * 131 + t * 7 + threads * 1009) as u64 + 1;
+                match wl {
+                    Workload::ReadHit | Workload::ReadHalfMiss => stream(&u.perms[0], dist, seed),
+                    Workload::Conflict => {
+                        let perm: Vec<u32> = permutation(CONTESTED, 5)
+                            .into_iter()
+                            .map(|r| r + u.n as u32)
+                            .collect();
+                        stream(&perm, dist, seed)
+                    }
+                    _ => stream(&u.perms[threads], dist, seed),
+                }
+            })
+            .collect();
+        let names = |miss: bool| -> Vec<Vec<[u8; NAME_LEN]>> {
+            idx.iter()
+                .map(|st| {
+                    st.iter()
+                        .map(|&i| {
+                            let mut buf = [0u8; 64];
+                            let mut out = [0u8; NAME_LEN];
+                            out.copy_from_slice(
+                                name_into(&mut buf, u64::from(i), NAME_LEN, miss).as_bytes(),
+                            );
+                            out
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let hit = names(false);
+        let miss = if wl == Workload::ReadHalfMiss {
+            names(true)
+        } else {
+            Vec::new()
+        };
+        Streams { idx, hit, miss }
+    }
+}
+
+#[inline]
+fn as_name(b: &[u8; NAME_LEN]) -> &str {
+    // SAFETY: built from ASCII names.
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
+/// Runs one cell (one repetition) for one peer and returns (ops/s, failures, extra).
+#[allow(clippy::too_many_arguments)]
+fn run_once<P: Peer>(
+    p: &P,
+    u: &Universe,
+    st: &Streams,
+    wl: Workload,
+    dist: Dist,
+    threads: usize,
+    secs: f64,
+    rep: usize,
+) -> (f64, u64, f64) {
+    let failures = AtomicU64::new(0);
+    let fail = |what: &str| {
+        if failures.fetch_add(1, Ordering::Relaxed) < 3 {
+            eprintln!(
+                "  FAILURE [{} {} {} t={threads}]: {what}",
+                P::NAME,
+                wl.label(),
+                dist.label()
+            );
+        }
+    };
+    let mixers = threads;
+    let iterator = wl == Workload::Snapshot;
+
+    // Untimed setup: half of each thread's pool bound (in bulk, for copy-on-write's sake).
+    let mut live: Vec<VecDeque<(u32, P::Tag)>> = (0..mixers).map(|_| VecDeque::new()).collect();
+    let mut free: Vec<Vec<u32>> = (0..mixers).map(|_| Vec::new()).collect();
+    if matches!(
+        wl,
+        Workload::Registry | Workload::Churn | Workload::Snapshot
+    ) {
+        let mut batch = Vec::new();
+        for (t, free) in free.iter_mut().enumerate() {
+            for (j, i) in u.owned(t).enumerate() {
+                if j % 2 == 0 {
+                    batch.push((t, i as u32));
+                } else {
+                    free.push(i as u32);
+                }
+            }
+        }
+        let tags = p.bulk_register(
+            &mut batch
+                .iter()
+                .map(|&(_, i)| (name(u64::from(i), NAME_LEN), u.vals[i as usize].clone())),
+        );
+        for (&(t, i), tag) in batch.iter().zip(tags) {
+            live[t].push_back((i, tag));
+        }
+    }
+
+    let stop = AtomicBool::new(false);
+    let barrier = Barrier::new(mixers + usize::from(iterator) + 1);
+    let total_ops = AtomicU64::new(0);
+    let visited = AtomicU64::new(0);
+    let ends = Mutex::new(Vec::new());
+    let universe_end = (u.n + threads * u.pool) as u64;
+    let started = {
+        let live = &mut live;
+        let free = &mut free;
+        std::thread::scope(|s| {
+            for (t, (live, free)) in live.iter_mut().zip(free.iter_mut()).enumerate() {
+                let stream = &st.idx[t];
+                let hits = &st.hit[t];
+                let misses = st.miss.get(t);
+                let (stop, barrier, total_ops, ends, fail) =
+                    (&stop, &barrier, &total_ops, &ends, &fail);
+                s.spawn(move || {
+                    let mut rng = Rng(0xA5A5_5A5A_1234_5678 ^ ((t as u64 + 1) << 32) ^ rep as u64);
+                    let mut buf = [0u8; 64];
+                    let mut ops = 0u64;
+                    let mut k = 0usize;
+                    let mut stale: Vec<Option<P::Tag>> = vec![None; CONTESTED];
+                    barrier.wait();
+                    let mut h = p.handle();
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..BATCH {
+                            let at = k & (STREAM - 1);
+                            let i = stream[at];
+                            k += 1;
+                            match wl {
+                                Workload::ReadHit => match h.peek(as_name(&hits[at])) {
+                                    Some((_, id)) if id == u64::from(i) => {}
+                                    r => fail(&format!("read of bound name {i} gave {r:?}")),
+                                },
+                                Workload::ReadHalfMiss => {
+                                    let miss = rng.next_u64() & 1 == 0;
+                                    let q = if miss {
+                                        &misses.expect("miss names")[at]
+                                    } else {
+                                        &hits[at]
+                                    };
+                                    match (h.peek(as_name(q)), miss) {
+                                        (None, true) => {}
+                                        (Some((_, id)), false) if id == u64::from(i) => {}
+                                        (r, _) => {
+                                            fail(&format!("read of {i} (miss={miss}) gave {r:?}"))
+                                        }
+                                    }
+                                }
+                                Workload::Registry | Workload::Churn | Workload::Snapshot => {
+                                    let r = rng.below(100);
+                                    let (reads, regs) = if wl == Workload::Churn {
+                                        (80, 90)
+                                    } else {
+                                        (98, 99)
+                                    };
+                                    let mut op = if r < reads {
+                                        0
+                                    } else if r < regs {
+                                        1
+                                    } else {
+                                        2
+                                    };
+                                    if op == 1 && free.is_empty() {
+                                        op = 2;
+                                    }
+                                    if op == 2 && live.is_empty() {
+                                        op = 1;
+                                    }
+                                    match op {
+                                        0 => match h.peek(as_name(&hits[at])) {
+                                            Some((_, id)) if id == u64::from(i) => {}
+                                            None if i as usize >= u.n => {} // a churn name, unbound now
+                                            r => fail(&format!("read of {i} gave {r:?}")),
+                                        },
+                                        1 => {
+                                            let j = free
+                                                .swap_remove(rng.below(free.len() as u64) as usize);
+                                            match h.register(
+                                                nm(&mut buf, j, false),
+                                                &u.vals[j as usize],
+                                            ) {
+                                                Some(tag) => live.push_back((j, tag)),
+                                                None => {
+                                                    fail(&format!(
+                                                        "register of own free name {j} refused"
+                                                    ));
+                                                    free.push(j);
+                                                }
+                                            }
+                                        }
+                                        _ => {
+                                            let (j, tag) = live.pop_front().expect("live");
+                                            if h.unregister_if_same(nm(&mut buf, j, false), tag) {
+                                                free.push(j);
+                                            } else {
+                                                fail(&format!(
+                                                    "unregister_if_same of own binding {j} refused"
+                                                ));
+                                            }
+                                        }
+                                    }
+                                }
+                                Workload::Conflict => {
+                                    let slot = i as usize - u.n;
+                                    let r = rng.below(10);
+                                    if r < 4 && stale[slot].is_some() {
+                                        // A tag this thread itself removed: stale forever.
+                                        let tag = stale[slot].unwrap();
+                                        if h.unregister_if_same(as_name(&hits[at]), tag) {
+                                            fail(&format!("stale tag removed binding of {i}"));
+                                        }
+                                    } else if r < 7 {
+                                        let name = as_name(&hits[at]);
+                                        if let Some((tag, id)) = h.peek(name) {
+                                            if id != u64::from(i) {
+                                                fail(&format!("read of {i} gave id {id}"));
+                                            }
+                                            if h.unregister_if_same(name, tag) {
+                                                stale[slot] = Some(tag);
+                                            }
+                                            ops += 1;
+                                        }
+                                    } else {
+                                        let _ = h.register(as_name(&hits[at]), &u.vals[i as usize]);
+                                    }
+                                }
+                            }
+                            ops += 1;
+                        }
+                        // Re-pin: a handle held for a whole cell would stall reclamation.
+                        drop(h);
+                        h = p.handle();
+                    }
+                    drop(h);
+                    ends.lock().unwrap().push(Instant::now());
+                    total_ops.fetch_add(ops, Ordering::Relaxed);
+                });
+            }
+            if iterator {
+                let (stop, barrier, visited, fail) = (&stop, &barrier, &visited, &fail);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut seen_total = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut bad = 0u64;
+                        let seen = p.for_each(&mut |_, id| {
+                            if id >= universe_end {
+                                bad += 1;
+                            }
+                        });
+                        if bad > 0 || seen < u.n || seen as u64 > universe_end {
+                            fail(&format!(
+                                "iteration saw {seen} entries ({bad} bad ids), stable {}",
+                                u.n
+                            ));
+                        }
+                        seen_total += seen as u64;
+                    }
+                    visited.fetch_add(seen_total, Ordering::Relaxed);
+                });
+            }
+            barrier.wait();
+            let started = Instant::now();
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            stop.store(true, Ordering::Relaxed);
+            started
+        })
+    };
+    let end = ends
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .max()
+        .unwrap_or_else(Instant::now);
+    let elapsed = end.duration_since(started).as_secs_f64();
+
+    // Untimed teardown: the churn region is left empty for the next cell.
+    let mut rest: Vec<(String, P::Tag)> = Vec::new();
+    for l in live {
+        rest.extend(
+            l.into_iter()
+                .map(|(i, t)| (name(u64::from(i), NAME_LEN), t)),
+        );
+    }
+    let expected = rest.len();
+    if p.bulk_unregister(&rest) != expected {
+        failures.fetch_add(1, Ordering::Relaxed);
+        eprintln!(
+            "  FAILURE [{}]: teardown could not remove every own binding",
+            P::NAME
+        );
+    }
+    if wl == Workload::Conflict {
+        let mut left = Vec::new();
+        for i in u.n..u.n + CONTESTED {
+            let nmx = name(i as u64, NAME_LEN);
+            if let Some((t, _)) = p.peek(&nmx) {
+                left.push((nmx, t));
+            }
+        }
+        p.bulk_unregister(&left);
+    }
+    let ops = total_ops.load(Ordering::Relaxed) as f64;
+    let extra = visited.load(Ordering::Relaxed) as f64 / elapsed;
+    (ops / elapsed, failures.load(Ordering::Relaxed), extra)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The matrix
+
+/// `(workload, dist, size, threads, peer) -> result`
+struct Row {
+    workload: Workload,
+    dist: Dist,
+    size: usize,
+    threads: usize,
+    peer: &'static str,
+    r: CellResult,
+}
+
+/// A peer's table, type-erased so that every peer's table can be alive at once and the
+/// peers can be interleaved cell by cell (ratios then come from runs minutes, not seconds,
+/// apart on this noisy machine).
+trait Runner {
+    fn name(&self) -> &'static str;
+    fn runs(&self, wl: Workload, threads: usize, names: usize) -> bool;
+    fn cheap_writes(&self) -> bool;
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        u: &Universe,
+        st: &Streams,
+        wl: Workload,
+        dist: Dist,
+        threads: usize,
+        secs: f64,
+        rep: usize,
+    ) -> (f64, u64, f64);
+}
+
+struct Table<P>(P);
+
+impl<P: Peer> Runner for Table<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+    fn runs(&self, wl: Workload, threads: usize, names: usize) -> bool {
+        // Copy-on-write at 1M names: every write copies the whole map (~0.1-0.2 s here), so a
+        // write-heavy cell is a handful of operations that take minutes to finish. Its 1k
+        // figures and its 1M registry-98/1/1 figure already make the point.
+        let cow_skip = !P::CHEAP_WRITES
+            && names > 100_000
+            && matches!(
+                wl,
+                Workload::Churn | Workload::Conflict | Workload::Snapshot
+            );
+        (P::CONCURRENT || (threads == 1 && wl != Workload::Snapshot)) && !cow_skip
+    }
+    fn cheap_writes(&self) -> bool {
+        P::CHEAP_WRITES
+    }
+    fn run(
+        &self,
+        u: &Universe,
+        st: &Streams,
+        wl: Workload,
+        dist: Dist,
+        threads: usize,
+        secs: f64,
+        rep: usize,
+    ) -> (f64, u64, f64) {
+        run_once(&self.0, u, st, wl, dist, threads, secs, rep)
+    }
+}
+
+/// Builds every peer's table of the stable names.
+struct Build<'a> {
+    u: &'a Universe,
+    t0: Instant,
+    out: Vec<Box<dyn Runner>>,
+}
+
+impl Visit for Build<'_> {
+    fn visit<P: Peer>(&mut self) {
+        let u = self.u;
+        let start = Instant::now();
+        let p = P::with_capacity(u.n);
+        let _ =
+            p.bulk_register(&mut (0..u.n).map(|i| (name(i as u64, NAME_LEN), u.vals[i].clone())));
+        println!(
+            "[{:>5.0}s] built {:<30} {} names in {:.2}s",
+            self.t0.elapsed().as_secs_f64(),
+            P::NAME,
+            u.n,
+            start.elapsed().as_secs_f64()
+        );
+        self.out.push(Box::new(Table(p)));
+    }
+}
+
+/// Runs every cell of one table size, peers interleaved (their order rotates every repetition).
+fn run_size(
+    cfg: &Config,
+    u: &Universe,
+    t0: Instant,
+    rows: &mut Vec<Row>,
+    done: &mut usize,
+    total: usize,
+) {
+    let mut b = Build {
+        u,
+        t0,
+        out: Vec::new(),
+    };
+    each_peer(&mut b);
+    let tables = b.out;
+    for &wl in &cfg.workloads {
+        for &dist in &cfg.dists {
+            for &threads in &cfg.threads {
+                let active: Vec<&dyn Runner> = tables
+                    .iter()
+                    .map(|t| &**t)
+                    .filter(|t| t.runs(wl, threads, u.n))
+                    .collect();
+                let mut res: Vec<Vec<(f64, u64, f64)>> = vec![Vec::new(); active.len()];
+                for rep in 0..cfg.reps {
+                    let st = Streams::new(u, wl, dist, threads, rep);
+                    for k in 0..active.len() {
+                        let j = (k + rep) % active.len();
+                        let t = active[j];
+                        let secs = if !t.cheap_writes()
+                            && u.n > 100_000
+                            && !matches!(wl, Workload::ReadHit | Workload::ReadHalfMiss)
+                        {
+                            // Every write copies a 1M-entry map: give it time for a few writes.
+                            cfg.secs.max(0.5)
+                        } else {
+                            cfg.secs
+                        };
+                        res[j].push(t.run(u, &st, wl, dist, threads, secs, rep));
+                    }
+                }
+                let mut line = format!(
+                    "[{:>5.0}s] {:>4}/{total} {} {} {} t={}:",
+                    t0.elapsed().as_secs_f64(),
+                    *done + 1,
+                    u.n,
+                    dist.label(),
+                    wl.label(),
+                    threads
+                );
+                let mut g = f64::NAN;
+                for (t, r) in active.iter().zip(res) {
+                    let mut rates: Vec<f64> = r.iter().map(|x| x.0).collect();
+                    let mut extras: Vec<f64> = r.iter().map(|x| x.2).collect();
+                    let failures = r.iter().map(|x| x.1).sum();
+                    let ops = median(&mut rates);
+                    if t.name() == "genreg" {
+                        g = ops;
+                        let _ = write!(line, " genreg {}", fmt_mops(ops / 1e6));
+                    } else {
+                        let _ = write!(line, " | {} {}", short(t.name()), ratio_str(g, ops));
+                    }
+                    if failures > 0 {
+                        let _ = write!(line, " FAIL({failures})");
+                    }
+                    rows.push(Row {
+                        workload: wl,
+                        dist,
+                        size: u.n,
+                        threads,
+                        peer: t.name(),
+                        r: CellResult {
+                            ops_per_sec: ops,
+                            failures,
+                            extra: median(&mut extras),
+                        },
+                    });
+                }
+                *done += 1;
+                println!("{line}");
+            }
+        }
+    }
+}
+
+fn short(name: &str) -> &str {
+    name.split(' ').next().unwrap_or(name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Insert latency while growing, and memory per entry: each in a fresh child process per peer
+
+struct Child<'a> {
+    mode: &'a str,
+    peer: &'a str,
+    n: usize,
+    out: Option<String>,
+}
+
+impl Visit for Child<'_> {
+    fn visit<P: Peer>(&mut self) {
+        if P::NAME != self.peer {
+            return;
+        }
+        let n = self.n;
+        let nvals = if matches!(self.mode, "mem" | "lat") {
+            n
+        } else {
+            1 << 21
+        };
+        let vals: Vec<Val> = (0..nvals as u64)
+            .map(|id| Val::new(Payload { id }))
+            .collect();
+        let mut buf = [0u8; 64];
+        match self.mode {
+            "mem" => {
+                let before = rss_bytes();
+                let p = P::with_capacity(0);
+                if P::CHEAP_WRITES {
+                    for (i, v) in vals.iter().enumerate() {
+                        p.register(name_into(&mut buf, i as u64, NAME_LEN, false), v)
+                            .expect("register");
+                    }
+                } else {
+                    p.bulk_register(
+                        &mut (0..n).map(|i| (name(i as u64, NAME_LEN), vals[i].clone())),
+                    );
+                }
+                p.settle();
+                let after = rss_bytes();
+                assert_eq!(p.for_each(&mut |_, _| {}), n);
+                self.out = Some(format!("{}", (after as f64 - before as f64) / n as f64));
+                std::mem::forget(p); // no need to pay for the drop
+            }
+            "lat" => {
+                let p = P::with_capacity(0);
+                let mut lat: Vec<u32> = Vec::with_capacity(n);
+                let t0 = Instant::now();
+                for (i, v) in vals.iter().enumerate() {
+                    let name = name_into(&mut buf, i as u64, NAME_LEN, false);
+                    let s = Instant::now();
+                    let r = p.register(name, v);
+                    let d = s.elapsed();
+                    assert!(r.is_some(), "register of a fresh name refused");
+                    lat.push(d.as_nanos().min(u128::from(u32::MAX)) as u32);
+                }
+                let total = t0.elapsed().as_secs_f64();
+                lat.sort_unstable();
+                let q = |f: f64| lat[((lat.len() as f64 * f) as usize).min(lat.len() - 1)];
+                self.out = Some(format!(
+                    "{} {} {} {} {:.1}",
+                    q(0.5),
+                    q(0.99),
+                    q(0.999),
+                    lat[lat.len() - 1],
+                    total * 1e9 / n as f64
+                ));
+                std::mem::forget(p);
+            }
+            op => {
+                // Profiling loops (`--child OP PEER N`), run under
+                // `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*prof_loop*'`
+                // so that only the loop is counted: see BENCHMARKS.md.
+                let table: usize = std::env::var("PROF_NAMES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1024);
+                let p = P::with_capacity(table);
+                let tags = p.bulk_register(
+                    &mut (0..table).map(|i| (name(i as u64, NAME_LEN), vals[i].clone())),
+                );
+                let arena = Arena::new(permutation(table, 3).into_iter().map(|i| {
+                    if op == "miss" {
+                        miss_name(u64::from(i), NAME_LEN)
+                    } else {
+                        name(u64::from(i), NAME_LEN)
+                    }
+                }));
+                let pool: Vec<String> = (table..table + 1024)
+                    .map(|i| name(i as u64, NAME_LEN))
+                    .collect();
+                let mut stale = tags.clone();
+                if op == "stale" {
+                    for (i, t) in stale.iter_mut().enumerate() {
+                        let nmx = name(i as u64, NAME_LEN);
+                        assert!(p.unregister_if_same(&nmx, *t));
+                        let _ = p.register(&nmx, &vals[i]).expect("re-register");
+                    }
+                }
+                let stable: Vec<String> = (0..table).map(|i| name(i as u64, NAME_LEN)).collect();
+                let start = Instant::now();
+                let sum = prof_loop(&p, op, n, &arena, &stable, &pool, &vals, &mut stale);
+                let ns = start.elapsed().as_nanos() as f64 / n as f64;
+                self.out = Some(format!("{sum} {ns:.1} ns/op"));
+            }
+        }
+    }
+}
+
+/// The loop that callgrind counts (`--toggle-collect='*prof_loop*'`).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn prof_loop<P: Peer>(
+    p: &P,
+    op: &str,
+    n: usize,
+    arena: &Arena,
+    stable: &[String],
+    pool: &[String],
+    vals: &[Val],
+    tags: &mut [P::Tag],
+) -> u64 {
+    let mut sum = 0u64;
+    let m = arena.len();
+    assert!(m.is_power_of_two(), "PROF_NAMES must be a power of two");
+    match op {
+        "hit" | "miss" => {
+            let h = p.handle();
+            for k in 0..n {
+                sum += std::hint::black_box(h.peek(arena.get(k & (m - 1)))).map_or(1, |x| x.1);
+            }
+        }
+        "peek" => {
+            for k in 0..n {
+                sum += std::hint::black_box(p.peek(arena.get(k & (m - 1)))).map_or(1, |x| x.1);
+            }
+        }
+        "get" => {
+            for k in 0..n {
+                sum += std::hint::black_box(p.get(arena.get(k & (m - 1)))).map_or(1, |x| x.1.id);
+            }
+        }
+        "cycle" => {
+            for k in 0..n {
+                let i = k % pool.len();
+                let t = p
+                    .register(&pool[i], &vals[i % vals.len()])
+                    .expect("register");
+                assert!(p.unregister_if_same(&pool[i], t));
+                sum += 1;
+            }
+        }
+        "stale" => {
+            for k in 0..n {
+                let i = k % stable.len();
+                assert!(!p.unregister_if_same(&stable[i], tags[i]));
+                sum += 1;
+            }
+        }
+        "replace" => {
+            for k in 0..n {
+                let i = k % stable.len();
+                tags[i] = p
+                    .replace_if_same(&stable[i], tags[i], &vals[i % vals.len()])
+                    .expect("replace");
+                sum += 1;
+            }
+        }
+        "iter" => {
+            for _ in 0..n {
+                sum += p.for_each(&mut |len, id| {
+                    std::hint::black_box((len, id));
+                }) as u64;
+            }
+        }
+        _ => panic!("unknown op {op}"),
+    }
+    sum
+}
+
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+struct Names(Vec<(&'static str, bool, bool)>);
+
+impl Visit for Names {
+    fn visit<P: Peer>(&mut self) {
+        self.0.push((P::NAME, P::CONCURRENT, P::CHEAP_WRITES));
+    }
+}
+
+fn peer_names() -> Vec<(&'static str, bool, bool)> {
+    let mut v = Names(Vec::new());
+    each_peer(&mut v);
+    v.0
+}
+
+fn run_child(mode: &str, peer: &str, n: usize) -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let out = Command::new(exe)
+        .args(["--child", mode, peer, &n.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "  child {mode} {peer} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT ").map(str::to_owned))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output: tables, CSV, SVG
+
+fn ratio_str(x: f64, g: f64) -> String {
+    if g > 0.0 {
+        format!("{:.2}x", x / g)
+    } else {
+        "-".into()
+    }
+}
+
+fn print_tables(cfg: &Config, rows: &[Row]) -> String {
+    let peers = peer_names();
+    let mut md = String::new();
+    for &size in &cfg.sizes {
+        for &dist in &cfg.dists {
+            for &wl in &cfg.workloads {
+                let _ = writeln!(
+                    md,
+                    "\n#### {} names, {}, {} (Mops/s; in brackets: genreg's throughput / the peer's)\n",
+                    size,
+                    dist.label(),
+                    wl.label()
+                );
+                let mut head = String::from("| peer |");
+                let mut sep = String::from("| --- |");
+                for t in &cfg.threads {
+                    let _ = write!(head, " {t} thr |");
+                    sep.push_str(" --- |");
+                }
+                let _ = writeln!(md, "{head}\n{sep}");
+                let find = |peer: &str, t: usize| {
+                    rows.iter().find(|r| {
+                        r.workload == wl
+                            && r.dist == dist
+                            && r.size == size
+                            && r.threads == t
+                            && r.peer == peer
+                    })
+                };
+                for (peer, _, _) in &peers {
+                    let mut line = format!("| {peer} |");
+                    let mut any = false;
+                    for &t in &cfg.threads {
+                        match (find(peer, t), find("genreg", t)) {
+                            (Some(r), Some(g)) => {
+                                any = true;
+                                let mops = r.r.ops_per_sec / 1e6;
+                                let cell = if *peer == "genreg" {
+                                    format!(" **{}** |", fmt_mops(mops))
+                                } else {
+                                    format!(
+                                        " {} ({}) |",
+                                        fmt_mops(mops),
+                                        ratio_str(g.r.ops_per_sec, r.r.ops_per_sec)
+                                    )
+                                };
+                                line.push_str(&cell);
+                                if r.r.failures > 0 {
+                                    line.push_str(&format!(" FAIL {} |", r.r.failures));
+                                }
+                            }
+                            _ => line.push_str(" |"),
+                        }
+                    }
+                    if any {
+                        let _ = writeln!(md, "{line}");
+                    }
+                }
+                if wl == Workload::Snapshot {
+                    let mut line =
+                        String::from("\nIterating thread, million entries visited per second:");
+                    for (peer, _, _) in &peers {
+                        if let Some(r) = find(peer, cfg.threads[cfg.threads.len() - 1]) {
+                            let _ = write!(line, " {peer} {:.1};", r.r.extra / 1e6);
+                        }
+                    }
+                    let _ = writeln!(
+                        md,
+                        "{line} (with {} mixing threads)",
+                        cfg.threads[cfg.threads.len() - 1]
+                    );
+                }
+            }
+        }
+    }
+    print!("{md}");
+    md
+}
+
+/// An axis label for 10^e.
+fn decade(e: f64) -> String {
+    let e = e as i32;
+    match e {
+        0.. => format!("{}", 10u64.pow(e as u32)),
+        -3..=-1 => format!("{}", 10f64.powi(e)),
+        _ => format!("1e{e}"),
+    }
+}
+
+fn fmt_mops(m: f64) -> String {
+    if m >= 10.0 {
+        format!("{m:.1}")
+    } else if m >= 0.1 {
+        format!("{m:.2}")
+    } else {
+        format!("{m:.4}")
+    }
+}
+
+/// Splits one CSV line (fields may be double-quoted).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    if out.len() == 10 {
+        // An early CSV left the ceiling's name ("ceiling (unsync, inline keys)") unquoted.
+        let tail = out.remove(5);
+        out[4] = format!("{},{tail}", out[4]);
+    }
+    out
+}
+
+/// Reads a CSV written by [`write_csv`] back (for `--replot`).
+fn read_csv(path: &str, mut cfg: Config) -> (Config, Vec<Row>) {
+    let text = std::fs::read_to_string(path).expect("read CSV");
+    let peers = peer_names();
+    let mut rows = Vec::new();
+    for line in text.lines().skip(1) {
+        let f = csv_fields(line);
+        let f: Vec<&str> = f.iter().map(String::as_str).collect();
+        let workload = *WORKLOADS
+            .iter()
+            .find(|w| w.label() == f[0])
+            .expect("workload");
+        let dist = if f[1] == "zipf" {
+            Dist::Zipf
+        } else {
+            Dist::Uniform
+        };
+        let peer = peers.iter().find(|p| p.0 == f[4]).expect("peer").0;
+        rows.push(Row {
+            workload,
+            dist,
+            size: f[2].parse().expect("names"),
+            threads: f[3].parse().expect("threads"),
+            peer,
+            r: CellResult {
+                ops_per_sec: f[5].parse::<f64>().expect("mops") * 1e6,
+                failures: f[7].parse().expect("failures"),
+                extra: f[8].parse::<f64>().expect("extra") * 1e6,
+            },
+        });
+    }
+    let uniq = |get: &dyn Fn(&Row) -> usize| {
+        let mut v: Vec<usize> = rows.iter().map(get).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    cfg.sizes = uniq(&|r| r.size);
+    cfg.threads = uniq(&|r| r.threads);
+    cfg.workloads = WORKLOADS
+        .iter()
+        .copied()
+        .filter(|w| rows.iter().any(|r| r.workload == *w))
+        .collect();
+    cfg.dists = [Dist::Uniform, Dist::Zipf]
+        .into_iter()
+        .filter(|d| rows.iter().any(|r| r.dist == *d))
+        .collect();
+    (cfg, rows)
+}
+
+fn write_csv(path: &str, rows: &[Row]) -> std::io::Result<()> {
+    let mut s = String::from(
+        "workload,dist,names,threads,peer,mops,genreg_ratio,failures,iter_mentries_per_s\n",
+    );
+    for r in rows {
+        let g = rows
+            .iter()
+            .find(|g| {
+                g.peer == "genreg"
+                    && g.workload == r.workload
+                    && g.dist == r.dist
+                    && g.size == r.size
+                    && g.threads == r.threads
+            })
+            .map_or(f64::NAN, |g| g.r.ops_per_sec / r.r.ops_per_sec);
+        let _ = writeln!(
+            s,
+            "{},{},{},{},\"{}\",{:.6e},{:.3},{},{:.6e}",
+            r.workload.label(),
+            r.dist.label(),
+            r.size,
+            r.threads,
+            r.peer,
+            r.r.ops_per_sec / 1e6,
+            g,
+            r.r.failures,
+            r.r.extra / 1e6
+        );
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, s)
+}
+
+const COLORS: [&str; 9] = [
+    "#d62728", "#1f77b4", "#2ca02c", "#98df8a", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+    "#7f7f7f",
+];
+
+/// Throughput vs threads: one panel per workload (columns), one row per (names, distribution);
+/// log-scale y (Mops/s), one line per peer, genreg thick red. The ceiling is a dot at 1 thread.
+fn write_svg(path: &str, cfg: &Config, rows: &[Row], machine: &str) -> std::io::Result<()> {
+    let peers = peer_names();
+    let (pw, ph) = (250.0, 190.0);
+    let (ml, mt) = (60.0, 110.0);
+    let combos: Vec<(usize, Dist)> = cfg
+        .sizes
+        .iter()
+        .flat_map(|&s| cfg.dists.iter().map(move |&d| (s, d)))
+        .collect();
+    let cols = cfg.workloads.len();
+    let width = ml + cols as f64 * (pw + 50.0) + 20.0;
+    let height = mt + combos.len() as f64 * (ph + 45.0) + 20.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{ml}" y="22" font-size="16" font-weight="bold">genreg vs peers: throughput (Mops/s, log scale) vs threads</text>"#
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{ml}" y="40" fill="#555">{}</text>"##,
+        xml(machine)
+    );
+    // Legend
+    for (k, (peer, _, _)) in peers.iter().enumerate() {
+        let x = ml + (k % 5) as f64 * 230.0;
+        let y = 60.0 + (k / 5) as f64 * 18.0;
+        let w = if k == 0 { 4 } else { 2 };
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{}" stroke-width="{w}"/><text x="{}" y="{}">{}</text>"#,
+            x + 24.0,
+            COLORS[k % COLORS.len()],
+            x + 30.0,
+            y + 4.0,
+            xml(peer)
+        );
+    }
+    let tmax = *cfg.threads.iter().max().unwrap_or(&1) as f64;
+    let tmin = *cfg.threads.iter().min().unwrap_or(&1) as f64;
+    for (ri, &(size, dist)) in combos.iter().enumerate() {
+        for (ci, &wl) in cfg.workloads.iter().enumerate() {
+            let x0 = ml + ci as f64 * (pw + 50.0);
+            let y0 = mt + ri as f64 * (ph + 45.0) + 15.0;
+            let cell: Vec<&Row> = rows
+                .iter()
+                .filter(|r| {
+                    r.size == size && r.dist == dist && r.workload == wl && r.r.ops_per_sec > 0.0
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" font-weight="bold" font-size="10.5">{} · {} names · {}</text>"#,
+                x0,
+                y0 - 4.0,
+                wl.label(),
+                size,
+                dist.label()
+            );
+            let _ = writeln!(
+                s,
+                r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>"##
+            );
+            if cell.is_empty() {
+                continue;
+            }
+            let lo = cell
+                .iter()
+                .map(|r| r.r.ops_per_sec / 1e6)
+                .fold(f64::MAX, f64::min);
+            let hi = cell
+                .iter()
+                .map(|r| r.r.ops_per_sec / 1e6)
+                .fold(0.0, f64::max);
+            let (llo, lhi) = (
+                lo.log10().floor(),
+                hi.log10().ceil().max(lo.log10().floor() + 1.0),
+            );
+            let ymap = |m: f64| y0 + ph - (m.log10() - llo) / (lhi - llo) * ph;
+            let xmap = |t: f64| {
+                if tmax > tmin {
+                    x0 + 20.0 + (t.log2() - tmin.log2()) / (tmax.log2() - tmin.log2()) * (pw - 40.0)
+                } else {
+                    x0 + pw / 2.0
+                }
+            };
+            // Grid: decades.
+            let mut e = llo;
+            while e <= lhi {
+                let y = ymap(10f64.powf(e));
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{x0}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
+                    x0 + pw,
+                    x0 - 3.0,
+                    y + 4.0,
+                    decade(e)
+                );
+                e += 1.0;
+            }
+            for &t in &cfg.threads {
+                let x = xmap(t as f64);
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#bbb"/><text x="{x:.1}" y="{}" text-anchor="middle" fill="#555">{t}</text>"##,
+                    y0 + ph,
+                    y0 + ph + 4.0,
+                    y0 + ph + 15.0
+                );
+            }
+            // Lines, genreg last so it is on top.
+            let order: Vec<usize> = (1..peers.len()).chain([0]).collect();
+            for k in order {
+                let peer = peers[k].0;
+                let mut pts: Vec<(f64, f64)> = cell
+                    .iter()
+                    .filter(|r| r.peer == peer)
+                    .map(|r| (xmap(r.threads as f64), ymap(r.r.ops_per_sec / 1e6)))
+                    .collect();
+                pts.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+                let color = COLORS[k % COLORS.len()];
+                let w = if k == 0 { 3.5 } else { 1.5 };
+                if pts.len() > 1 {
+                    let d: Vec<String> =
+                        pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+                    let _ = writeln!(
+                        s,
+                        r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="{w}"/>"#,
+                        d.join(" ")
+                    );
+                }
+                for (x, y) in pts {
+                    let _ = writeln!(
+                        s,
+                        r#"<circle cx="{x:.1}" cy="{y:.1}" r="{}" fill="{color}"/>"#,
+                        w + 0.5
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        r##"<text x="{ml}" y="{}" fill="#555">x: threads (log2). Each point: median of the repetitions; ratios in BENCHMARKS.md. Machine shared and noisy: compare lines within a panel, not absolute values.</text>"##,
+        height - 6.0
+    );
+    s.push_str("</svg>\n");
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, s)
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let n = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cpu}, {n} threads available, {rustc}")
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        let mut c = Child {
+            mode: &args[2],
+            peer: &args[3],
+            n: args[4].parse().expect("n"),
+            out: None,
+        };
+        each_peer(&mut c);
+        println!("RESULT {}", c.out.expect("unknown peer"));
+        return;
+    }
+    let cfg = parse_args();
+    let machine = machine();
+    if let Some(i) = args.iter().position(|a| a == "--replot") {
+        // Redraw the chart (and the markdown tables) from a CSV of an earlier run.
+        let path = args.get(i + 1).expect("--replot CSV");
+        let (cfg, rows) = read_csv(path, cfg);
+        let md = print_tables(&cfg, &rows);
+        let _ = std::fs::write(path.replace(".csv", ".md"), md);
+        write_svg(&cfg.svg, &cfg, &rows, &machine).expect("write svg");
+        println!("wrote {}", cfg.svg);
+        return;
+    }
+    let t0 = Instant::now();
+    println!("genreg throughput harness — {machine}");
+    println!(
+        "{}: sizes {:?}, threads {:?}, {} s per cell, median of {}, workloads {:?}",
+        if cfg.quick { "quick pass" } else { "full run" },
+        cfg.sizes,
+        cfg.threads,
+        cfg.secs,
+        cfg.reps,
+        cfg.workloads.iter().map(|w| w.label()).collect::<Vec<_>>()
+    );
+    let max_threads = *cfg.threads.iter().max().unwrap();
+    let mut rows = Vec::new();
+    let total = cfg.sizes.len() * cfg.workloads.len() * cfg.dists.len() * cfg.threads.len();
+    let mut done = 0;
+    for &size in &cfg.sizes {
+        let u = Universe::new(size, max_threads);
+        run_size(&cfg, &u, t0, &mut rows, &mut done, total);
+    }
+    println!(
+        "(each line: genreg's Mops/s, then genreg's throughput / each peer's: above 1 = genreg ahead)"
+    );
+    let md = print_tables(&cfg, &rows);
+    let failures: u64 = rows.iter().map(|r| r.r.failures).sum();
+
+    let mut extras_md = String::new();
+    if cfg.extras {
+        let n = cfg.grow_to;
+        println!("\nInsert latency while growing from empty to {n} names (one thread, ns):");
+        let _ = writeln!(
+            extras_md,
+            "\n#### Insert latency while growing from empty (ns; one thread; a fresh process per map)\n\n| peer | names | p50 | p99 | p99.9 | max | mean |\n| --- | --- | --- | --- | --- | --- | --- |"
+        );
+        for (peer, _, cheap) in peer_names() {
+            // Copy-on-write: each insert copies the map; growing to 1M would take hours.
+            let n = if cheap {
+                n
+            } else {
+                n.min(if cfg.quick { 5_000 } else { 20_000 })
+            };
+            match run_child("lat", peer, n) {
+                Some(r) => {
+                    let f: Vec<&str> = r.split_whitespace().collect();
+                    println!(
+                        "  {peer:<28} n={n:<8} p50 {:>6}  p99 {:>7}  p99.9 {:>8}  max {:>10}  mean {:>7}",
+                        f[0], f[1], f[2], f[3], f[4]
+                    );
+                    let _ = writeln!(
+                        extras_md,
+                        "| {peer} | {n} | {} | {} | {} | {} | {} |",
+                        f[0], f[1], f[2], f[3], f[4]
+                    );
+                }
+                None => println!("  {peer}: failed"),
+            }
+        }
+        println!(
+            "\nMemory per entry ({n} names of {NAME_LEN} bytes; RSS delta / entries; a fresh process per map; values not counted):"
+        );
+        let _ = writeln!(
+            extras_md,
+            "\n#### Memory per entry ({n} names of {NAME_LEN} bytes, RSS delta / entries, fresh process per map, values excluded)\n\n| peer | bytes/entry | vs genreg |\n| --- | --- | --- |"
+        );
+        let mut genreg_mem = f64::NAN;
+        for (peer, _, _) in peer_names() {
+            match run_child("mem", peer, n).and_then(|r| r.trim().parse::<f64>().ok()) {
+                Some(b) => {
+                    if peer == "genreg" {
+                        genreg_mem = b;
+                    }
+                    println!("  {peer:<28} {b:>7.1} B/entry");
+                    let _ = writeln!(extras_md, "| {peer} | {b:.1} | {:.2}x |", b / genreg_mem);
+                }
+                None => println!("  {peer}: failed"),
+            }
+        }
+    }
+
+    match write_csv(&cfg.csv, &rows) {
+        Ok(()) => println!("\nwrote {}", cfg.csv),
+        Err(e) => eprintln!("could not write {}: {e}", cfg.csv),
+    }
+    match write_svg(&cfg.svg, &cfg, &rows, &machine) {
+        Ok(()) => println!("wrote {}", cfg.svg),
+        Err(e) => eprintln!("could not write {}: {e}", cfg.svg),
+    }
+    let md_path = cfg.csv.replace(".csv", ".md");
+    if std::fs::write(&md_path, format!("{md}{extras_md}")).is_ok() {
+        println!("wrote {md_path} (the tables above, as markdown)");
+    }
+    println!("total {:.0} s", t0.elapsed().as_secs_f64());
+    if failures > 0 {
+        eprintln!(
+            "\n{failures} CHECK FAILURES: an operation that must succeed failed (see FAILURE lines)"
+        );
+        std::process::exit(1);
+    }
+    println!("all results checked: 0 failures");
+}
