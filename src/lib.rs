@@ -127,3 +127,8 @@ pub use crossbeam_epoch as epoch;
 pub fn dropped_value_panics() -> u64 {
     raw::drop_panics()
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -50,6 +50,10 @@ pub(crate) fn validate(name: &str) -> Result<(), InvalidNameReason> {
     if name.len() > MAX_NAME_LEN {
         return Err(InvalidNameReason::TooLong { len: name.len() });
     }
+    // Fast path: printable ASCII (0x20..=0x7e), checked without decoding UTF-8.
+    if name.bytes().all(|b| b.wrapping_sub(0x20) < 0x5f) {
+        return Ok(());
+    }
     if let Some((at, _)) = name.char_indices().find(|(_, c)| c.is_control()) {
         return Err(InvalidNameReason::ControlChar { at });
     }

@@ -31,47 +31,44 @@ pub struct Pinned<'r, V> {
 }
 
 /// A borrowed binding: valid while the [`Pinned`] handle that returned it is.
+///
+/// A thin view of the node (two words for an `Arc` value): the name, tag and value are read
+/// from the node on demand, so a lookup returns it in registers.
 pub struct EntryRef<'g, V> {
-    name: &'g str,
-    tag: Tag,
-    value: ValueRef<'g, V>,
-}
-
-enum ValueRef<'g, V> {
-    Borrowed(&'g V),
-    /// A weak binding's value, upgraded for the length of the borrow.
-    Upgraded(V),
+    node: &'g Node<V>,
+    /// A weak binding's value, upgraded for the length of the borrow (`None` for strong ones).
+    upgraded: Option<V>,
 }
 
 impl<'g, V> EntryRef<'g, V> {
     /// Builds a view of `node`, or `None` if it is a weak binding whose owner died.
+    #[inline]
     fn of(node: &'g Node<V>) -> Option<EntryRef<'g, V>> {
-        let value = match &node.value {
-            Stored::Strong(v) => ValueRef::Borrowed(v),
-            Stored::Weak(w) => ValueRef::Upgraded(w.upgrade()?),
+        let upgraded = match &node.value {
+            Stored::Strong(_) => None,
+            Stored::Weak(w) => Some(w.upgrade()?),
         };
-        Some(EntryRef {
-            name: node.name(),
-            tag: node.tag,
-            value,
-        })
+        Some(EntryRef { node, upgraded })
     }
 
     /// The name.
+    #[inline]
     pub fn name(&self) -> &'g str {
-        self.name
+        self.node.name()
     }
 
     /// The binding's tag.
+    #[inline]
     pub fn tag(&self) -> Tag {
-        self.tag
+        self.node.tag
     }
 
     /// The value.
+    #[inline]
     pub fn value(&self) -> &V {
-        match &self.value {
-            ValueRef::Borrowed(v) => v,
-            ValueRef::Upgraded(v) => v,
+        match (&self.upgraded, &self.node.value) {
+            (Some(v), _) | (None, Stored::Strong(v)) => v,
+            (None, Stored::Weak(_)) => unreachable!("a weak view always holds its upgrade"),
         }
     }
 }
@@ -86,8 +83,8 @@ impl<V> Deref for EntryRef<'_, V> {
 impl<V: fmt::Debug> fmt::Debug for EntryRef<'_, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EntryRef")
-            .field("name", &self.name)
-            .field("tag", &self.tag)
+            .field("name", &self.name())
+            .field("tag", &self.tag())
             .field("value", self.value())
             .finish()
     }
