@@ -16,7 +16,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The nightly toolchain used by Miri, ThreadSanitizer, loom's helpers and fuzzing.
 # Override with e.g. GENREG_NIGHTLY=nightly-2026-05-15 to pin one.
 NIGHTLY="${GENREG_NIGHTLY:-nightly}"
-export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 
 die() {

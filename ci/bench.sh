@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Stage "bench": builds every benchmark target and runs each one short pass, to prove that the
+# benchmarks compile and run. It measures nothing worth quoting; BENCHMARKS.md says how the
+# published figures are produced.
+#
+#   bash ci/bench.sh                  # CI: every bench once, in criterion's --test mode
+#   bash ci/bench.sh --quick          # criterion's quick mode: short real measurements
+#   bash ci/bench.sh <criterion args> # anything else is passed to the benchmark binaries
+#
+# Only [[bench]] targets (and files under benches/) are run: `--bench '*'` leaves out the lib's
+# bench harness, which would otherwise re-run the unit tests.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+stage_start bench
+command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH"
+
+benches="$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null ||
+    cargo metadata --no-deps --format-version 1)"
+count="$(grep -o '"kind":\["bench"\]' <<<"$benches" | wc -l || true)"
+if [ "$count" -eq 0 ]; then
+    printf 'no benchmark targets in Cargo.toml or benches/*.rs: nothing to run\n'
+    exit 0
+fi
+printf '%d benchmark target(s)\n' "$count"
+
+if [ "$#" -gt 0 ]; then
+    args=("$@")
+else
+    args=(--test)
+fi
+step "build benches" cargo bench --bench '*' --no-run
+step "run benches (${args[*]})" cargo bench --bench '*' -- "${args[@]}"

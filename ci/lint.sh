@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Stage "lint": formatting, clippy with warnings denied, and rustdoc with warnings denied.
+# Stable toolchain (the active one). `-D warnings` lives here, not in the source (STYLE.md §12).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+stage_start lint
+require_rustup
+
+step "rustup component add rustfmt clippy (active toolchain)" rustup component add rustfmt clippy ||
+    die "could not install rustfmt/clippy for the active toolchain"
+
+step "rustfmt" cargo fmt --all -- --check ||
+    die "code is not formatted: run 'cargo fmt --all' and commit the result"
+step "clippy" cargo clippy --all-targets -- -D warnings ||
+    die "clippy found warnings (denied in CI); see above"
+step "rustdoc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps ||
+    die "rustdoc warnings (broken intra-doc links, missing docs...); see above"

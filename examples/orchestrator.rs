@@ -1,0 +1,608 @@
+//! A simulated agent orchestrator on top of `genreg`.
+//!
+//! ```sh
+//! cargo run --release --example orchestrator            # runs for 3 seconds
+//! cargo run --release --example orchestrator -- 10      # runs for 10 seconds
+//! ```
+//!
+//! Several threads share one `Registry<Arc<Agent>>`:
+//!
+//! - **workers** (2 threads) spawn agents under auto-generated names (`register_auto`), keep a
+//!   small team alive through their `Registration` guards, hot-reload some of them in place
+//!   (`Registration::replace`), register short-lived *scouts* weakly (`register_weak`: the
+//!   registry does not keep them alive), and retire agents by dropping their guards;
+//! - **clients** (2 threads) discover agents by name and invoke them: the well-known services,
+//!   the coordinator, and workers found through `names()`; they also upgrade services with
+//!   `replace_if_same`, racing each other (exactly one upgrade per version wins);
+//! - the **coordinator** thread replays, over and over, the race that MARSYS documents under
+//!   "Identity-Safe Unregistration": coordinator A's destructor runs *late*, after coordinator B
+//!   has taken the name. A's guard tries to unbind the name, is refused because the binding is
+//!   no longer A's, and B stays bound;
+//! - a **finalizer** thread is where those late destructors run, like a garbage collector's
+//!   finalizer thread in a managed runtime.
+//!
+//! Every thread checks the registry's promises as it goes and panics if one breaks; `main`
+//! checks the final state and prints a summary.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use genreg::{Error, Registration, Registry};
+
+/// Well-known services: registered once by `main`, upgraded by clients, never removed.
+const SERVICES: [&str; 4] = ["critic", "planner", "researcher", "writer"];
+/// The name coordinators A and B fight over.
+const COORDINATOR: &str = "coordinator";
+/// How many agents a worker thread keeps registered at once.
+const TEAM_SIZE: usize = 16;
+const WORKER_THREADS: usize = 2;
+const CLIENT_THREADS: usize = 2;
+
+// ---------------------------------------------------------------------------------------------
+// Agents
+// ---------------------------------------------------------------------------------------------
+
+/// Agents alive right now (incremented in `Agent::new`, decremented in `Drop`). At the end every
+/// agent must have been dropped exactly once: nothing leaked, nothing freed twice.
+static AGENTS_ALIVE: AtomicU64 = AtomicU64::new(0);
+
+/// A simulated agent. `version` is bumped by every hot reload (a reload is a new `Agent`).
+struct Agent {
+    role: &'static str,
+    version: u64,
+    calls: AtomicU64,
+}
+
+impl Agent {
+    fn new(role: &'static str, version: u64) -> Arc<Agent> {
+        AGENTS_ALIVE.fetch_add(1, Relaxed);
+        Arc::new(Agent {
+            role,
+            version,
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// "Runs a task": counts the call and answers with the version that handled it.
+    fn invoke(&self, _task: u64) -> u64 {
+        self.calls.fetch_add(1, Relaxed);
+        self.version
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        AGENTS_ALIVE.fetch_sub(1, Relaxed);
+    }
+}
+
+type Agents = Registry<Arc<Agent>>;
+
+// ---------------------------------------------------------------------------------------------
+// Statistics (one per thread, summed at the end)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Stats {
+    /// Every call into the registry.
+    ops: u64,
+    registrations: u64,
+    auto_registrations: u64,
+    weak_registrations: u64,
+    lookups: u64,
+    lookup_misses: u64,
+    invocations: u64,
+    /// `Registration::replace` by a guard's owner (always succeeds).
+    guard_replacements: u64,
+    /// `replace_if_same` races between clients.
+    upgrades_won: u64,
+    upgrades_lost: u64,
+    /// Late destructors of coordinator A refused because B holds the name.
+    stale_drops_refused: u64,
+    stale_unregisters_refused: u64,
+    /// Rounds of the late-destructor race played.
+    coordinator_rounds: u64,
+    /// Weak scouts whose binding vanished when their owner dropped them.
+    weak_vanished: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.ops += o.ops;
+        self.registrations += o.registrations;
+        self.auto_registrations += o.auto_registrations;
+        self.weak_registrations += o.weak_registrations;
+        self.lookups += o.lookups;
+        self.lookup_misses += o.lookup_misses;
+        self.invocations += o.invocations;
+        self.guard_replacements += o.guard_replacements;
+        self.upgrades_won += o.upgrades_won;
+        self.upgrades_lost += o.upgrades_lost;
+        self.stale_drops_refused += o.stale_drops_refused;
+        self.stale_unregisters_refused += o.stale_unregisters_refused;
+        self.coordinator_rounds += o.coordinator_rounds;
+        self.weak_vanished += o.weak_vanished;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers: register_auto, Registration::replace, register_weak, drop
+// ---------------------------------------------------------------------------------------------
+
+fn worker(id: usize, registry: Agents, stop: &AtomicBool) -> Stats {
+    let mut s = Stats::default();
+    let mut team: VecDeque<Registration<Arc<Agent>>> = VecDeque::new();
+    // A scout is owned by the task that uses it; the registry only points at it.
+    let mut scouts: VecDeque<(Arc<Agent>, Registration<Arc<Agent>>)> = VecDeque::new();
+    let mut round = 0u64;
+
+    while !stop.load(Relaxed) {
+        round += 1;
+
+        // Spawn a worker under a fresh name: `worker-1`, `worker-2`, ... never reused.
+        let mut guard = registry
+            .register_auto("worker", Agent::new("worker", 0))
+            .expect("register_auto never fails on a collision");
+        s.ops += 1;
+        s.registrations += 1;
+        s.auto_registrations += 1;
+
+        // It is discoverable by name at once, from every thread.
+        let entry = registry.get(guard.name()).expect("a guarded name is bound");
+        s.ops += 1;
+        s.lookups += 1;
+        assert_eq!(entry.tag(), guard.tag(), "the binding is the guard's own");
+        entry.invoke(round);
+        s.invocations += 1;
+
+        // Hot reload every eighth worker: a new agent under the same name and guard.
+        if round % 8 == 0 {
+            let next = entry.version + 1;
+            let tag = guard
+                .replace(Agent::new("worker", next))
+                .expect("only this guard writes this name");
+            s.ops += 1;
+            s.guard_replacements += 1;
+            assert!(tag.generation() > entry.tag().generation());
+            let now = registry.get(guard.name()).expect("a replace leaves no gap");
+            s.ops += 1;
+            s.lookups += 1;
+            assert_eq!((now.tag(), now.version), (tag, next));
+        }
+        drop(entry);
+
+        // Retire the oldest worker by dropping its guard: the name is unbound at once.
+        team.push_back(guard);
+        if team.len() > TEAM_SIZE {
+            let old = team.pop_front().expect("team is not empty");
+            let name = old.name().to_owned();
+            drop(old);
+            assert!(
+                !registry.contains(&name),
+                "dropping a current guard unbinds"
+            );
+            s.ops += 1;
+        }
+
+        // Every 16th round: a weakly registered scout.
+        if round % 16 == 0 {
+            let scout = Agent::new("scout", 0);
+            let name = format!("scout-{id}-{round}");
+            let guard = registry.register_weak(&name, &scout).expect("fresh name");
+            s.ops += 1;
+            s.registrations += 1;
+            s.weak_registrations += 1;
+            scouts.push_back((scout, guard));
+        }
+        if scouts.len() > 4 {
+            retire_scout(&registry, scouts.pop_front().expect("not empty"), &mut s);
+        }
+    }
+    // The team's guards drop here and unbind their names.
+    for scout in scouts {
+        retire_scout(&registry, scout, &mut s);
+    }
+    s
+}
+
+/// The task that owned a weakly registered scout ends: the binding vanishes with the agent.
+fn retire_scout(
+    registry: &Agents,
+    (scout, guard): (Arc<Agent>, Registration<Arc<Agent>>),
+    s: &mut Stats,
+) {
+    let alive = Arc::downgrade(&scout);
+    drop(scout);
+    // A client that looked the scout up a moment ago may still be using it (it holds a strong
+    // reference); the agent dies when that call returns.
+    while alive.strong_count() > 0 {
+        thread::yield_now();
+    }
+    // Once the agent is dead its binding is invisible to every read, although its guard lives.
+    assert!(
+        registry.get(guard.name()).is_none(),
+        "a dead weak binding is invisible"
+    );
+    assert!(!guard.is_current());
+    s.ops += 2;
+    s.weak_vanished += 1;
+    // Dropping the guard now only purges the dead binding (it is still the guard's own).
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients: get, get_if, replace_if_same, names
+// ---------------------------------------------------------------------------------------------
+
+/// A tiny deterministic PRNG (xorshift64), so that the example needs no dependencies.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn client(id: usize, registry: Agents, stop: &AtomicBool, upgrades: &[AtomicU64]) -> Stats {
+    let mut s = Stats::default();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1));
+    // The last version of each service this client saw: lookups are linearizable, and every
+    // upgrade raises the version, so a client never sees a service go back in time.
+    let mut last_seen = [0u64; SERVICES.len()];
+    let mut directory: Vec<String> = Vec::new();
+    let mut i = 0u64;
+
+    while !stop.load(Relaxed) {
+        i += 1;
+
+        // 1. Call a well-known service. Services are replaced, never removed, and a replace is
+        //    one atomic swap: the name is never observed unbound.
+        let k = rng.below(SERVICES.len());
+        let service = registry
+            .get(SERVICES[k])
+            .expect("services are always bound");
+        s.ops += 1;
+        s.lookups += 1;
+        let version = service.invoke(i);
+        s.invocations += 1;
+        assert!(version >= last_seen[k], "{} went back in time", SERVICES[k]);
+        last_seen[k] = version;
+
+        // 2. A fenced read: the value only if the binding is still the one we looked up. If
+        //    it is, it is the very same agent (a replacement always has a new tag).
+        if let Some(same) = registry.get_if(SERVICES[k], service.tag()) {
+            assert!(Arc::ptr_eq(&same, &service), "same tag, same binding");
+        }
+        s.ops += 1;
+
+        // 3. Now and then, upgrade the service: build version + 1 from what we saw, and swap it
+        //    in only if nobody upgraded it since (the other client races us for the same tag).
+        if i % 32 == id as u64 {
+            let upgraded = Agent::new(service.role, service.version + 1);
+            match registry.replace_if_same(SERVICES[k], service.tag(), upgraded) {
+                Ok(_) => {
+                    s.upgrades_won += 1;
+                    upgrades[k].fetch_add(1, Relaxed);
+                }
+                Err(rejected) => match rejected.error() {
+                    Error::TagMismatch { current, .. } => {
+                        assert!(current.generation() > service.tag().generation());
+                        s.upgrades_lost += 1;
+                    }
+                    other => panic!("a service is never removed, got {other}"),
+                },
+            }
+            s.ops += 1;
+        }
+
+        // 4. Call the coordinator, whichever one is bound right now (if any).
+        if let Some(coordinator) = registry.get(COORDINATOR) {
+            coordinator.invoke(i);
+            s.invocations += 1;
+        } else {
+            s.lookup_misses += 1;
+        }
+        s.ops += 1;
+        s.lookups += 1;
+
+        // 5. Discovery: list the names now and then, and call a worker found there. The list
+        //    is a weakly consistent snapshot, so the worker may have gone since.
+        if i % 512 == 1 {
+            directory = registry.names();
+            directory.retain(|n| n.starts_with("worker-") || n.starts_with("scout-"));
+            s.ops += 1;
+        }
+        if !directory.is_empty() {
+            let name = &directory[rng.below(directory.len())];
+            match registry.get(name) {
+                Some(agent) => {
+                    agent.invoke(i);
+                    s.invocations += 1;
+                }
+                None => s.lookup_misses += 1,
+            }
+            s.ops += 1;
+            s.lookups += 1;
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// The late-destructor race (MARSYS, "Identity-Safe Unregistration")
+// ---------------------------------------------------------------------------------------------
+
+/// Where late destructors run: a thread that drops what it is sent, then says so.
+struct Finalizer {
+    queue: mpsc::Sender<Registration<Arc<Agent>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Finalizer {
+    fn start() -> (Finalizer, thread::JoinHandle<()>) {
+        let (queue, inbox) = mpsc::channel::<Registration<Arc<Agent>>>();
+        let (done_tx, done) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            for guard in inbox {
+                drop(guard); // The late destructor: unregister-if-same with the guard's tag.
+                done_tx.send(()).expect("the coordinator waits for it");
+            }
+        });
+        (Finalizer { queue, done }, handle)
+    }
+
+    /// Runs `guard`'s destructor on the finalizer thread and waits for it.
+    fn drop_late(&self, guard: Registration<Arc<Agent>>) {
+        self.queue.send(guard).expect("finalizer alive");
+        self.done.recv().expect("finalizer alive");
+    }
+}
+
+/// How task 1's coordinator A loses the name before B registers.
+#[derive(Clone, Copy)]
+enum HowAEnds {
+    /// A was registered weakly and its task dropped it: the binding vanished with it.
+    OwnerDropped,
+    /// A supervisor evicted A (identity-safely, with A's tag) while A's task still ran.
+    Evicted,
+    /// As `Evicted`, but B is *the same instance* re-registered (same `InstanceId`). The late
+    /// destructor is still refused: the generation differs, so there is no ABA.
+    EvictedThenSameInstance,
+}
+
+/// One round of the race. Panics unless A's late destructor is refused and B survives.
+fn late_destructor_race(registry: &Agents, finalizer: &Finalizer, round: u64, s: &mut Stats) {
+    let how = [
+        HowAEnds::OwnerDropped,
+        HowAEnds::Evicted,
+        HowAEnds::EvictedThenSameInstance,
+    ][(round % 3) as usize];
+
+    // 1. Task 1 creates coordinator A and registers it.
+    let a = Agent::new("coordinator", 1);
+    let guard_a = match how {
+        HowAEnds::OwnerDropped => registry.register_weak(COORDINATOR, &a),
+        _ => registry.register(COORDINATOR, Arc::clone(&a)),
+    }
+    .expect("the coordinator name is free between rounds");
+    let tag_a = guard_a.tag();
+    s.ops += 1;
+    s.registrations += 1;
+
+    // 2. Task 1 completes; A's guard (its destructor) has not run yet.
+    match how {
+        HowAEnds::OwnerDropped => {
+            s.weak_registrations += 1;
+            let alive = Arc::downgrade(&a);
+            drop(a);
+            while alive.strong_count() > 0 {
+                thread::yield_now(); // A client may still be calling A.
+            }
+        }
+        HowAEnds::Evicted | HowAEnds::EvictedThenSameInstance => {
+            let evicted = registry.unregister_if_same(COORDINATOR, tag_a);
+            assert_eq!(evicted.expect("A is still bound").tag(), tag_a);
+            s.ops += 1;
+        }
+    }
+
+    // 3. Task 2 creates coordinator B under the same name: the name is free, B registers.
+    let b = Agent::new("coordinator", 2);
+    let guard_b = match how {
+        HowAEnds::EvictedThenSameInstance => {
+            registry.register_as(COORDINATOR, tag_a.instance(), Arc::clone(&b))
+        }
+        _ => registry.register(COORDINATOR, Arc::clone(&b)),
+    }
+    .expect("A no longer holds the name");
+    let tag_b = guard_b.tag();
+    s.ops += 1;
+    s.registrations += 1;
+    assert!(
+        tag_b.generation() > tag_a.generation(),
+        "generations only increase"
+    );
+
+    // 4. A's destructor fires late. MARSYS's old `unregister(name)` would remove B here.
+    //    A's guard removes the binding only if it is still A's: it is not, so it is refused.
+    if round % 2 == 0 {
+        finalizer.drop_late(guard_a); // the implicit way: the guard's Drop
+        s.stale_drops_refused += 1;
+    } else {
+        match guard_a.unregister() {
+            // The explicit way, with the evidence: the name is bound to B.
+            Err(Error::TagMismatch { current, .. }) => assert_eq!(current, tag_b),
+            other => panic!("A's stale unregister must be refused, got {other:?}"),
+        }
+        s.stale_unregisters_refused += 1;
+    }
+    s.ops += 1;
+
+    // 5. B survived.
+    assert!(
+        registry.is_current(COORDINATOR, tag_b),
+        "B must survive A's late destructor"
+    );
+    let bound = registry.get(COORDINATOR).expect("B is bound");
+    assert!(Arc::ptr_eq(bound.value(), &b), "the bound coordinator is B");
+    s.ops += 2;
+    s.lookups += 1;
+
+    // 6. Task 2 completes: B's guard is current, so its drop unbinds the name.
+    drop(bound);
+    drop(guard_b);
+    assert!(!registry.contains(COORDINATOR));
+    s.ops += 1;
+}
+
+fn coordinator(registry: Agents, stop: &AtomicBool) -> Stats {
+    let mut s = Stats::default();
+    let (finalizer, finalizer_thread) = Finalizer::start();
+    let mut round = 0;
+    while !stop.load(Relaxed) {
+        late_destructor_race(&registry, &finalizer, round, &mut s);
+        round += 1;
+        s.coordinator_rounds += 1;
+    }
+    drop(finalizer);
+    finalizer_thread.join().expect("finalizer panicked");
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// main: start everything, run, check the final state, print the summary
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    let seconds: f64 = match std::env::args().nth(1) {
+        Some(arg) => arg.parse().expect("usage: orchestrator [SECONDS]"),
+        None => 3.0,
+    };
+    let registry: Agents = Registry::new();
+
+    // The services live for the whole run: `detach` keeps their bindings past their guards.
+    for name in SERVICES {
+        let guard = registry.register(name, Agent::new(name, 0));
+        guard.expect("a fresh registry").detach();
+    }
+    let upgrades: Vec<AtomicU64> = SERVICES.iter().map(|_| AtomicU64::new(0)).collect();
+
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let mut total = Stats::default();
+    thread::scope(|scope| {
+        let (stop, upgrades) = (&stop, &upgrades);
+        let mut threads = Vec::new();
+        for id in 0..WORKER_THREADS {
+            let r = registry.clone(); // clones share one registry
+            threads.push(scope.spawn(move || worker(id, r, stop)));
+        }
+        for id in 0..CLIENT_THREADS {
+            let r = registry.clone();
+            threads.push(scope.spawn(move || client(id, r, stop, upgrades)));
+        }
+        let r = registry.clone();
+        threads.push(scope.spawn(move || coordinator(r, stop)));
+
+        thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Relaxed);
+        for t in threads {
+            total.add(&t.join().expect("a thread found a broken invariant"));
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+
+    // Every guard has been dropped: only the four services are left, each at the version that
+    // its winning upgrades produced (each won `replace_if_same` raised it by exactly one).
+    let names = registry.names();
+    let live = registry.len();
+    assert_eq!(
+        live,
+        names.len(),
+        "len() agrees with names() when nothing runs"
+    );
+    assert_eq!(names, SERVICES, "only the services outlive the run");
+    let mut final_tags = Vec::new();
+    for (k, name) in SERVICES.iter().enumerate() {
+        let service = registry.get(name).expect("services are bound");
+        let won = upgrades[k].load(Relaxed);
+        assert_eq!(service.version, won, "{name}: an upgrade was lost");
+        final_tags.push(service.tag());
+    }
+    assert_eq!(
+        total.stale_drops_refused + total.stale_unregisters_refused,
+        total.coordinator_rounds,
+        "every round of the race ended with A's late destructor refused"
+    );
+
+    let row = |label: &str, n: u64, note: &str| {
+        println!("{}", format!("  {label:<26}{n:>12}  {note}").trim_end());
+    };
+    println!(
+        "genreg orchestrator: {elapsed:.1} s, {} threads on {} cores",
+        WORKER_THREADS + CLIENT_THREADS + 2,
+        thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let t = &total;
+    let per_second = format!("{:.2} M ops/s", t.ops as f64 / elapsed / 1e6);
+    row("registry operations", t.ops, &per_second);
+    let kinds = format!(
+        "{} by register_auto, {} weak",
+        t.auto_registrations, t.weak_registrations
+    );
+    row("registrations", t.registrations, &kinds);
+    let misses = format!(
+        "{} found nothing (agent gone, or none bound)",
+        t.lookup_misses
+    );
+    row("lookups", t.lookups, &misses);
+    row("invocations", t.invocations, "");
+    let how = format!(
+        "{} by guards; {} by replace_if_same, {} more lost that race",
+        t.guard_replacements, t.upgrades_won, t.upgrades_lost
+    );
+    row("replacements", t.guard_replacements + t.upgrades_won, &how);
+    let refused = t.stale_drops_refused + t.stale_unregisters_refused;
+    let how = format!(
+        "{} late guard drops, {} explicit; B survived every time",
+        t.stale_drops_refused, t.stale_unregisters_refused
+    );
+    row("stale unregisters refused", refused, &how);
+    row(
+        "weak agents vanished",
+        t.weak_vanished,
+        "binding gone with the agent",
+    );
+    let names_note = format!("len() == names().len(): {names:?}");
+    row("live entries at end", live as u64, &names_note);
+
+    // Shut down: unbind the services identity-safely, then let epoch reclamation free every
+    // removed binding. Every agent ever created must be dropped exactly once.
+    for (name, tag) in SERVICES.iter().zip(final_tags) {
+        registry
+            .unregister_if_same(name, tag)
+            .expect("the service is still ours");
+    }
+    assert!(registry.is_empty());
+    drop(registry);
+    let mut flushes = 0;
+    while AGENTS_ALIVE.load(Relaxed) != 0 {
+        genreg::epoch::pin().flush();
+        flushes += 1;
+        assert!(
+            flushes < 100_000,
+            "{} agents never freed",
+            AGENTS_ALIVE.load(Relaxed)
+        );
+    }
+    row(
+        "agents alive at exit",
+        0,
+        "all dropped by epoch reclamation: nothing leaked",
+    );
+}
