@@ -47,6 +47,8 @@ impl<'g, V> EntryRef<'g, V> {
         let upgraded = match &node.value {
             Stored::Strong(_) => None,
             Stored::Weak(w) => Some(w.upgrade()?),
+            // Tombstones never leave the raw map; be safe anyway.
+            Stored::Vacant => return None,
         };
         Some(EntryRef { node, upgraded })
     }
@@ -68,7 +70,9 @@ impl<'g, V> EntryRef<'g, V> {
     pub fn value(&self) -> &V {
         match (&self.upgraded, &self.node.value) {
             (Some(v), _) | (None, Stored::Strong(v)) => v,
-            (None, Stored::Weak(_)) => unreachable!("a weak view always holds its upgrade"),
+            (None, Stored::Weak(_) | Stored::Vacant) => {
+                unreachable!("a weak view holds its upgrade; tombstones are never viewed")
+            }
         }
     }
 }
@@ -156,7 +160,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         self.register_stored(name, instance, Stored::Strong(value))
             .map_err(|(e, stored)| match stored {
                 Stored::Strong(v) => Rejected::new(e, v),
-                Stored::Weak(_) => unreachable!("stored strong"),
+                Stored::Weak(_) | Stored::Vacant => unreachable!("stored strong"),
             })
     }
 
@@ -301,7 +305,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         let node = unsafe { new.into_owned() }.into_box();
         match node.value {
             Stored::Strong(v) => Err(Rejected::new(error, v)),
-            Stored::Weak(_) => unreachable!("stored strong"),
+            Stored::Weak(_) | Stored::Vacant => unreachable!("stored strong"),
         }
     }
 

@@ -837,8 +837,8 @@ fn replace_races_unregister() {
     );
 }
 
-/// A 4-slot table with two names (at its soft limit: the next claim starts a migration):
-/// one thread registers `c` and `d`, which copy chunks, seal the end of
+/// A 4-slot table with two names, migrating (every claim in a 4-slot table starts one, since
+/// `soft_limit(4) == 0`): one thread registers `c` and `d`, which copy chunks, seal the end of
 /// their chains, are refused room in the next table until the old one is copied (`reserve` →
 /// help), promote, and start the next migration, to 8 slots (where names are re-homed). The
 /// other reads `a` and `b` throughout: they are always there, with their own values.
@@ -1008,6 +1008,55 @@ fn get_races_removal_in_new_table_and_free() {
             names: vec![x],
             extra: None,
             expect_frees: true,
+        },
+    );
+}
+
+/// A name's tombstone is revived by one thread while another starts a migration and then
+/// registers the same name: an 8-slot table holds `x`'s tombstone and four names (five claims,
+/// the soft limit). Thread b registers `y` (the sixth claim starts a migration), then `x`: seeing
+/// the migration, it seals `x`'s tombstone and goes to the next table. Thread a registers `x`
+/// without having seen the migration, so it may revive the tombstone in the old table. Exactly
+/// one registration of `x` may win, and `x` must end up bound once.
+#[test]
+fn tombstone_reuse_races_migration() {
+    check(
+        "tombstone_reuse_races_migration",
+        2,
+        Scenario {
+            capacity: 4,
+            setup: vec![
+                Reg("x", "x1"),
+                Unreg("x", "x1"),
+                Reg("a", "a1"),
+                Reg("b", "b1"),
+                Reg("c", "c1"),
+                Reg("d", "d1"),
+            ],
+            a: vec![Reg("x", "xa")],
+            b: vec![Reg("y", "y1"), Reg("x", "xb")],
+            names: vec!["x", "y", "a", "b", "c", "d"],
+            extra: None,
+            expect_frees: false,
+        },
+    );
+}
+
+/// A tombstone revived in one thread while another removes and re-registers the same name:
+/// every outcome must be one of the sequential ones (no second live copy of `x`).
+#[test]
+fn tombstone_reuse_races_remove() {
+    check(
+        "tombstone_reuse_races_remove",
+        2,
+        Scenario {
+            capacity: 8,
+            setup: vec![Reg("x", "x1")],
+            a: vec![Unreg("x", "x1"), Reg("x", "xa")],
+            b: vec![Reg("x", "xb"), Get("x")],
+            names: vec!["x"],
+            extra: None,
+            expect_frees: false,
         },
     );
 }

@@ -7,7 +7,8 @@
 //! chunk of [`CHUNK`] slots (claimed with `cursor.fetch_add`). Readers never copy and never wait.
 //!
 //! Copying slot `i` (`copy_slot`, which any thread may run, any number of times):
-//! 1. `Empty → SealedEmpty`, `Tomb → SealedTomb`: nothing to move; the slot is final.
+//! 1. `Empty → SealedEmpty`, `Tomb → SealedTomb` (retiring the tombstone node): nothing to
+//!    move; the slot is final.
 //! 2. `Live(n) → Frozen(n)`: from now on no writer changes this slot. Readers still return `n`:
 //!    it is the current binding, because nothing can change the name's state elsewhere until step
 //!    4 below.
@@ -57,6 +58,7 @@ use crossbeam_epoch::{Guard, Owned, Shared};
 
 use super::RawMap;
 use super::node::Node;
+use super::reclaim::retire;
 use super::table::{DONE, FROZEN, Migration, Slot, TOMB, Table};
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -68,8 +70,12 @@ pub(crate) const CHUNK: usize = 1;
 
 /// A root table starts migrating when more than 5/8 of its slots are claimed (live bindings
 /// and tombstones).
+///
+/// For tables under 8 slots this is 0: every claim starts a migration. Only loom models use
+/// such tables (see [`MIN_CAPACITY`](super::MIN_CAPACITY)): there it makes every model race a
+/// migration.
 pub(crate) fn soft_limit(capacity: usize) -> usize {
-    capacity / 8 * 5 + capacity % 8 * 5 / 8
+    capacity / 8 * 5
 }
 
 /// A root table never has more than this many slots claimed: a claim beyond it is refused and
@@ -210,19 +216,26 @@ impl<V> RawMap<V> {
     fn copy_slot(&self, table: &Table<V>, m: &Migration<V>, i: usize, guard: &Guard) -> bool {
         let mut cur = table.load(i, guard);
         loop {
-            let new = match Slot::decode(cur) {
-                Slot::Empty => Shared::null().with_tag(FROZEN),
-                Slot::Tomb => Shared::null().with_tag(TOMB | FROZEN),
+            let (new, tomb) = match Slot::decode(cur) {
+                Slot::Empty => (Shared::null().with_tag(FROZEN), None),
+                // Tombstones are not copied: the name is not bound.
+                Slot::Tomb(k) => (Shared::null().with_tag(TOMB | FROZEN), Some(k)),
                 Slot::SealedEmpty | Slot::SealedTomb | Slot::Done(_) => return false,
-                Slot::Live(n) => node_word(n, FROZEN),
+                Slot::Live(n) => (node_word(n, FROZEN), None),
                 Slot::Frozen(n) => {
                     self.install(table, m, i, n, guard);
-                    node_word(n, FROZEN | DONE)
+                    (node_word(n, FROZEN | DONE), None)
                 }
             };
             match table.cas(i, cur, new, guard) {
                 Ok(()) if new.tag() == FROZEN && !new.is_null() => cur = new,
-                Ok(()) => return true,
+                Ok(()) => {
+                    if let Some(k) = tomb {
+                        // SAFETY: our CAS unlinked the tombstone node.
+                        unsafe { retire(table, k, guard) };
+                    }
+                    return true;
+                }
                 Err(now) => cur = now,
             }
         }

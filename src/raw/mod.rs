@@ -10,16 +10,20 @@
 //!
 //! # Operations
 //! Every operation starts at the root table and walks the name's probe chain (linear probing
-//! from `hash & mask`). A chain ends at the first `Empty` slot: since slots never become `Empty`
-//! again and tombstones are never reused, a name can only be in a slot the walk has not passed.
+//! from `hash & mask`). A chain ends at the first `Empty` slot. A slot claimed from `Empty`
+//! belongs to one name for the life of the table (its tombstone keeps the name) and never becomes
+//! `Empty` again, so a name has at most one slot per table and can only be in a slot the walk has
+//! not passed (see `table.rs`).
 //!
 //! - **get**: the first `Live`/`Frozen` node with the name is the answer; `Done` means "ask the
 //!   next table"; `Empty` means absent; a `SealedEmpty` end (or a chain with no end) means "ask
 //!   the next table", where names inserted during a migration go. Never writes, never waits.
-//! - **insert-if-absent**: one CAS of the node into the chain's first `Empty` slot. A lost CAS
-//!   re-reads that slot: the same name means "already registered", another name means walk on.
+//! - **insert-if-absent**: one CAS of the node into the name's own tombstone if its chain has
+//!   one, else into the chain's first `Empty` slot. A lost CAS re-reads that slot: the same name
+//!   live means "already registered", another name means walk on.
 //! - **remove / replace if same tag**: find the name's `Live` node, compare its tag, one CAS to
-//!   a tombstone or to the new node. A lost CAS re-reads the slot and decides again.
+//!   a tombstone node (name, no value) or to the new node. A lost CAS re-reads the slot and
+//!   decides again.
 //!
 //! Every write that meets a `Frozen` node for its name first finishes that slot's copy
 //! (`migrate.rs`) and continues in the next table; every write on a migrating table copies one
@@ -44,8 +48,12 @@ use self::reclaim::{drop_node, retire};
 use self::table::{FROZEN, Slot, TOMB, Table, home};
 use crate::sync::{AtomicIsize, Ordering};
 
-/// The smallest table allocated.
+/// The smallest table allocated. Loom models use 4-slot tables, where every claim starts a
+/// migration, so that each model races one; real registries start at 16.
+#[cfg(loom)]
 pub(crate) const MIN_CAPACITY: usize = 4;
+#[cfg(not(loom))]
+pub(crate) const MIN_CAPACITY: usize = 16;
 
 /// The map.
 pub(crate) struct RawMap<V> {
@@ -146,7 +154,7 @@ impl<V> RawMap<V> {
             match Slot::decode(table.load(i, guard)) {
                 Slot::Empty => return Probe::Absent,
                 Slot::SealedEmpty => return Probe::Next,
-                Slot::Tomb | Slot::SealedTomb => {}
+                Slot::Tomb(_) | Slot::SealedTomb => {}
                 Slot::Live(n) | Slot::Frozen(n) if n.is(hash, name) => return Probe::Found(n),
                 Slot::Done(n) if n.is(hash, name) => return Probe::Next,
                 Slot::Live(_) | Slot::Frozen(_) | Slot::Done(_) => {}
@@ -257,7 +265,25 @@ impl<V> RawMap<V> {
                         table = table.next(guard).expect("a done slot implies a next table");
                         continue 'tables;
                     }
-                    Slot::Tomb
+                    Slot::Tomb(k) if k.is(hash, node.name()) => {
+                        if migration.is_some() {
+                            // New bindings go to the next table while this one migrates. Seal
+                            // the name's tombstone first, so that nobody can still revive it
+                            // here, then walk on to the end of the chain (sealed in turn).
+                            self.seal_tomb(table, i, cur, k, guard);
+                            continue;
+                        }
+                        // The name's own slot: reuse it (a tombstone holds no slot of another
+                        // name, so no reservation is needed).
+                        if table.cas(i, cur, new, guard).is_ok() {
+                            self.len.fetch_add(1, Ordering::Relaxed);
+                            // SAFETY: our CAS unlinked the tombstone node.
+                            unsafe { retire(table, k, guard) };
+                            return Insert::Inserted;
+                        }
+                        continue; // look at slot `i` again
+                    }
+                    Slot::Tomb(_)
                     | Slot::SealedTomb
                     | Slot::Live(_)
                     | Slot::Frozen(_)
@@ -278,10 +304,27 @@ impl<V> RawMap<V> {
         accept: impl Fn(&Node<V>) -> bool,
         guard: &'g Guard,
     ) -> Written<'g, V> {
-        let new = match write {
-            Write::Remove => Shared::null().with_tag(TOMB),
-            Write::Replace(new) => new,
-        };
+        // A removal swaps in a tombstone node, allocated at the first attempt and kept across
+        // retries; freed here if it was never published.
+        let mut tomb = None;
+        let written = self.write_if_inner(hash, name, &write, &mut tomb, accept, guard);
+        let published = matches!((&write, &written), (Write::Remove, Written::Done(_)));
+        if let (Some(t), false) = (tomb, published) {
+            // SAFETY: the tombstone was allocated by `write_if_inner` and never published.
+            drop(unsafe { t.into_owned() });
+        }
+        written
+    }
+
+    fn write_if_inner<'g>(
+        &self,
+        hash: u64,
+        name: &str,
+        write: &Write<'g, V>,
+        tomb: &mut Option<Shared<'g, Node<V>>>,
+        accept: impl Fn(&Node<V>) -> bool,
+        guard: &'g Guard,
+    ) -> Written<'g, V> {
         let mut table = self.root(guard);
         'tables: loop {
             if let Some(m) = table.migration(guard) {
@@ -312,11 +355,19 @@ impl<V> RawMap<V> {
                         if !accept(n) {
                             return Written::Refused(n);
                         }
+                        let new = match write {
+                            Write::Remove => *tomb.get_or_insert_with(|| {
+                                Owned::new(Node::tombstone(n))
+                                    .with_tag(TOMB)
+                                    .into_shared(guard)
+                            }),
+                            Write::Replace(new) => *new,
+                        };
                         #[cfg(genreg_mutant = "cas_unregister")]
                         {
                             // The mutant: check, then store, instead of one CAS.
                             table.store_unchecked(i, new);
-                            if new.is_null() {
+                            if matches!(write, Write::Remove) {
                                 self.len.fetch_sub(1, Ordering::Relaxed);
                             }
                             // SAFETY: none: the store may have unlinked someone else's node.
@@ -325,7 +376,7 @@ impl<V> RawMap<V> {
                         }
                         #[allow(unreachable_code)]
                         if table.cas(i, cur, new, guard).is_ok() {
-                            if new.is_null() {
+                            if matches!(write, Write::Remove) {
                                 self.len.fetch_sub(1, Ordering::Relaxed);
                             }
                             // SAFETY: our CAS unlinked `n`.
@@ -352,7 +403,7 @@ impl<V> RawMap<V> {
                         table = table.next(guard).expect("a done slot implies a next table");
                         continue 'tables;
                     }
-                    Slot::Tomb
+                    Slot::Tomb(_)
                     | Slot::SealedTomb
                     | Slot::Live(_)
                     | Slot::Frozen(_)
@@ -405,6 +456,23 @@ impl<V> RawMap<V> {
             .cas(i, cur, Shared::null().with_tag(FROZEN), guard)
             .is_ok()
         {
+            self.count_sealed(table, 1, guard);
+        }
+    }
+
+    /// Seals the tombstone in slot `i` of a migrating table (a copy step any thread may do).
+    fn seal_tomb<'g>(
+        &self,
+        table: &Table<V>,
+        i: usize,
+        cur: Shared<'g, Node<V>>,
+        tomb: &Node<V>,
+        guard: &'g Guard,
+    ) {
+        let sealed = Shared::null().with_tag(TOMB | FROZEN);
+        if table.cas(i, cur, sealed, guard).is_ok() {
+            // SAFETY: our CAS unlinked the tombstone node.
+            unsafe { retire(table, tomb, guard) };
             self.count_sealed(table, 1, guard);
         }
     }
@@ -545,7 +613,7 @@ impl<V> Drop for RawMap<V> {
     }
 }
 
-/// Frees a table and the nodes of its `Live` slots.
+/// Frees a table and the nodes of its `Live` and `Tomb` slots.
 ///
 /// # Safety
 /// No other thread can reach the table, and it owns its live nodes (it is not migrating).
@@ -556,8 +624,9 @@ unsafe fn free_table_and_nodes<V>(table: Shared<'_, Table<V>>) {
     let t = unsafe { table.deref() };
     debug_assert!(t.migration(guard).is_none());
     for i in 0..t.capacity() {
-        if let Slot::Live(n) = Slot::decode(t.load(i, guard)) {
-            // SAFETY: a live node of a table that nobody else can reach is owned by it alone.
+        if let Slot::Live(n) | Slot::Tomb(n) = Slot::decode(t.load(i, guard)) {
+            // SAFETY: a live or tombstone node of a table that nobody else can reach is owned
+            // by it alone.
             unsafe { drop_node(n as *const Node<V> as *mut Node<V>) };
         }
     }

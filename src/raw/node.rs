@@ -82,6 +82,9 @@ pub(crate) enum Stored<V> {
     Strong(V),
     /// The registry does not keep the owner alive.
     Weak(Box<dyn WeakRef<V>>),
+    /// No value: the node is a tombstone that keeps a removed binding's name in its slot, so
+    /// that the same name reuses the slot instead of walking past ever more tombstones.
+    Vacant,
 }
 
 /// One binding.
@@ -113,6 +116,17 @@ impl<V> Node<V> {
         match &self.value {
             Stored::Strong(_) => true,
             Stored::Weak(w) => w.is_alive(),
+            Stored::Vacant => false,
+        }
+    }
+
+    /// A tombstone for `removed`: its hash, name and tag, no value.
+    pub(crate) fn tombstone(removed: &Node<V>) -> Node<V> {
+        Node {
+            hash: removed.hash,
+            tag: removed.tag,
+            name: NameBuf::new(removed.name()),
+            value: Stored::Vacant,
         }
     }
 }

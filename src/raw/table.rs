@@ -7,7 +7,7 @@
 //! | pointer | bits | state | meaning |
 //! | --- | --- | --- | --- |
 //! | null | `000` | `Empty` | never claimed; ends every probe chain that reaches it |
-//! | null | `001` | `Tomb` | a removed binding; skipped, never reused in this table |
+//! | node | `001` | `Tomb` | a removed binding: `node` is a tombstone holding only the name; reads skip it, and only an insert of that same name may reuse the slot |
 //! | null | `010` | `SealedEmpty` | an empty slot the migration passed: ends the chain *here*, continue in the next table |
 //! | null | `011` | `SealedTomb` | a tombstone the migration passed; skipped |
 //! | node | `000` | `Live` | the current binding of `node.name` |
@@ -15,10 +15,14 @@
 //! | node | `110` | `Done` | copied: the next table has the current state of this name |
 //!
 //! Transitions (every one a compare-and-swap): `Empty → Live | SealedEmpty`,
-//! `Live → Live' | Tomb | Frozen`, `Tomb → SealedTomb`, `Frozen → Done`. Nothing ever becomes
-//! `Empty` again and a tombstone is never reused, so once a probe has passed a slot that was not
-//! `Empty`, that slot can never start holding the name being probed for: this is what makes
-//! insert-if-absent a single CAS on the first `Empty` slot of the chain (see `raw/mod.rs`).
+//! `Live → Live' | Tomb | Frozen`, `Tomb → Live (same name) | SealedTomb`, `Frozen → Done`.
+//! A slot, once claimed from `Empty`, belongs to one name for the life of the table (live,
+//! tombstone, frozen or done), and nothing ever becomes `Empty` again. So once a probe has passed
+//! a slot that does not hold its name, that slot can never start holding it, and a name has at
+//! most one slot per table: insert-if-absent is a single CAS, on the name's own tombstone if the
+//! chain has one, else on the chain's first `Empty` slot (see `raw/mod.rs`). Reusing its own
+//! tombstone keeps a name that is registered and unregistered all day from laying a run of
+//! tombstones along its chain.
 //!
 //! # Orderings
 //! - Slot loads are `Acquire`: a reader dereferences the node that the inserting thread
@@ -49,7 +53,7 @@ const _: () = assert!(
 /// A decoded slot (see the module docs).
 pub(crate) enum Slot<'g, V> {
     Empty,
-    Tomb,
+    Tomb(&'g Node<V>),
     SealedEmpty,
     SealedTomb,
     Live(&'g Node<V>),
@@ -67,10 +71,10 @@ impl<'g, V> Slot<'g, V> {
         //    `raw/reclaim.rs`), so it stays allocated for `'g`.
         match (unsafe { word.as_ref() }, word.tag()) {
             (None, 0) => Slot::Empty,
-            (None, TOMB) => Slot::Tomb,
             (None, FROZEN) => Slot::SealedEmpty,
             (None, t) if t == TOMB | FROZEN => Slot::SealedTomb,
             (Some(n), 0) => Slot::Live(n),
+            (Some(n), TOMB) => Slot::Tomb(n),
             (Some(n), FROZEN) => Slot::Frozen(n),
             (Some(n), t) if t == FROZEN | DONE => Slot::Done(n),
             (n, t) => unreachable!("corrupt slot: null={} tag={t:#b}", n.is_none()),

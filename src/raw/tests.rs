@@ -49,7 +49,7 @@ fn slot_words_decode() {
     .into_shared(guard);
     let null = Shared::<Node<()>>::null();
     assert!(matches!(Slot::decode(null), Slot::Empty));
-    assert!(matches!(Slot::decode(null.with_tag(TOMB)), Slot::Tomb));
+    assert!(matches!(Slot::decode(n.with_tag(TOMB)), Slot::Tomb(_)));
     assert!(matches!(
         Slot::decode(null.with_tag(FROZEN)),
         Slot::SealedEmpty
@@ -163,6 +163,40 @@ fn single_thread_walk_through_migrations() {
         }
         assert_eq!(map.iter(guard).count(), (n / 2) as usize);
         assert_eq!(map.len(), (n / 2) as usize);
+        // Re-register the removed names: each reuses its own tombstone (or, after a migration,
+        // lands in the new table); churn one name many times: its chain must not grow.
+        for i in (0..n).step_by(2) {
+            created += 1;
+            let inserted = map.insert(
+                node(&map, &format!("n{i}"), 2 * n + i, &drops),
+                |_| false,
+                guard,
+            );
+            assert!(matches!(inserted, Insert::Inserted));
+        }
+        let cap = map.capacity(guard);
+        for round in 0..200 {
+            created += 1;
+            assert!(matches!(
+                map.insert(node(&map, "churn", round, &drops), |_| false, guard),
+                Insert::Inserted
+            ));
+            let hash = map.hash("churn");
+            let w = map.write_if(
+                hash,
+                "churn",
+                Write::Remove,
+                |n| n.tag.generation().as_raw() == round,
+                guard,
+            );
+            assert!(matches!(w, Written::Done(_)));
+        }
+        assert_eq!(
+            map.capacity(guard),
+            cap,
+            "reusing its tombstone, one churning name never grows the table"
+        );
+        assert_eq!(map.len(), n as usize);
     }
     drop(handle);
     drop(map);
