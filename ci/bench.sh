@@ -29,3 +29,7 @@ else
 fi
 step "build benches" cargo bench --bench '*' --no-run
 step "run benches (${args[*]})" cargo bench --bench '*' -- "${args[@]}"
+
+# The throughput harness, one short pass: it checks every result it gets from every peer under
+# concurrency and exits non-zero if an operation failed where it must succeed.
+step "throughput harness (--quick)" cargo run --release --example throughput -- --quick
