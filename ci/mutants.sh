@@ -35,6 +35,8 @@
 #   five miri cells), fuzz (the four fuzz cells). Not in `all`: loom-each (every loom model
 #   as its own cell, `loom:NAME`).
 # Limits: GENREG_MUTANTS_T_TEST, _T_LOOM, _T_MIRI, _T_TSAN, _FUZZ_SECONDS (and _T_BUILD).
+# Repeats: GENREG_MUTANTS_REPEAT=N runs each cell N times (cells `LAYER#1` ... `LAYER#N`), to
+# measure how often a layer that depends on a schedule or a random seed catches a mutant.
 #
 # Staying out of the way:
 # - Everything runs on a snapshot of the working tree, target/mutants/tree, taken at the
@@ -72,6 +74,8 @@ T_TSAN="${GENREG_MUTANTS_T_TSAN:-300}"
 FUZZ_SECONDS="${GENREG_MUTANTS_FUZZ_SECONDS:-60}"
 T_FUZZ=$((FUZZ_SECONDS + 60))
 T_BUILD="${GENREG_MUTANTS_T_BUILD:-2400}"
+REPEAT="${GENREG_MUTANTS_REPEAT:-1}"
+RUN="" # "#k" while repeating
 
 ALL_MUTANTS=(cas_unregister no_generation loser_frees)
 TEST_LAYERS=(proptest api stress unit tags replay)
@@ -300,7 +304,7 @@ run_cell() {
     group="$(group_of "$layer")"
     if ! build "$m" "$group"; then
         BUILD_FAILED=1
-        record "$m" "$layer" "no build" - - "" "$LOGS/$m-$group.build.log"
+        record "$m" "$layer$RUN" "no build" - - "" "$LOGS/$m-$group.build.log"
         return
     fi
     local td
@@ -345,7 +349,7 @@ run_cell() {
             local t=${layer#fuzz-} corpus=()
             t=${t%-empty}
             [ "$layer" = "fuzz-$t" ] && corpus=("fuzz/corpus/$t")
-            local dir="$OUT/fuzz/$m-$layer"
+            local dir="$OUT/fuzz/$m-$layer${RUN/\#/.}"
             rm -rf "$dir"
             mkdir -p "$dir/corpus" "$dir/artifacts"
             # ci/fuzz.sh's options; new inputs and crash inputs go under target/mutants/fuzz.
@@ -354,9 +358,9 @@ run_cell() {
                 -artifact_prefix="$dir/artifacts/" -print_final_stats=1) ;;
         *) die "no command for layer $layer" ;;
     esac
-    local log="$LOGS/$m-$layer.log" first="$LOGS/$m-$layer.first"
+    local log="$LOGS/$m-$layer${RUN/\#/.}.log" first="$LOGS/$m-$layer${RUN/\#/.}.first"
     rm -f "$first" "$first.fallback"
-    printf '  run   %-14s %-26s (limit %3d s) ... ' "$m" "$layer" "$limit"
+    printf '  run   %-14s %-26s (limit %3d s) ... ' "$m" "$layer$RUN" "$limit"
     printf '# %s  snapshot %s\n# cwd: %s\n# env: %s\n# cmd: %s\n' "$(date -Is)" "$SNAPSHOT" \
         "$TREE" "${envs[*]}" "${cmd[*]}" >"$log"
     local t0=${EPOCHREALTIME/./} rc
@@ -388,7 +392,22 @@ run_cell() {
     fi
     printf '%s in %s s\n' "$result" "$secs"
     [ -n "$line" ] && printf '        %s\n' "$line"
-    record "$m" "$layer" "$result" "$secs" "$limit" "$line" "$log"
+    record "$m" "$layer$RUN" "$result" "$secs" "$limit" "$line" "$log"
+}
+
+# run_repeated MUTANT LAYER: the cell, REPEAT times.
+run_repeated() {
+    local k
+    if [ "$REPEAT" -le 1 ]; then
+        RUN=""
+        run_cell "$1" "$2"
+        return
+    fi
+    for k in $(seq 1 "$REPEAT"); do
+        RUN="#$k"
+        run_cell "$1" "$2"
+    done
+    RUN=""
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +421,7 @@ for m in "${mutants[@]}"; do
     printf '== %s\n' "$m"
     for layer in "${layers[@]}"; do
         if [ "$layer" != loom-each ]; then
-            run_cell "$m" "$layer"
+            run_repeated "$m" "$layer"
             continue
         fi
         if ! build "$m" loom; then
@@ -415,7 +434,7 @@ for m in "${mutants[@]}"; do
             -- --list 2>/dev/null | sed -n 's/: test$//p')
         [ "${#models[@]}" -gt 0 ] || die "could not list the loom models"
         for model in "${models[@]}"; do
-            run_cell "$m" "loom:$model"
+            run_repeated "$m" "loom:$model"
         done
     done
 done
