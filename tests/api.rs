@@ -1507,8 +1507,9 @@ fn long_and_non_ascii_names_round_trip_byte_for_byte() {
         "cafe\u{301}".to_owned(), // e + combining acute: a different name, not normalised
         "Ωmega/αlpha:β".to_owned(),
         "emoji-👩‍💻-zwj".to_owned(),
-        "x".repeat(22), // at the inline limit of the implementation
-        "x".repeat(23), // just past it
+        "x".repeat(22),
+        "x".repeat(23), // at the inline limit of the implementation
+        "x".repeat(24), // just past it
     ];
     let mut guards = Vec::new();
     for (i, name) in names.iter().enumerate() {

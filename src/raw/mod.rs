@@ -42,7 +42,7 @@ use std::hash::BuildHasher;
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use self::migrate::{hard_limit, soft_limit};
-use self::node::Node;
+use self::node::{Key, Node};
 pub(crate) use self::reclaim::drop_panics;
 use self::reclaim::{drop_node, retire};
 use self::table::{FROZEN, Slot, TOMB, Table, home};
@@ -136,27 +136,22 @@ impl<V> RawMap<V> {
     }
 
     /// The current node bound to `name`.
+    #[inline]
     pub(crate) fn get<'g>(&self, hash: u64, name: &str, guard: &'g Guard) -> Option<&'g Node<V>> {
-        self.get_in(self.root(guard), hash, name, guard)
+        self.get_in(self.root(guard), &Key::new(hash, name), guard)
     }
 
     /// Looks `name` up in one table (see the module docs for what each slot means).
     #[inline]
-    fn probe<'g>(
-        &self,
-        table: &'g Table<V>,
-        hash: u64,
-        name: &str,
-        guard: &'g Guard,
-    ) -> Probe<'g, V> {
-        let mut i = home(hash, table.mask);
+    fn probe<'g>(&self, table: &'g Table<V>, key: &Key<'_>, guard: &'g Guard) -> Probe<'g, V> {
+        let mut i = home(key.hash, table.mask);
         for _ in 0..=table.mask {
             match Slot::decode(table.load(i, guard)) {
                 Slot::Empty => return Probe::Absent,
                 Slot::SealedEmpty => return Probe::Next,
                 Slot::Tomb(_) | Slot::SealedTomb => {}
-                Slot::Live(n) | Slot::Frozen(n) if n.is(hash, name) => return Probe::Found(n),
-                Slot::Done(n) if n.is(hash, name) => return Probe::Next,
+                Slot::Live(n) | Slot::Frozen(n) if n.is(key) => return Probe::Found(n),
+                Slot::Done(n) if n.is(key) => return Probe::Next,
                 Slot::Live(_) | Slot::Frozen(_) | Slot::Done(_) => {}
             }
             i = (i + 1) & table.mask;
@@ -180,7 +175,8 @@ impl<V> RawMap<V> {
         // SAFETY: we allocated `new`; it stays alive at least until we hand it back or it is
         // unlinked, which cannot happen before this function returns and the guard is dropped.
         let node = unsafe { new.deref() };
-        let hash = node.hash;
+        let key = node.key();
+        let hash = key.hash;
         let mut table = self.root(guard);
         'tables: loop {
             let migration = table.migration(guard);
@@ -233,7 +229,7 @@ impl<V> RawMap<V> {
                             .expect("a sealed slot implies a next table");
                         continue 'tables;
                     }
-                    Slot::Live(n) if n.is(hash, node.name()) => {
+                    Slot::Live(n) if n.is(&key) => {
                         if !vacant(n) {
                             // SAFETY: `new` was never published.
                             let rejected = unsafe { new.into_owned() };
@@ -249,7 +245,7 @@ impl<V> RawMap<V> {
                         }
                         continue;
                     }
-                    Slot::Frozen(n) if n.is(hash, node.name()) => {
+                    Slot::Frozen(n) if n.is(&key) => {
                         if !vacant(n) {
                             // SAFETY: `new` was never published.
                             let rejected = unsafe { new.into_owned() };
@@ -261,11 +257,11 @@ impl<V> RawMap<V> {
                         table = self.finish_copy(table, i, guard);
                         continue 'tables;
                     }
-                    Slot::Done(n) if n.is(hash, node.name()) => {
+                    Slot::Done(n) if n.is(&key) => {
                         table = table.next(guard).expect("a done slot implies a next table");
                         continue 'tables;
                     }
-                    Slot::Tomb(k) if k.is(hash, node.name()) => {
+                    Slot::Tomb(k) if k.is(&key) => {
                         if migration.is_some() {
                             // New bindings go to the next table while this one migrates. Seal
                             // the name's tombstone first, so that nobody can still revive it
@@ -307,7 +303,8 @@ impl<V> RawMap<V> {
         // A removal swaps in a tombstone node, allocated at the first attempt and kept across
         // retries; freed here if it was never published.
         let mut tomb = None;
-        let written = self.write_if_inner(hash, name, &write, &mut tomb, accept, guard);
+        let key = Key::new(hash, name);
+        let written = self.write_if_inner(&key, &write, &mut tomb, accept, guard);
         let published = matches!((&write, &written), (Write::Remove, Written::Done(_)));
         if let (Some(t), false) = (tomb, published) {
             // SAFETY: the tombstone was allocated by `write_if_inner` and never published.
@@ -318,8 +315,7 @@ impl<V> RawMap<V> {
 
     fn write_if_inner<'g>(
         &self,
-        hash: u64,
-        name: &str,
+        key: &Key<'_>,
         write: &Write<'g, V>,
         tomb: &mut Option<Shared<'g, Node<V>>>,
         accept: impl Fn(&Node<V>) -> bool,
@@ -330,7 +326,7 @@ impl<V> RawMap<V> {
             if let Some(m) = table.migration(guard) {
                 self.help_migrate(table, m, guard);
             }
-            let mut i = home(hash, table.mask);
+            let mut i = home(key.hash, table.mask);
             let mut walked = 0;
             loop {
                 if walked > table.mask {
@@ -351,7 +347,7 @@ impl<V> RawMap<V> {
                             .expect("a sealed slot implies a next table");
                         continue 'tables;
                     }
-                    Slot::Live(n) if n.is(hash, name) => {
+                    Slot::Live(n) if n.is(key) => {
                         if !accept(n) {
                             return Written::Refused(n);
                         }
@@ -390,7 +386,7 @@ impl<V> RawMap<V> {
                         };
                         continue; // the slot changed: decide again
                     }
-                    Slot::Frozen(n) if n.is(hash, name) => {
+                    Slot::Frozen(n) if n.is(key) => {
                         if !accept(n) {
                             // `n` is still the current binding (nothing changes the name
                             // anywhere before its copy is done), so refusing is linearizable.
@@ -399,7 +395,7 @@ impl<V> RawMap<V> {
                         table = self.finish_copy(table, i, guard);
                         continue 'tables;
                     }
-                    Slot::Done(n) if n.is(hash, name) => {
+                    Slot::Done(n) if n.is(key) => {
                         table = table.next(guard).expect("a done slot implies a next table");
                         continue 'tables;
                     }
@@ -554,7 +550,7 @@ impl<'g, V> Iterator for RawIter<'g, V> {
                         .table
                         .next(self.guard)
                         .expect("a done slot implies a next table");
-                    if let Some(found) = self.map.get_in(next, n.hash, n.name(), self.guard) {
+                    if let Some(found) = self.map.get_in(next, &n.key(), self.guard) {
                         return Some(found);
                     }
                 }
@@ -567,15 +563,15 @@ impl<'g, V> Iterator for RawIter<'g, V> {
 
 impl<V> RawMap<V> {
     /// `get`, starting at `table` instead of the root.
+    #[inline]
     fn get_in<'g>(
         &self,
         mut table: &'g Table<V>,
-        hash: u64,
-        name: &str,
+        key: &Key<'_>,
         guard: &'g Guard,
     ) -> Option<&'g Node<V>> {
         loop {
-            match self.probe(table, hash, name, guard) {
+            match self.probe(table, key, guard) {
                 Probe::Found(n) => return Some(n),
                 Probe::Absent => return None,
                 Probe::Next => {

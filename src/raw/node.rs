@@ -9,50 +9,209 @@
 //! node, so a lookup chases one pointer (slot → node), not two (PERF.md: a name behind a pointer
 //! costs a whole cache miss at scale).
 
-use std::fmt;
+use std::{fmt, ptr};
 
 use crate::tag::Tag;
 
 /// Names up to this many bytes live inside the node.
-pub(crate) const INLINE: usize = 22;
+pub(crate) const INLINE: usize = 23;
 
-/// A name stored inline when short, boxed when long.
-pub(crate) enum NameBuf {
-    /// `bytes[..len]` is valid UTF-8 (copied from a `&str`).
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE],
-    },
-    Heap(Box<str>),
+/// The last byte of a boxed name's representation (an inline one has its length there, ≤ 23).
+const BOXED: u8 = 0xff;
+
+/// The three words of a boxed name's representation past its pointer and length: zero but
+/// for [`BOXED`] in the last byte.
+const BOXED_TAIL: u64 = u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0, BOXED]);
+
+/// A name, in 24 bytes: inline when short, boxed when long.
+///
+/// Inline, the 24 bytes are the name, zero-padded to 23 bytes, then its length. So two inline
+/// names are equal exactly when their three words are, and a lookup compares a name with three
+/// word compares against a key prepared once ([`Key`]) instead of a `memcmp` per probe.
+/// Boxed, the first two words are the pointer and length of a `Box<str>` and the last byte is
+/// [`BOXED`], which no inline length equals.
+#[repr(C)]
+pub(crate) struct NameBuf {
+    head: Head,
+    tail: u64,
+}
+
+/// The first 16 bytes: name bytes, or a boxed name's parts.
+#[repr(C)]
+union Head {
+    words: [u64; 2],
+    boxed: BoxedParts,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct BoxedParts {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: a `NameBuf` owns its bytes (inline, or a `Box<str>` nobody else points to) and never
+// changes them after construction: it is as thread-safe as a `Box<str>`.
+unsafe impl Send for NameBuf {}
+// SAFETY: as above; `&NameBuf` only reads.
+unsafe impl Sync for NameBuf {}
+
+/// The 24-byte inline representation of a name of at most [`INLINE`] bytes: its bytes, zero
+/// padding, then its length, as three words whose memory order is the bytes' order.
+///
+/// Built from overlapping loads rather than a copy into a zeroed buffer: this runs once per
+/// lookup, and a `memcpy` call would cost as much as the probe.
+#[inline]
+fn inline_words(name: &str) -> [u64; 3] {
+    let b = name.as_bytes();
+    let len = b.len();
+    debug_assert!(len <= INLINE);
+    let (w0, w1, w2) = if len >= 16 {
+        (full(&b[..8]), full(&b[8..16]), partial(&b[16..]))
+    } else if len >= 8 {
+        (full(&b[..8]), partial(&b[8..]), 0)
+    } else {
+        (partial(b), 0, 0)
+    };
+    // Cannot truncate: len <= INLINE < 256.
+    let w2 = w2 | (len as u64) << 56;
+    // `to_le` puts the little-endian values' bytes back in memory order on big-endian targets.
+    [w0.to_le(), w1.to_le(), w2.to_le()]
+}
+
+/// Eight bytes as a little-endian word.
+#[inline]
+fn full(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// Up to eight bytes as a little-endian word, zero-extended (overlapping loads, no loop).
+#[inline]
+fn partial(b: &[u8]) -> u64 {
+    let len = b.len();
+    debug_assert!(len <= 8);
+    if len == 8 {
+        full(b)
+    } else if len >= 4 {
+        let lo = u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let t = len - 4;
+        let hi = u64::from(u32::from_le_bytes([b[t], b[t + 1], b[t + 2], b[t + 3]]));
+        // The two loads overlap when len < 8; overlapping bytes are equal, so OR is exact.
+        lo | hi << (8 * t)
+    } else if len > 0 {
+        u64::from(b[0])
+            | u64::from(b[len / 2]) << (8 * (len / 2))
+            | u64::from(b[len - 1]) << (8 * (len - 1))
+    } else {
+        0
+    }
 }
 
 impl NameBuf {
     pub(crate) fn new(name: &str) -> NameBuf {
         if name.len() <= INLINE {
-            let mut bytes = [0u8; INLINE];
-            bytes[..name.len()].copy_from_slice(name.as_bytes());
-            NameBuf::Inline {
-                // Cannot truncate: name.len() <= INLINE < 256.
-                len: name.len() as u8,
-                bytes,
+            let [a, b, tail] = inline_words(name);
+            NameBuf {
+                head: Head { words: [a, b] },
+                tail,
             }
         } else {
-            NameBuf::Heap(name.into())
+            let boxed: Box<str> = name.into();
+            let len = boxed.len();
+            let ptr = Box::into_raw(boxed).cast::<u8>();
+            // Start from initialised words so that every byte of the head is initialised even
+            // where a pointer and a `usize` are narrower than 16 bytes.
+            let mut head = Head { words: [0, 0] };
+            head.boxed = BoxedParts { ptr, len };
+            NameBuf {
+                head,
+                tail: BOXED_TAIL,
+            }
         }
     }
 
     #[inline]
+    fn is_boxed(&self) -> bool {
+        self.tail == BOXED_TAIL
+    }
+
+    #[inline]
     pub(crate) fn as_str(&self) -> &str {
-        match self {
-            NameBuf::Inline { len, bytes } => {
-                let bytes = &bytes[..usize::from(*len)];
-                debug_assert!(std::str::from_utf8(bytes).is_ok());
-                // SAFETY: `bytes[..len]` was copied from a `&str` in `NameBuf::new` and is never
-                // written again, so it is valid UTF-8.
-                unsafe { std::str::from_utf8_unchecked(bytes) }
+        if self.is_boxed() {
+            // SAFETY: a boxed representation's head holds the parts of a `Box<str>` that this
+            // `NameBuf` owns until it is dropped.
+            unsafe {
+                let BoxedParts { ptr, len } = self.head.boxed;
+                std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len))
             }
-            NameBuf::Heap(s) => s,
+        } else {
+            let len = usize::from(self.tail.to_ne_bytes()[7]);
+            debug_assert!(len <= INLINE);
+            // SAFETY: `NameBuf` is `repr(C)`: its 24 bytes are the head then the tail, all
+            // initialised; inline, the first `len` of them were copied from a `&str` and are
+            // never written again, so they are valid UTF-8.
+            unsafe {
+                let bytes = std::slice::from_raw_parts(ptr::from_ref(self).cast::<u8>(), len);
+                std::str::from_utf8_unchecked(bytes)
+            }
         }
+    }
+
+    /// Whether this is the name `key` was prepared for.
+    #[inline]
+    pub(crate) fn matches(&self, key: &Key<'_>) -> bool {
+        if key.name.len() <= INLINE {
+            // SAFETY: every byte of the head is initialised (`NameBuf::new`); reading a boxed
+            // name's pointer as an integer only compares it, and a boxed tail never equals an
+            // inline key's tail anyway.
+            let head = unsafe { self.head.words };
+            head == [key.words[0], key.words[1]] && self.tail == key.words[2]
+        } else {
+            self.is_boxed() && self.as_str() == key.name
+        }
+    }
+
+    /// Whether the name is stored inline (for tests).
+    #[cfg(test)]
+    pub(crate) fn is_inline(&self) -> bool {
+        !self.is_boxed()
+    }
+}
+
+impl Drop for NameBuf {
+    fn drop(&mut self) {
+        if self.is_boxed() {
+            // SAFETY: the parts came from `Box::into_raw` of a `Box<str>` in `NameBuf::new`, and
+            // this is the one owner, dropping it once.
+            unsafe {
+                let BoxedParts { ptr, len } = self.head.boxed;
+                drop(Box::from_raw(
+                    ptr::slice_from_raw_parts_mut(ptr, len) as *mut str
+                ));
+            }
+        }
+    }
+}
+
+/// A name prepared for lookups: its hash and its inline representation, computed once per
+/// operation and compared against every node the probe meets.
+pub(crate) struct Key<'a> {
+    pub(crate) hash: u64,
+    words: [u64; 3],
+    pub(crate) name: &'a str,
+}
+
+impl<'a> Key<'a> {
+    #[inline]
+    pub(crate) fn new(hash: u64, name: &'a str) -> Key<'a> {
+        let words = if name.len() <= INLINE {
+            inline_words(name)
+        } else {
+            [0, 0, BOXED_TAIL]
+        };
+        Key { hash, words, name }
     }
 }
 
@@ -103,10 +262,17 @@ impl<V> Node<V> {
         self.name.as_str()
     }
 
-    /// Whether this node binds `name` (hash first: a mismatch is almost always decided there).
+    /// Whether this node binds `key`'s name (hash first: a mismatch is almost always decided
+    /// there; then three word compares for an inline name).
     #[inline]
-    pub(crate) fn is(&self, hash: u64, name: &str) -> bool {
-        self.hash == hash && self.name() == name
+    pub(crate) fn is(&self, key: &Key<'_>) -> bool {
+        self.hash == key.hash && self.name.matches(key)
+    }
+
+    /// The key of this node's own name (no hashing: the node keeps its hash).
+    #[inline]
+    pub(crate) fn key(&self) -> Key<'_> {
+        Key::new(self.hash, self.name())
     }
 
     /// Whether a read would see this binding: strong ones always, weak ones while the owner

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
 use crossbeam_epoch::{Collector, Owned, Shared};
 
 use super::migrate::{hard_limit, next_capacity, soft_limit};
-use super::node::{INLINE, NameBuf, Node, Stored};
+use super::node::{INLINE, Key, NameBuf, Node, Stored};
 use super::table::{DONE, FROZEN, Slot, TOMB};
 use super::{Insert, RawMap, Write, Written};
 use crate::tag::{Generation, InstanceId, Tag};
@@ -92,7 +92,35 @@ fn names_round_trip_inline_and_boxed() {
         let s: String = "é".repeat(len / 2) + &"a".repeat(len % 2);
         let b = NameBuf::new(&s);
         assert_eq!(b.as_str(), s);
-        assert_eq!(matches!(b, NameBuf::Inline { .. }), s.len() <= INLINE);
+        assert_eq!(b.is_inline(), s.len() <= INLINE);
+    }
+}
+
+/// `NameBuf::matches` (three word compares inline) agrees with `==` on every pair of names of
+/// lengths 0..=40, including names that differ only in their last byte, in their length, or in
+/// a trailing NUL (which the zero padding must not confuse with a shorter name).
+#[test]
+fn name_match_agrees_with_str_eq() {
+    let mut names: Vec<String> = Vec::new();
+    for len in 0..=40 {
+        let base: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        names.push(base.clone());
+        if len > 0 {
+            let mut last = base.clone().into_bytes();
+            *last.last_mut().unwrap() = b'Z';
+            names.push(String::from_utf8(last).unwrap());
+            names.push(format!("{}\0", &base[..len - 1]));
+        }
+        names.push("é".repeat(len / 2));
+    }
+    for a in &names {
+        let buf = NameBuf::new(a);
+        for b in &names {
+            let key = Key::new(0, b);
+            assert_eq!(buf.matches(&key), a == b, "{a:?} vs {b:?}");
+        }
     }
 }
 

@@ -64,22 +64,22 @@ impl NameSel {
 /// Unusual names, valid and invalid.
 pub fn edge_name(i: u8) -> String {
     match i % 16 {
-        0 => String::new(),                        // empty
-        1 => "x".repeat(MAX_NAME_LEN),             // longest valid
-        2 => "y".repeat(MAX_NAME_LEN + 1),         // one byte too long
-        3 => "é".repeat(MAX_NAME_LEN / 2 + 1),     // 128 chars but 256 bytes: too long
-        4 => "a\n".to_owned(),                     // control char at byte 1
-        5 => "é\u{85}".to_owned(),                 // C1 control char at byte 2
-        6 => "\u{7f}".to_owned(),                  // DEL
-        7 => "名前".to_owned(),                    // non-ASCII, valid
-        8 => "exactly-22-bytes-name!".to_owned(),  // the longest inline name
-        9 => "exactly-23-bytes-name!!".to_owned(), // the shortest boxed name
-        10 => "h".repeat(100_000),                 // huge
-        11 => "a ".to_owned(),                     // not "a"
-        12 => "A".to_owned(),                      // not "a"
-        13 => "\0".to_owned(),                     // NUL
-        14 => "-1".to_owned(),                     // what register_auto("") makes first
-        _ => "zé\u{200b}".to_owned(),              // zero-width space: format, not control
+        0 => String::new(),                         // empty
+        1 => "x".repeat(MAX_NAME_LEN),              // longest valid
+        2 => "y".repeat(MAX_NAME_LEN + 1),          // one byte too long
+        3 => "é".repeat(MAX_NAME_LEN / 2 + 1),      // 128 chars but 256 bytes: too long
+        4 => "a\n".to_owned(),                      // control char at byte 1
+        5 => "é\u{85}".to_owned(),                  // C1 control char at byte 2
+        6 => "\u{7f}".to_owned(),                   // DEL
+        7 => "名前".to_owned(),                     // non-ASCII, valid
+        8 => "exactly-23-bytes-name!!".to_owned(),  // the longest inline name
+        9 => "exactly-24-bytes-name!!!".to_owned(), // the shortest boxed name
+        10 => "h".repeat(100_000),                  // huge
+        11 => "a ".to_owned(),                      // not "a"
+        12 => "A".to_owned(),                       // not "a"
+        13 => "\0".to_owned(),                      // NUL
+        14 => "-1".to_owned(),                      // what register_auto("") makes first
+        _ => "zé\u{200b}".to_owned(),               // zero-width space: format, not control
     }
 }
 

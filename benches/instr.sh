@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Instructions per operation, counted by callgrind (exact and repeatable on a noisy machine).
+#
+#   bash benches/instr.sh [OPS] [PEERS]
+#   OPS   default "hit miss peek get cycle stale replace"
+#   PEERS default "genreg papaya scc-HashIndex ceiling"
+#   PROF_NAMES=1024 (table size, a power of two), INSTR_N=20000 (operations counted per cell)
+#
+# Each cell is `examples/throughput.rs --child OP PEER N` under callgrind, counting only
+# `prof_loop`; the figure is the loop's instructions / N. Needs valgrind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OPS=(${1:-hit miss peek get cycle stale replace})
+PEERS=(${2:-genreg papaya scc-HashIndex ceiling})
+N="${INSTR_N:-20000}"
+cargo build -q --profile bench --example throughput
+B=target/release/examples/throughput
+out=$(mktemp -d)
+printf '%-10s' op
+for p in "${PEERS[@]}"; do printf ' %16s' "$p"; done
+printf '\n'
+for op in "${OPS[@]}"; do
+    printf '%-10s' "$op"
+    for p in "${PEERS[@]}"; do
+        f="$out/cg.$op.$p"
+        if valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*prof_loop*' \
+            --callgrind-out-file="$f" "$B" --child "$op" "$p" "$N" >/dev/null 2>&1; then
+            ir=$(sed -n 's/^summary: *//p' "$f" | awk '{print $1}')
+            printf ' %16.1f' "$(echo "$ir / $N" | bc -l)"
+        else
+            printf ' %16s' "-"
+        fi
+    done
+    printf '\n'
+done
+rm -rf "$out"
