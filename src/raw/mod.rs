@@ -146,7 +146,13 @@ impl<V> RawMap<V> {
     fn probe<'g>(&self, table: &'g Table<V>, key: &Key<'_>, guard: &'g Guard) -> Probe<'g, V> {
         let mut i = home(key.hash, table.mask);
         for _ in 0..=table.mask {
-            match Slot::decode(table.load(i, guard)) {
+            let (word, own) = table.load_for(i, key.frag, guard);
+            if !own {
+                // Another name's slot, decided from the word alone.
+                i = (i + 1) & table.mask;
+                continue;
+            }
+            match Slot::decode(word) {
                 Slot::Empty => return Probe::Absent,
                 Slot::SealedEmpty => return Probe::Next,
                 Slot::Tomb(_) | Slot::SealedTomb => {}
@@ -191,7 +197,13 @@ impl<V> RawMap<V> {
                     table = self.next_for_insert(table, guard);
                     continue 'tables;
                 }
-                let cur = table.load(i, guard);
+                let (cur, own) = table.load_for(i, key.frag, guard);
+                if !own {
+                    // Another name's slot (see `probe`).
+                    i = (i + 1) & table.mask;
+                    walked += 1;
+                    continue;
+                }
                 match Slot::decode(cur) {
                     Slot::Empty => {
                         if migration.is_some() {
@@ -338,7 +350,13 @@ impl<V> RawMap<V> {
                         None => return Written::NotFound,
                     }
                 }
-                let cur = table.load(i, guard);
+                let (cur, own) = table.load_for(i, key.frag, guard);
+                if !own {
+                    // Another name's slot (see `probe`).
+                    i = (i + 1) & table.mask;
+                    walked += 1;
+                    continue;
+                }
                 match Slot::decode(cur) {
                     Slot::Empty => return Written::NotFound,
                     Slot::SealedEmpty => {

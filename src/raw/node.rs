@@ -199,6 +199,8 @@ impl Drop for NameBuf {
 /// operation and compared against every node the probe meets.
 pub(crate) struct Key<'a> {
     pub(crate) hash: u64,
+    /// The hash fragment as slot words carry it (see `table.rs`).
+    pub(crate) frag: usize,
     words: [u64; 3],
     pub(crate) name: &'a str,
 }
@@ -211,7 +213,12 @@ impl<'a> Key<'a> {
         } else {
             [0, 0, BOXED_TAIL]
         };
-        Key { hash, words, name }
+        Key {
+            hash,
+            frag: super::table::frag(hash),
+            words,
+            name,
+        }
     }
 }
 

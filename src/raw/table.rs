@@ -1,8 +1,17 @@
 //! One open-addressing table: an array of tagged node pointers, probed linearly.
 //!
+//! # Slot words
+//! A slot is one atomic word: a node pointer, three state bits in its low bits (nodes are
+//! 8-aligned) and, on 64-bit x86 and ARM, a fragment of the name's hash in its high bits, which
+//! user-space pointers leave zero (16 bits on x86-64, 8 on AArch64, whose top byte may carry a
+//! pointer tag; none elsewhere). The fragment lets a probe pass another name's slot without
+//! dereferencing its node: at a million names that is a cache miss saved per probe. It is
+//! stamped from `node.hash` whenever a word is built ([`Table::cas`]), so every word naming a
+//! node carries that node's fragment, and since a claimed slot belongs to one name for the life
+//! of the table, a slot's fragment never changes once claimed.
+//!
 //! # Slot states
-//! A slot is one `Atomic<Node>`; the three low bits of the pointer (nodes are 8-aligned) say
-//! what the slot is:
+//! The three low bits say what the slot is:
 //!
 //! | pointer | bits | state | meaning |
 //! | --- | --- | --- | --- |
@@ -35,7 +44,7 @@
 
 use std::ptr;
 
-use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+use crossbeam_epoch::{Atomic, Guard, Owned, Pointer, Shared};
 
 use super::node::Node;
 use super::reclaim::drop_node;
@@ -69,15 +78,17 @@ impl<'g, V> Slot<'g, V> {
         // 2. The word was loaded under the guard `'g`, and a node is retired only after it is
         //    unreachable from every slot a thread pinned now could load it from (see
         //    `raw/reclaim.rs`), so it stays allocated for `'g`.
-        match (unsafe { word.as_ref() }, word.tag()) {
-            (None, 0) => Slot::Empty,
-            (None, FROZEN) => Slot::SealedEmpty,
-            (None, t) if t == TOMB | FROZEN => Slot::SealedTomb,
-            (Some(n), 0) => Slot::Live(n),
-            (Some(n), TOMB) => Slot::Tomb(n),
-            (Some(n), FROZEN) => Slot::Frozen(n),
-            (Some(n), t) if t == FROZEN | DONE => Slot::Done(n),
-            (n, t) => unreachable!("corrupt slot: null={} tag={t:#b}", n.is_none()),
+        let node = unsafe { word.as_ref() };
+        // The common states first: a lookup mostly meets `Live` and `Empty`.
+        match (word.tag(), node) {
+            (0, Some(n)) => Slot::Live(n),
+            (0, None) => Slot::Empty,
+            (TOMB, Some(n)) => Slot::Tomb(n),
+            (FROZEN, None) => Slot::SealedEmpty,
+            (t, None) if t == TOMB | FROZEN => Slot::SealedTomb,
+            (FROZEN, Some(n)) => Slot::Frozen(n),
+            (t, Some(n)) if t == FROZEN | DONE => Slot::Done(n),
+            (t, n) => unreachable!("corrupt slot: null={} tag={t:#b}", n.is_none()),
         }
     }
 }
@@ -102,7 +113,8 @@ struct Grave<V> {
 pub(crate) struct Table<V> {
     /// `capacity - 1`; the capacity is a power of two.
     pub(crate) mask: usize,
-    slots: Box<[Atomic<Node<V>>]>,
+    /// Slot words (see the module docs): a crossbeam `Shared` word plus the hash fragment.
+    slots: Box<[AtomicUsize]>,
     /// An upper bound on the slots claimed (taken from `Empty`) in this table: incremented
     /// before a claim's CAS and decremented if the CAS fails.
     pub(crate) claimed: AtomicUsize,
@@ -124,7 +136,7 @@ impl<V> Table<V> {
         debug_assert!(capacity.is_power_of_two());
         Table {
             mask: capacity - 1,
-            slots: (0..capacity).map(|_| Atomic::null()).collect(),
+            slots: (0..capacity).map(|_| AtomicUsize::new(0)).collect(),
             claimed: AtomicUsize::new(0),
             migration: Atomic::null(),
             cursor: AtomicUsize::new(0),
@@ -140,8 +152,30 @@ impl<V> Table<V> {
     }
 
     #[inline]
-    pub(crate) fn load<'g>(&self, i: usize, guard: &'g Guard) -> Shared<'g, Node<V>> {
-        self.slots[i].load(Ordering::Acquire, guard)
+    fn slot(&self, i: usize) -> &AtomicUsize {
+        debug_assert!(i <= self.mask);
+        // SAFETY: `i & mask <= mask < slots.len()` (`slots.len() == mask + 1`).
+        unsafe { self.slots.get_unchecked(i & self.mask) }
+    }
+
+    /// Slot `i`'s word (Acquire: see the module docs).
+    #[inline]
+    pub(crate) fn load<'g>(&self, i: usize, _guard: &'g Guard) -> Shared<'g, Node<V>> {
+        word_to_shared(self.slot(i).load(Ordering::Acquire))
+    }
+
+    /// Slot `i`'s word, and whether it can hold the name whose fragment is `frag` (a word of
+    /// another name's slot answers `false` without its node being touched).
+    #[inline]
+    pub(crate) fn load_for<'g>(
+        &self,
+        i: usize,
+        frag: usize,
+        _guard: &'g Guard,
+    ) -> (Shared<'g, Node<V>>, bool) {
+        let word = self.slot(i).load(Ordering::Acquire);
+        let own = word & FRAG_MASK == frag || word & ADDR_MASK == 0;
+        (word_to_shared(word), own)
     }
 
     /// One CAS on slot `i`; on failure returns what the slot holds.
@@ -151,18 +185,23 @@ impl<V> Table<V> {
         i: usize,
         current: Shared<'g, Node<V>>,
         new: Shared<'g, Node<V>>,
-        guard: &'g Guard,
+        _guard: &'g Guard,
     ) -> Result<(), Shared<'g, Node<V>>> {
-        self.slots[i]
-            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire, guard)
+        self.slot(i)
+            .compare_exchange(
+                encode(current),
+                encode(new),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .map(|_| ())
-            .map_err(|e| e.current)
+            .map_err(word_to_shared)
     }
 
     /// A plain store: only the `cas_unregister` mutant uses it (the bug it plants on purpose).
     #[cfg(genreg_mutant = "cas_unregister")]
     pub(crate) fn store_unchecked(&self, i: usize, new: Shared<'_, Node<V>>) {
-        self.slots[i].store(new, Ordering::Release);
+        self.slot(i).store(encode(new), Ordering::Release);
     }
 
     /// The migration out of this table, if one has started.
@@ -226,6 +265,78 @@ impl<V> Table<V> {
             }
         }
     }
+}
+
+/// Where the hash fragment lives in a slot word: the high bits that user-space pointers leave
+/// zero (see the module docs).
+#[cfg(all(target_pointer_width = "64", target_arch = "x86_64"))]
+const FRAG_BITS: u32 = 16;
+#[cfg(all(target_pointer_width = "64", target_arch = "aarch64"))]
+const FRAG_BITS: u32 = 8;
+#[cfg(not(all(
+    target_pointer_width = "64",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+const FRAG_BITS: u32 = 0;
+
+/// The fragment's bits in a slot word (0 where there is no fragment).
+const FRAG_MASK: usize = if FRAG_BITS == 0 {
+    0
+} else {
+    ((1usize << FRAG_BITS) - 1) << 48
+};
+
+/// The bits of a node's address.
+const ADDR_MASK: usize = !FRAG_MASK & !(TOMB | FROZEN | DONE);
+
+/// The fragment of `hash`, placed where it goes in a slot word: the hash's top bits ([`home`]
+/// uses its bottom ones).
+#[cfg(all(
+    target_pointer_width = "64",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[inline]
+pub(crate) fn frag(hash: u64) -> usize {
+    // Cannot truncate: a 64-bit target.
+    ((hash >> (64 - FRAG_BITS)) << 48) as usize
+}
+
+/// No fragment on this target: every slot word looks like it may hold any name.
+#[cfg(not(all(
+    target_pointer_width = "64",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+#[inline]
+pub(crate) fn frag(_hash: u64) -> usize {
+    0
+}
+
+/// The slot word of `s`: its crossbeam word, plus its node's fragment.
+#[inline]
+fn encode<V>(s: Shared<'_, Node<V>>) -> usize {
+    let word = s.into_usize();
+    // SAFETY: `s` was loaded or allocated under the caller's guard: the node is alive.
+    match unsafe { s.as_ref() } {
+        None => word,
+        Some(node) => {
+            // A user-space pointer never has these bits set on the targets with fragments (the
+            // kernels hand out higher addresses only on request); if one ever did, a fragment
+            // would corrupt it, so refuse loudly rather than misread it later.
+            assert!(
+                word & FRAG_MASK == 0,
+                "genreg: a node address uses the pointer's high bits ({word:#x}), which the slot \
+                 word needs for the hash fragment"
+            );
+            word | frag(node.hash)
+        }
+    }
+}
+
+/// The crossbeam word of a slot word (the fragment dropped).
+#[inline]
+fn word_to_shared<'g, V>(word: usize) -> Shared<'g, Node<V>> {
+    // SAFETY: `word & !FRAG_MASK` is a word `encode` took from a `Shared` (or 0, the null word).
+    unsafe { Shared::from_usize(word & !FRAG_MASK) }
 }
 
 /// Where the probe chain of `hash` starts.
