@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::name::{InvalidNameReason, for_display};
+use crate::name::{InvalidNameReason, Name, for_display};
 use crate::tag::Tag;
 
 /// Why an operation was refused.
@@ -14,20 +14,20 @@ pub enum Error {
     /// (see [`Registry::ensure_registered`](crate::Registry::ensure_registered)).
     AlreadyRegistered {
         /// The name.
-        name: String,
+        name: Name,
         /// The tag of the binding that holds it.
         current: Tag,
     },
     /// Nothing is bound to the name (a weak binding whose owner died counts as nothing).
     NotFound {
         /// The name.
-        name: String,
+        name: Name,
     },
     /// The name is bound, but not with the tag the caller holds: the binding it meant was
     /// removed or replaced, and `current` is the one there now. Nothing was changed.
     TagMismatch {
         /// The name.
-        name: String,
+        name: Name,
         /// The tag the caller presented.
         expected: Tag,
         /// The tag of the binding there now.
@@ -36,7 +36,7 @@ pub enum Error {
     /// The name breaks the rules of [`crate::name`](crate#names).
     InvalidName {
         /// The name as given (never truncated).
-        name: String,
+        name: Name,
         /// What is wrong with it.
         reason: InvalidNameReason,
     },

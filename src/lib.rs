@@ -114,7 +114,7 @@ mod sync;
 mod tag;
 
 pub use crate::error::{Error, Rejected};
-pub use crate::name::{InvalidNameReason, MAX_NAME_LEN};
+pub use crate::name::{InvalidNameReason, MAX_NAME_LEN, Name};
 pub use crate::pinned::{EntryRef, Iter, Pinned};
 pub use crate::registration::{Ensured, Registration};
 pub use crate::registry::{Builder, Entry, Registry};

@@ -5,7 +5,12 @@
 //! [`Error::InvalidName`](crate::Error::InvalidName); names are never truncated or normalised,
 //! so the name you look up is byte for byte the name that was registered.
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+
+use crate::raw::node::NameBuf;
 
 /// The longest name accepted, in bytes (UTF-8).
 pub const MAX_NAME_LEN: usize = 255;
@@ -39,6 +44,141 @@ impl fmt::Display for InvalidNameReason {
                 write!(f, "it contains a control character at byte {at}")
             }
         }
+    }
+}
+
+/// A name, owned, as errors and [`Registration`](crate::Registration) guards carry it.
+///
+/// Use it as a `&str` (it derefs to one and compares with `str`, `&str` and `String`). Names of
+/// up to 23 bytes are stored inline, so a refused operation reports the name without allocating:
+/// a stale-tag `unregister_if_same` (the refusal the registry exists to make) costs no more than
+/// a lookup.
+#[derive(Clone)]
+pub struct Name(NameBuf);
+
+impl Name {
+    /// The name as a string slice.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The name as a `String`.
+    pub fn into_string(self) -> String {
+        self.as_str().to_owned()
+    }
+}
+
+impl From<&str> for Name {
+    #[inline]
+    fn from(s: &str) -> Name {
+        Name(NameBuf::new(s))
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        Name::from(s.as_str())
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.into_string()
+    }
+}
+
+impl Deref for Name {
+    type Target = str;
+    #[inline]
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for str {
+    fn eq(&self, other: &Name) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for &str {
+    fn eq(&self, other: &Name) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for String {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Name) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_str(), f)
     }
 }
 

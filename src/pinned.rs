@@ -102,9 +102,18 @@ impl<V> fmt::Debug for Pinned<'_, V> {
 
 fn invalid(name: &str) -> Result<(), Error> {
     name::validate(name).map_err(|reason| Error::InvalidName {
-        name: name.to_owned(),
+        name: name.into(),
         reason,
     })
+}
+
+/// The refusal for a name that is not bound: `InvalidName` if it could never be.
+#[cold]
+fn not_found(name: &str) -> Error {
+    match invalid(name) {
+        Err(e) => e,
+        Ok(()) => Error::NotFound { name: name.into() },
+    }
 }
 
 impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
@@ -222,7 +231,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             Insert::Inserted => Ok(Registration::new(self.registry.clone(), name, tag)),
             Insert::Exists { current, rejected } => Err((
                 Error::AlreadyRegistered {
-                    name: name.to_owned(),
+                    name: name.into(),
                     current: current.tag,
                 },
                 rejected.into_box().value,
@@ -247,13 +256,12 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         name: &str,
         expected: Option<Tag>,
     ) -> Result<EntryRef<'_, V>, Error> {
-        invalid(name)?;
+        // No validation up front: an invalid name is never bound, so the probe cannot find
+        // it, and `not_found` tells the two apart only on that (rare) path.
         let map = &self.registry.inner.map;
         let hash = map.hash(name);
         let accept = |n: &Node<V>| expected.is_none_or(|t| n.tag.matches(t));
-        let not_found = || Error::NotFound {
-            name: name.to_owned(),
-        };
+        let not_found = || not_found(name);
         match map.write_if(hash, name, Write::Remove, accept, &self.guard) {
             // A dead weak binding was invisible: removing it was a purge, not a removal.
             Written::Done(n) => EntryRef::of(n).ok_or_else(not_found),
@@ -262,7 +270,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
                 Err(not_found())
             }
             Written::Refused(n) => Err(Error::TagMismatch {
-                name: name.to_owned(),
+                name: name.into(),
                 // `expected` is Some: the unconditional predicate never refuses.
                 expected: expected.unwrap_or(n.tag),
                 current: n.tag,
@@ -273,9 +281,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
 
     /// See [`Registry::replace_if_same`].
     pub fn replace_if_same(&self, name: &str, tag: Tag, value: V) -> Result<Tag, Rejected<V>> {
-        if let Err(e) = invalid(name) {
-            return Err(Rejected::new(e, value));
-        }
+        // Validated only if not found (see `remove`).
         let inner = &self.registry.inner;
         let hash = inner.map.hash(name);
         let new_tag = Tag::new(tag.instance(), inner.generations.next());
@@ -293,13 +299,11 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         {
             Written::Done(_) => return Ok(new_tag),
             Written::Refused(n) if n.is_visible() => Error::TagMismatch {
-                name: name.to_owned(),
+                name: name.into(),
                 expected: tag,
                 current: n.tag,
             },
-            Written::Refused(_) | Written::NotFound => Error::NotFound {
-                name: name.to_owned(),
-            },
+            Written::Refused(_) | Written::NotFound => not_found(name),
         };
         // SAFETY: the replace did not happen, so `new` was never published; it is still ours.
         let node = unsafe { new.into_owned() }.into_box();

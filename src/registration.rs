@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::error::{Error, Rejected};
+use crate::name::Name;
 use crate::raw::{Write, Written};
 use crate::registry::{Entry, Registry};
 use crate::tag::Tag;
@@ -16,7 +17,7 @@ use crate::tag::Tag;
 #[must_use = "dropping the guard unregisters the name at once; call `detach()` to keep it"]
 pub struct Registration<V> {
     registry: Registry<V>,
-    name: Box<str>,
+    name: Name,
     tag: Tag,
     armed: bool,
 }
@@ -42,7 +43,7 @@ impl<V> Registration<V> {
 
     /// The name this guard bound.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     /// The tag of the binding this guard owns.
@@ -66,10 +67,10 @@ impl<V> Registration<V> {
     pub fn is_current(&self) -> bool {
         let inner = &self.registry.inner;
         let (guard, _local) = inner.pin();
-        let hash = inner.map.hash(&self.name);
+        let hash = inner.map.hash(self.name.as_str());
         inner
             .map
-            .get(hash, &self.name, &guard)
+            .get(hash, self.name.as_str(), &guard)
             .is_some_and(|n| n.tag == self.tag && n.is_visible())
     }
 
@@ -77,12 +78,12 @@ impl<V> Registration<V> {
     fn remove_own(&self) -> bool {
         let inner = &self.registry.inner;
         let (guard, _local) = inner.pin();
-        let hash = inner.map.hash(&self.name);
+        let hash = inner.map.hash(self.name.as_str());
         let tag = self.tag;
         matches!(
             inner.map.write_if(
                 hash,
-                &self.name,
+                self.name.as_str(),
                 Write::Remove,
                 |n| n.tag.matches(tag),
                 &guard
@@ -99,14 +100,16 @@ impl<V: Send + Sync + 'static> Registration<V> {
         self.armed = false;
         self.registry
             .pin()
-            .unregister_if_same(&self.name, self.tag)
+            .unregister_if_same(self.name.as_str(), self.tag)
             .map(|e| e.tag())
     }
 
     /// Replaces the value of the binding this guard owns (a new generation), keeping the guard
     /// current. Refused, with the value handed back, if the binding is no longer this guard's.
     pub fn replace(&mut self, value: V) -> Result<Tag, Rejected<V>> {
-        let tag = self.registry.replace_if_same(&self.name, self.tag, value)?;
+        let tag = self
+            .registry
+            .replace_if_same(self.name.as_str(), self.tag, value)?;
         self.tag = tag;
         Ok(tag)
     }
@@ -116,7 +119,7 @@ impl<V: Clone + Send + Sync + 'static> Registration<V> {
     /// The current value, if the binding is still this guard's.
     pub fn get(&self) -> Option<Entry<V>> {
         self.registry
-            .get(&self.name)
+            .get(self.name.as_str())
             .filter(|e| e.tag() == self.tag)
     }
 }

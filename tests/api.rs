@@ -64,7 +64,7 @@ fn already<V>(result: Result<Registration<V>, Rejected<V>>) -> (String, Tag, V) 
         .expect_err("the registration should have been refused")
         .into_parts()
     {
-        (Error::AlreadyRegistered { name, current }, value) => (name, current, value),
+        (Error::AlreadyRegistered { name, current }, value) => (name.into_string(), current, value),
         (other, _) => panic!("expected AlreadyRegistered, got {other:?}"),
     }
 }
@@ -84,7 +84,7 @@ fn mismatch(error: Error) -> (Tag, Tag) {
 #[track_caller]
 fn invalid(error: &Error) -> (String, InvalidNameReason) {
     match error {
-        Error::InvalidName { name, reason } => (name.clone(), reason.clone()),
+        Error::InvalidName { name, reason } => (name.to_string(), reason.clone()),
         other => panic!("expected InvalidName, got {other:?}"),
     }
 }

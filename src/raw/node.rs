@@ -180,6 +180,12 @@ impl NameBuf {
     }
 }
 
+impl Clone for NameBuf {
+    fn clone(&self) -> NameBuf {
+        NameBuf::new(self.as_str())
+    }
+}
+
 impl Drop for NameBuf {
     fn drop(&mut self) {
         if self.is_boxed() {

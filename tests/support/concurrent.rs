@@ -233,7 +233,7 @@ impl Worker {
                 let name = match &r {
                     Ok(g) => g.name().to_owned(),
                     Err(rej) => match rej.error() {
-                        Error::InvalidName { name, .. } => name.clone(),
+                        Error::InvalidName { name, .. } => name.to_string(),
                         e => panic!("{op:?}: register_auto refused with {e:?}"),
                     },
                 };

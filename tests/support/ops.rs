@@ -429,7 +429,7 @@ pub fn validate(name: &str) -> Result<(), Error> {
         return Ok(());
     };
     Err(Error::InvalidName {
-        name: name.to_owned(),
+        name: name.into(),
         reason,
     })
 }

@@ -62,7 +62,7 @@ impl Model {
         validate(name)?;
         match self.tag(name) {
             Some(current) => Err(Error::AlreadyRegistered {
-                name: name.to_owned(),
+                name: name.into(),
                 current,
             }),
             None => Ok(()),
@@ -73,12 +73,10 @@ impl Model {
     pub fn expect_remove(&self, name: &str, expected: Option<Tag>) -> Result<(Tag, u64), Error> {
         validate(name)?;
         match self.map.get(name) {
-            None => Err(Error::NotFound {
-                name: name.to_owned(),
-            }),
+            None => Err(Error::NotFound { name: name.into() }),
             Some((t, v)) => match expected {
                 Some(e) if e != *t => Err(Error::TagMismatch {
-                    name: name.to_owned(),
+                    name: name.into(),
                     expected: e,
                     current: *t,
                 }),
