@@ -159,6 +159,15 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         self.register_as(name, InstanceId::fresh(), value)
     }
 
+    /// See [`Registry::register_detached`].
+    pub fn register_detached(&self, name: &str, value: V) -> Result<Tag, Rejected<V>> {
+        self.bind(name, InstanceId::fresh(), Stored::Strong(value))
+            .map_err(|(e, stored)| match stored {
+                Stored::Strong(v) => Rejected::new(e, v),
+                Stored::Weak(_) | Stored::Vacant => unreachable!("stored strong"),
+            })
+    }
+
     /// See [`Registry::register_as`].
     pub fn register_as(
         &self,
@@ -209,13 +218,24 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         }
     }
 
-    /// Binds a prepared value; on refusal hands it back.
+    /// Binds a prepared value under a guard; on refusal hands it back.
     pub(crate) fn register_stored(
         &self,
         name: &str,
         instance: InstanceId,
         value: Stored<V>,
     ) -> Result<Registration<V>, (Error, Stored<V>)> {
+        let tag = self.bind(name, instance, value)?;
+        Ok(Registration::new(self.registry.clone(), name, tag))
+    }
+
+    /// Binds a prepared value and returns its tag; on refusal hands it back.
+    fn bind(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: Stored<V>,
+    ) -> Result<Tag, (Error, Stored<V>)> {
         if let Err(e) = invalid(name) {
             return Err((e, value));
         }
@@ -228,7 +248,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             value,
         });
         match inner.map.insert(node, |n| !n.is_visible(), &self.guard) {
-            Insert::Inserted => Ok(Registration::new(self.registry.clone(), name, tag)),
+            Insert::Inserted => Ok(tag),
             Insert::Exists { current, rejected } => Err((
                 Error::AlreadyRegistered {
                     name: name.into(),

@@ -169,6 +169,17 @@ impl<V: Send + Sync + 'static> Registry<V> {
         self.pin().register(name, value)
     }
 
+    /// Like [`register`](Self::register), without the guard: returns the binding's tag, and
+    /// unbinding is up to the caller (`unregister_if_same(name, tag)`).
+    ///
+    /// For callers that keep the tag in a record of their own: it skips the guard's reference
+    /// to the registry (an atomic increment and decrement on a counter every registering
+    /// thread shares) and its copy of the name. `register(name, v)?.detach()` does the same
+    /// thing, slower.
+    pub fn register_detached(&self, name: &str, value: V) -> Result<Tag, Rejected<V>> {
+        self.pin().register_detached(name, value)
+    }
+
     /// Like [`register`](Self::register), with an instance id of the caller's (so that the same
     /// object can be recognised across registrations and found by
     /// [`unregister_instance`](Self::unregister_instance)).

@@ -2005,3 +2005,68 @@ fn readers_never_miss_a_stable_binding_while_the_table_grows() {
         assert!(reg.is_current(name, *tag));
     }
 }
+
+/// `register_detached` binds with no guard: the tag it returns is the binding's, nothing
+/// unbinds it but an explicit removal, a refusal hands the value back with the same error
+/// `register` gives, and a stale tag cannot remove a later binding.
+#[test]
+fn register_detached_binds_without_a_guard() {
+    for reg in configs::<Arc<str>>() {
+        let t1 = reg.register_detached("planner", s("v1")).unwrap();
+        assert_eq!(reg.tag_of("planner"), Some(t1));
+        assert_eq!(value_of(&reg, "planner").as_deref(), Some("v1"));
+
+        // Taken: the same refusal as `register`, the value handed back.
+        let rejected = reg.register_detached("planner", s("v2")).unwrap_err();
+        match rejected.error() {
+            Error::AlreadyRegistered { name, current } => {
+                assert_eq!(name, "planner");
+                assert_eq!(*current, t1);
+            }
+            e => panic!("wrong refusal {e:?}"),
+        }
+        assert_eq!(&*rejected.into_value(), "v2");
+        let guarded = reg.register("planner", s("v3")).map(|g| g.tag());
+        assert!(guarded.is_err(), "a detached binding still holds its name");
+
+        // Invalid names are refused before anything is bound.
+        let bad = reg.register_detached("bad\nname", s("v")).unwrap_err();
+        assert!(matches!(bad.error(), Error::InvalidName { .. }));
+
+        // Removal by tag; then a stale tag cannot remove the next binding.
+        assert_eq!(reg.unregister_if_same("planner", t1).unwrap().tag(), t1);
+        let t2 = reg.pin().register_detached("planner", s("v4")).unwrap();
+        assert_ne!(t1, t2);
+        assert!(t2.generation() > t1.generation());
+        assert_eq!(
+            mismatch(reg.unregister_if_same("planner", t1).unwrap_err()),
+            (t1, t2)
+        );
+        assert_eq!(value_of(&reg, "planner").as_deref(), Some("v4"));
+        assert_eq!(reg.len(), 1);
+    }
+}
+
+/// Refusals report the name through `Name`, which reads like the `&str` it was given, inline
+/// or boxed.
+#[test]
+fn error_names_read_as_the_name_given() {
+    let reg = registry::<u32>();
+    for name in [
+        "n",
+        "x".repeat(23).as_str(),
+        "y".repeat(24).as_str(),
+        "名前-エージェント-🚀",
+    ] {
+        let Error::NotFound { name: got } = reg.unregister(name).unwrap_err() else {
+            panic!("expected NotFound");
+        };
+        assert_eq!(got, name);
+        assert_eq!(got.as_str(), name);
+        assert_eq!(got.len(), name.len());
+        assert_eq!(got.to_string(), name);
+        assert_eq!(format!("{got:?}"), format!("{name:?}"));
+        assert_eq!(String::from(got.clone()), name);
+        assert_eq!(got, genreg::Name::from(name));
+    }
+}

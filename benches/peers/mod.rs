@@ -184,10 +184,7 @@ impl Peer for Genreg {
     }
     #[inline]
     fn register(&self, name: &str, v: &Val) -> Option<genreg::Tag> {
-        self.0
-            .register(name, Arc::clone(v))
-            .ok()
-            .map(|r| r.detach())
+        self.0.register_detached(name, Arc::clone(v)).ok()
     }
     #[inline]
     fn get(&self, name: &str) -> Option<(genreg::Tag, Val)> {
@@ -232,10 +229,7 @@ impl Handle for GenregPinned<'_> {
     }
     #[inline]
     fn register(&self, name: &str, v: &Val) -> Option<genreg::Tag> {
-        self.0
-            .register(name, Arc::clone(v))
-            .ok()
-            .map(|r| r.detach())
+        self.0.register_detached(name, Arc::clone(v)).ok()
     }
     #[inline]
     fn unregister_if_same(&self, name: &str, tag: genreg::Tag) -> bool {

@@ -189,6 +189,35 @@ impl Worker {
                 };
                 self.registered(op, &name, None, *v, &v, r);
             }
+            Op::RegisterDetached { name } => {
+                let name = name.get();
+                let v = self.value();
+                let r = match pin {
+                    Some(p) => p.register_detached(&name, v.clone()),
+                    None => reg.register_detached(&name, v.clone()),
+                };
+                match r {
+                    Ok(tag) => {
+                        assert!(validate(&name).is_ok(), "{op:?}: invalid name bound");
+                        self.fresh_tag(&name, tag, *v, op);
+                    }
+                    Err(rej) => {
+                        let (err, back) = rej.into_parts();
+                        assert!(
+                            Arc::ptr_eq(&back, &v),
+                            "{op:?}: refused value not handed back"
+                        );
+                        assert!(
+                            matches!(
+                                err,
+                                Error::AlreadyRegistered { .. } | Error::InvalidName { .. }
+                            ),
+                            "{op:?}: {err:?}"
+                        );
+                        self.refusal(op, &name, &err);
+                    }
+                }
+            }
             Op::RegisterAs { name, inst } => {
                 let name = name.get();
                 let inst = inst.get(&self.seen);

@@ -188,6 +188,10 @@ pub enum Op {
     Register {
         name: NameSel,
     },
+    /// `register_detached`: a binding with no guard, identified by the tag it returns.
+    RegisterDetached {
+        name: NameSel,
+    },
     RegisterAs {
         name: NameSel,
         inst: InstSel,

@@ -248,6 +248,34 @@ impl Harness {
                 };
                 self.registered(op, &name, expect, None, MVal::Strong(*v), &v, actual);
             }
+            Op::RegisterDetached { name } => {
+                let name = name.get();
+                let v = self.value();
+                let expect = self.model.expect_register(&name);
+                let actual = match pin {
+                    Some(p) => p.register_detached(&name, v.clone()),
+                    None => reg.register_detached(&name, v.clone()),
+                };
+                match (actual, expect) {
+                    (Ok(tag), Ok(())) => {
+                        self.learn(tag, None, op);
+                        self.model.map.insert(name, (tag, MVal::Strong(*v)));
+                    }
+                    (Err(rejected), Err(expected)) => {
+                        let (err, back) = rejected.into_parts();
+                        check_display(&err);
+                        assert_eq!(err, expected, "{op:?}: wrong refusal");
+                        assert!(
+                            Arc::ptr_eq(&back, &v),
+                            "{op:?}: refused value not handed back"
+                        );
+                    }
+                    (actual, expected) => panic!(
+                        "{op:?}: registry answered {:?}, model expected {expected:?}",
+                        actual.map_err(|r| r.into_parts().0)
+                    ),
+                }
+            }
             Op::RegisterAs { name, inst } => {
                 let name = name.get();
                 let inst = inst.get(&self.seen);
