@@ -40,7 +40,14 @@
 //! # Names
 //! A name is a non-empty UTF-8 string of at most [`MAX_NAME_LEN`] bytes with no control
 //! characters. Invalid names are refused with [`Error::InvalidName`]; nothing is truncated or
-//! normalised.
+//! normalised. Errors and guards carry names as [`Name`], which reads as a `&str` and keeps
+//! names of up to 23 bytes inline, so that a refusal allocates nothing.
+//!
+//! # Guards or tags
+//! [`Registry::register`] returns a [`Registration`] guard that unbinds the name when dropped
+//! (only if the binding is still its own). [`Registry::register_detached`] returns just the
+//! [`Tag`]: for callers that keep the tag in a record of their own and unbind with
+//! [`unregister_if_same`](Registry::unregister_if_same); it is the cheaper write path.
 //!
 //! # Operations and consistency
 //! Every operation on one name is **linearizable**, and none takes a lock or waits for another
