@@ -7,6 +7,7 @@
 //! - `table.rs`: one table, its slot states and their encoding.
 //! - `migrate.rs`: growth and tombstone shedding, incremental and lock-free.
 //! - `reclaim.rs`: when a node may be freed, and panicking destructors.
+//! - `len.rs`: the length, a counter striped over cache lines.
 //!
 //! # Operations
 //! Every operation starts at the root table and walks the name's probe chain (linear probing
@@ -32,6 +33,7 @@
 //! Each operation on one name is linearizable: at its linearization point (the successful CAS,
 //! or the load that decided the answer) the name's state is the one it reports.
 
+mod len;
 mod migrate;
 pub(crate) mod node;
 mod reclaim;
@@ -41,12 +43,13 @@ use std::hash::BuildHasher;
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
+use self::len::Len;
 use self::migrate::{hard_limit, soft_limit};
 use self::node::{Key, Node};
 pub(crate) use self::reclaim::drop_panics;
 use self::reclaim::{drop_node, retire};
 use self::table::{FROZEN, Slot, TOMB, Table, home};
-use crate::sync::{AtomicIsize, Ordering};
+use crate::sync::Ordering;
 
 /// The smallest table allocated. Loom models use 4-slot tables, where every claim starts a
 /// migration, so that each model races one; real registries start at 16.
@@ -61,8 +64,8 @@ pub(crate) struct RawMap<V> {
     root: Atomic<Table<V>>,
     hasher: foldhash::fast::FixedState,
     /// Live bindings (weak ones included until purged). Incremented after a successful insert,
-    /// decremented after a successful remove, so it may dip below zero for an instant.
-    len: AtomicIsize,
+    /// decremented after a successful remove (see `len.rs`).
+    len: Len,
 }
 
 // SAFETY: the map owns `V`s and hands out `&V` to other threads: it is Send/Sync when `V` is.
@@ -109,7 +112,7 @@ impl<V> RawMap<V> {
         RawMap {
             root: Atomic::from(table::boxed::<V>(capacity)),
             hasher: foldhash::fast::FixedState::with_seed(seed),
-            len: AtomicIsize::new(0),
+            len: Len::new(),
         }
     }
 
@@ -127,7 +130,7 @@ impl<V> RawMap<V> {
 
     /// Bindings stored (an instant's snapshot; weak ones count until purged).
     pub(crate) fn len(&self) -> usize {
-        usize::try_from(self.len.load(Ordering::Relaxed)).unwrap_or(0)
+        self.len.get()
     }
 
     /// The capacity of the root table (for tests and stats).
@@ -226,7 +229,7 @@ impl<V> RawMap<V> {
                         }
                         match table.cas(i, cur, new, guard) {
                             Ok(()) => {
-                                self.len.fetch_add(1, Ordering::Relaxed);
+                                self.len.add(1);
                                 return Insert::Inserted;
                             }
                             Err(_) => {
@@ -284,7 +287,7 @@ impl<V> RawMap<V> {
                         // The name's own slot: reuse it (a tombstone holds no slot of another
                         // name, so no reservation is needed).
                         if table.cas(i, cur, new, guard).is_ok() {
-                            self.len.fetch_add(1, Ordering::Relaxed);
+                            self.len.add(1);
                             // SAFETY: our CAS unlinked the tombstone node.
                             unsafe { retire(table, k, guard) };
                             return Insert::Inserted;
@@ -382,7 +385,7 @@ impl<V> RawMap<V> {
                             // The mutant: check, then store, instead of one CAS.
                             table.store_unchecked(i, new);
                             if matches!(write, Write::Remove) {
-                                self.len.fetch_sub(1, Ordering::Relaxed);
+                                self.len.add(-1);
                             }
                             // SAFETY: none: the store may have unlinked someone else's node.
                             unsafe { retire(table, n, guard) };
@@ -391,7 +394,7 @@ impl<V> RawMap<V> {
                         #[allow(unreachable_code)]
                         if table.cas(i, cur, new, guard).is_ok() {
                             if matches!(write, Write::Remove) {
-                                self.len.fetch_sub(1, Ordering::Relaxed);
+                                self.len.add(-1);
                             }
                             // SAFETY: our CAS unlinked `n`.
                             unsafe { retire(table, n, guard) };

@@ -280,3 +280,39 @@ fn removal_during_migration_uses_the_graveyard() {
     drop(collector);
     assert_eq!(drops.load(StdOrdering::Relaxed), created);
 }
+
+/// The striped length: adds from many threads (each on its own stripe, some removing what
+/// others added, so stripes go negative) sum exactly once the threads are done.
+#[test]
+fn striped_len_sums_exactly() {
+    let len = super::len::Len::new();
+    let threads: usize = if cfg!(miri) { 3 } else { 8 };
+    let per: usize = if cfg!(miri) { 50 } else { 10_000 };
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let len = &len;
+            s.spawn(move || {
+                for i in 0..per {
+                    // Even threads add two and remove one; odd threads remove one.
+                    if t % 2 == 0 {
+                        len.add(1);
+                        len.add(1);
+                        if i % 2 == 0 {
+                            len.add(-1);
+                        }
+                    } else {
+                        len.add(-1);
+                    }
+                }
+            });
+        }
+    });
+    let evens = threads.div_ceil(2);
+    let odds = threads / 2;
+    let want = evens * (2 * per - per.div_ceil(2)) - odds * per;
+    assert_eq!(len.get(), want);
+    // A negative sum reads as zero.
+    let empty = super::len::Len::new();
+    empty.add(-1);
+    assert_eq!(empty.get(), 0);
+}
