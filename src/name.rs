@@ -262,9 +262,20 @@ mod tests {
     /// position of names of every length up to 40.
     #[test]
     fn printable_ascii_agrees_with_the_byte_rule() {
-        for len in 0..=40usize {
+        // Under Miri: the lengths around each word boundary and the bytes around each edge.
+        let lens: Vec<usize> = if cfg!(miri) {
+            vec![0, 1, 7, 8, 9, 15, 16, 17, 23, 24]
+        } else {
+            (0..=40).collect()
+        };
+        let bytes: Vec<u8> = if cfg!(miri) {
+            vec![0x00, 0x1f, 0x20, 0x41, 0x7e, 0x7f, 0x80, 0xa0, 0xff]
+        } else {
+            (0..=255).collect()
+        };
+        for &len in &lens {
             for at in 0..len {
-                for x in 0..=255u8 {
+                for &x in &bytes {
                     let mut b = vec![b'a'; len];
                     b[at] = x;
                     let want = b.iter().all(|&c| (0x20..=0x7e).contains(&c));

@@ -102,7 +102,8 @@ fn names_round_trip_inline_and_boxed() {
 #[test]
 fn name_match_agrees_with_str_eq() {
     let mut names: Vec<String> = Vec::new();
-    for len in 0..=40 {
+    let step = if cfg!(miri) { 5 } else { 1 };
+    for len in (0..=40).step_by(step) {
         let base: String = (0..len)
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();
