@@ -45,10 +45,8 @@ pub struct PTag {
     pub generation: u64,
 }
 
-static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
-
-/// A per-map generation counter plus the process-wide instance counter: two `fetch_add`s per
-/// registration, exactly the work genreg does to mint a tag.
+/// A per-map generation counter plus genreg's own instance minting (`InstanceId::fresh`, a
+/// per-thread block of a process-wide counter): exactly the work genreg does to mint a tag.
 #[derive(Default)]
 struct Minter(AtomicU64);
 
@@ -56,7 +54,7 @@ impl Minter {
     #[inline]
     fn fresh(&self) -> PTag {
         PTag {
-            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+            instance: genreg::InstanceId::fresh().as_raw(),
             generation: self.0.fetch_add(1, Ordering::Relaxed) + 1,
         }
     }
@@ -1022,7 +1020,7 @@ impl Peer for Ceiling {
         if m.contains_key(name) {
             return None;
         }
-        let tag = self.mint(NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed));
+        let tag = self.mint(genreg::InstanceId::fresh().as_raw());
         m.insert(
             InlineKey::new(name),
             Bound {
