@@ -107,6 +107,14 @@ fn invalid(name: &str) -> Result<(), Error> {
     })
 }
 
+/// A refused strong registration, its value handed back.
+fn strong_refused<V>((error, stored): (Error, Stored<V>)) -> Rejected<V> {
+    match stored {
+        Stored::Strong(v) => Rejected::new(error, v),
+        Stored::Weak(_) | Stored::Vacant => unreachable!("stored strong"),
+    }
+}
+
 /// The refusal for a name that is not bound: `InvalidName` if it could never be.
 #[cold]
 fn not_found(name: &str) -> Error {
@@ -164,10 +172,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
     /// See [`Registry::register_detached`].
     pub fn register_detached(&self, name: &str, value: V) -> Result<Tag, Rejected<V>> {
         self.bind(name, InstanceId::fresh(), Stored::Strong(value))
-            .map_err(|(e, stored)| match stored {
-                Stored::Strong(v) => Rejected::new(e, v),
-                Stored::Weak(_) | Stored::Vacant => unreachable!("stored strong"),
-            })
+            .map_err(strong_refused)
     }
 
     /// See [`Registry::register_as`].
@@ -178,10 +183,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         value: V,
     ) -> Result<Registration<V>, Rejected<V>> {
         self.register_stored(name, instance, Stored::Strong(value))
-            .map_err(|(e, stored)| match stored {
-                Stored::Strong(v) => Rejected::new(e, v),
-                Stored::Weak(_) | Stored::Vacant => unreachable!("stored strong"),
-            })
+            .map_err(strong_refused)
     }
 
     /// See [`Registry::ensure_registered`].
