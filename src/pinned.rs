@@ -44,11 +44,9 @@ impl<'g, V> EntryRef<'g, V> {
     /// Builds a view of `node`, or `None` if it is a weak binding whose owner died.
     #[inline]
     fn of(node: &'g Node<V>) -> Option<EntryRef<'g, V>> {
-        let upgraded = match &node.value {
+        let upgraded = match node.stored() {
             Stored::Strong(_) => None,
             Stored::Weak(w) => Some(w.upgrade()?),
-            // Tombstones never leave the raw map; be safe anyway.
-            Stored::Vacant => return None,
         };
         Some(EntryRef { node, upgraded })
     }
@@ -68,11 +66,9 @@ impl<'g, V> EntryRef<'g, V> {
     /// The value.
     #[inline]
     pub fn value(&self) -> &V {
-        match (&self.upgraded, &self.node.value) {
+        match (&self.upgraded, self.node.stored()) {
             (Some(v), _) | (None, Stored::Strong(v)) => v,
-            (None, Stored::Weak(_) | Stored::Vacant) => {
-                unreachable!("a weak view holds its upgrade; tombstones are never viewed")
-            }
+            (None, Stored::Weak(_)) => unreachable!("a weak view holds its upgrade"),
         }
     }
 }
@@ -111,7 +107,7 @@ fn invalid(name: &str) -> Result<(), Error> {
 fn strong_refused<V>((error, stored): (Error, Stored<V>)) -> Rejected<V> {
     match stored {
         Stored::Strong(v) => Rejected::new(error, v),
-        Stored::Weak(_) | Stored::Vacant => unreachable!("stored strong"),
+        Stored::Weak(_) => unreachable!("stored strong"),
     }
 }
 
@@ -245,12 +241,12 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         }
         let inner = &self.registry.inner;
         let tag = Tag::new(instance, inner.generations.next());
-        let node = Owned::new(Node {
-            hash: inner.map.hash(name),
+        let node = Owned::new(Node::new(
+            inner.map.hash(name),
             tag,
-            name: NameBuf::new(name),
+            NameBuf::new(name),
             value,
-        });
+        ));
         match inner.map.insert(node, |n| !n.is_visible(), &self.guard) {
             Insert::Inserted => Ok(tag),
             Insert::Exists { current, rejected } => Err((
@@ -258,7 +254,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
                     name: name.into(),
                     current: current.tag,
                 },
-                rejected.into_box().value,
+                rejected.into_box().into_stored(),
             )),
         }
     }
@@ -309,12 +305,12 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         let inner = &self.registry.inner;
         let hash = inner.map.hash(name);
         let new_tag = Tag::new(tag.instance(), inner.generations.next());
-        let new = Owned::new(Node {
+        let new = Owned::new(Node::new(
             hash,
-            tag: new_tag,
-            name: NameBuf::new(name),
-            value: Stored::Strong(value),
-        })
+            new_tag,
+            NameBuf::new(name),
+            Stored::Strong(value),
+        ))
         .into_shared(&self.guard);
         let accept = |n: &Node<V>| n.tag.matches(tag) && n.is_visible();
         let error = match inner
@@ -330,10 +326,9 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             Written::Refused(_) | Written::NotFound => not_found(name),
         };
         // SAFETY: the replace did not happen, so `new` was never published; it is still ours.
-        let node = unsafe { new.into_owned() }.into_box();
-        match node.value {
+        match unsafe { new.into_owned() }.into_box().into_stored() {
             Stored::Strong(v) => Err(Rejected::new(error, v)),
-            Stored::Weak(_) | Stored::Vacant => unreachable!("stored strong"),
+            Stored::Weak(_) => unreachable!("stored strong"),
         }
     }
 

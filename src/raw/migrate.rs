@@ -58,7 +58,7 @@ use crossbeam_epoch::{Guard, Owned, Shared};
 
 use super::RawMap;
 use super::node::Node;
-use super::reclaim::retire;
+use super::reclaim::{Share, retire};
 use super::table::{DONE, FROZEN, Migration, Slot, TOMB, Table};
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -231,8 +231,8 @@ impl<V> RawMap<V> {
                 Ok(()) if new.tag() == FROZEN && !new.is_null() => cur = new,
                 Ok(()) => {
                     if let Some(k) = tomb {
-                        // SAFETY: our CAS unlinked the tombstone node.
-                        unsafe { retire(table, k, guard) };
+                        // SAFETY: our CAS unlinked the tombstone.
+                        unsafe { retire(table, k, Share::Tomb, guard) };
                     }
                     return true;
                 }

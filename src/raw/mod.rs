@@ -40,6 +40,7 @@ mod reclaim;
 mod table;
 
 use std::hash::BuildHasher;
+use std::ptr;
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
@@ -47,7 +48,7 @@ use self::len::Len;
 use self::migrate::{hard_limit, soft_limit};
 use self::node::{Key, Node};
 pub(crate) use self::reclaim::drop_panics;
-use self::reclaim::{drop_node, retire};
+use self::reclaim::{Share, drop_node, drop_tomb, retire, retire_value};
 use self::table::{FROZEN, Slot, TOMB, Table, home};
 use crate::sync::Ordering;
 
@@ -254,8 +255,8 @@ impl<V> RawMap<V> {
                             };
                         }
                         if table.cas(i, cur, new, guard).is_ok() {
-                            // SAFETY: our CAS unlinked `n`.
-                            unsafe { retire(table, n, guard) };
+                            // SAFETY: our CAS unlinked `n`, a binding until now.
+                            unsafe { retire(table, n, Share::Whole, guard) };
                             return Insert::Inserted;
                         }
                         continue;
@@ -288,8 +289,8 @@ impl<V> RawMap<V> {
                         // name, so no reservation is needed).
                         if table.cas(i, cur, new, guard).is_ok() {
                             self.len.add(1);
-                            // SAFETY: our CAS unlinked the tombstone node.
-                            unsafe { retire(table, k, guard) };
+                            // SAFETY: our CAS unlinked the tombstone.
+                            unsafe { retire(table, k, Share::Tomb, guard) };
                             return Insert::Inserted;
                         }
                         continue; // look at slot `i` again
@@ -315,24 +316,13 @@ impl<V> RawMap<V> {
         accept: impl Fn(&Node<V>) -> bool,
         guard: &'g Guard,
     ) -> Written<'g, V> {
-        // A removal swaps in a tombstone node, allocated at the first attempt and kept across
-        // retries; freed here if it was never published.
-        let mut tomb = None;
-        let key = Key::new(hash, name);
-        let written = self.write_if_inner(&key, &write, &mut tomb, accept, guard);
-        let published = matches!((&write, &written), (Write::Remove, Written::Done(_)));
-        if let (Some(t), false) = (tomb, published) {
-            // SAFETY: the tombstone was allocated by `write_if_inner` and never published.
-            drop(unsafe { t.into_owned() });
-        }
-        written
+        self.write_if_inner(&Key::new(hash, name), &write, accept, guard)
     }
 
     fn write_if_inner<'g>(
         &self,
         key: &Key<'_>,
         write: &Write<'g, V>,
-        tomb: &mut Option<Shared<'g, Node<V>>>,
         accept: impl Fn(&Node<V>) -> bool,
         guard: &'g Guard,
     ) -> Written<'g, V> {
@@ -373,37 +363,28 @@ impl<V> RawMap<V> {
                             return Written::Refused(n);
                         }
                         let new = match write {
-                            Write::Remove => *tomb.get_or_insert_with(|| {
-                                Owned::new(Node::tombstone(n))
-                                    .with_tag(TOMB)
-                                    .into_shared(guard)
-                            }),
+                            // The node itself becomes the name's tombstone.
+                            Write::Remove => Shared::from(ptr::from_ref(n)).with_tag(TOMB),
                             Write::Replace(new) => *new,
                         };
                         #[cfg(genreg_mutant = "cas_unregister")]
                         {
                             // The mutant: check, then store, instead of one CAS.
                             table.store_unchecked(i, new);
-                            if matches!(write, Write::Remove) {
-                                self.len.add(-1);
-                            }
                             // SAFETY: none: the store may have unlinked someone else's node.
-                            unsafe { retire(table, n, guard) };
+                            unsafe { self.retire_written(table, n, write, guard) };
                             return Written::Done(n);
                         }
                         #[allow(unreachable_code)]
                         if table.cas(i, cur, new, guard).is_ok() {
-                            if matches!(write, Write::Remove) {
-                                self.len.add(-1);
-                            }
-                            // SAFETY: our CAS unlinked `n`.
-                            unsafe { retire(table, n, guard) };
+                            // SAFETY: our CAS unlinked `n` as a binding.
+                            unsafe { self.retire_written(table, n, write, guard) };
                             return Written::Done(n);
                         }
                         #[cfg(genreg_mutant = "loser_frees")]
                         // SAFETY: none: the mutant frees a node it did not unlink, on purpose.
                         unsafe {
-                            retire(table, n, guard)
+                            retire(table, n, Share::Whole, guard)
                         };
                         continue; // the slot changed: decide again
                     }
@@ -429,6 +410,29 @@ impl<V> RawMap<V> {
                 i = (i + 1) & table.mask;
                 walked += 1;
             }
+        }
+    }
+
+    /// Retires the binding `n` that a conditional write just unlinked: a removal leaves the
+    /// node as the name's tombstone and defers only its value; a replacement retires it whole.
+    ///
+    /// # Safety
+    /// The caller's CAS just replaced `Live(n)` in slot of `table` per `write`, under `guard`.
+    unsafe fn retire_written(
+        &self,
+        table: &Table<V>,
+        n: &Node<V>,
+        write: &Write<'_, V>,
+        guard: &Guard,
+    ) {
+        match write {
+            Write::Remove => {
+                self.len.add(-1);
+                // SAFETY: as the caller guarantees: `Live(n)` became `Tomb(n)`.
+                unsafe { retire_value(n, guard) }
+            }
+            // SAFETY: as the caller guarantees: `n` is unlinked.
+            Write::Replace(_) => unsafe { retire(table, n, Share::Whole, guard) },
         }
     }
 
@@ -488,8 +492,8 @@ impl<V> RawMap<V> {
     ) {
         let sealed = Shared::null().with_tag(TOMB | FROZEN);
         if table.cas(i, cur, sealed, guard).is_ok() {
-            // SAFETY: our CAS unlinked the tombstone node.
-            unsafe { retire(table, tomb, guard) };
+            // SAFETY: our CAS unlinked the tombstone.
+            unsafe { retire(table, tomb, Share::Tomb, guard) };
             self.count_sealed(table, 1, guard);
         }
     }
@@ -641,10 +645,12 @@ unsafe fn free_table_and_nodes<V>(table: Shared<'_, Table<V>>) {
     let t = unsafe { table.deref() };
     debug_assert!(t.migration(guard).is_none());
     for i in 0..t.capacity() {
-        if let Slot::Live(n) | Slot::Tomb(n) = Slot::decode(t.load(i, guard)) {
-            // SAFETY: a live or tombstone node of a table that nobody else can reach is owned
-            // by it alone.
-            unsafe { drop_node(n as *const Node<V> as *mut Node<V>) };
+        match Slot::decode(t.load(i, guard)) {
+            // SAFETY: a binding of a table that nobody else can reach is owned by it alone.
+            Slot::Live(n) => unsafe { drop_node(ptr::from_ref(n).cast_mut()) },
+            // SAFETY: the table's share of a tombstone (its value job holds the other).
+            Slot::Tomb(n) => unsafe { drop_tomb(ptr::from_ref(n).cast_mut()) },
+            _ => {}
         }
     }
     // SAFETY: allocated by `Owned::new`, unreachable now.

@@ -9,8 +9,11 @@
 //! node, so a lookup chases one pointer (slot → node), not two (PERF.md: a name behind a pointer
 //! costs a whole cache miss at scale).
 
+use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
 use std::{fmt, ptr};
 
+use crate::sync::{AtomicUsize, Ordering};
 use crate::tag::Tag;
 
 /// Names up to this many bytes live inside the node.
@@ -254,25 +257,75 @@ pub(crate) enum Stored<V> {
     Strong(V),
     /// The registry does not keep the owner alive.
     Weak(Box<dyn WeakRef<V>>),
-    /// No value: the node is a tombstone that keeps a removed binding's name in its slot, so
-    /// that the same name reuses the slot instead of walking past ever more tombstones.
-    Vacant,
 }
 
 /// One binding.
+///
+/// When the binding is removed, the node itself becomes the tombstone that keeps the name in its
+/// slot (the slot word gets the `Tomb` bit): its value is dropped in place by a job deferred
+/// past every reader, and its memory lives on as the tombstone until the slot moves on. Two
+/// owners then share the memory, `refs` counts them, and the last one frees it (see
+/// `reclaim.rs`).
 pub(crate) struct Node<V> {
     /// The name's hash (with the registry's seed), kept to skip mismatches without comparing
     /// names and to re-home the node when the table migrates.
     pub(crate) hash: u64,
     pub(crate) tag: Tag,
     pub(crate) name: NameBuf,
-    pub(crate) value: Stored<V>,
+    /// Read through [`Node::stored`]; dropped only through `reclaim.rs`.
+    value: UnsafeCell<ManuallyDrop<Stored<V>>>,
+    /// Owners of this node's memory: 1, or 2 while a removed node is a tombstone and its value
+    /// job is pending.
+    pub(crate) refs: AtomicUsize,
 }
 
 impl<V> Node<V> {
+    pub(crate) fn new(hash: u64, tag: Tag, name: NameBuf, value: Stored<V>) -> Node<V> {
+        Node {
+            hash,
+            tag,
+            name,
+            value: UnsafeCell::new(ManuallyDrop::new(value)),
+            refs: AtomicUsize::new(1),
+        }
+    }
+
     #[inline]
     pub(crate) fn name(&self) -> &str {
         self.name.as_str()
+    }
+
+    /// The value.
+    ///
+    /// Only for a node reached as a binding (a `Live` or `Frozen` slot, or the node a removal
+    /// just unlinked) under a guard still held, or one never published: its value is dropped
+    /// only by the job its removal defers, or when it is freed whole, and both wait for every
+    /// such guard. Tombstones (`Tomb` slots) are matched by name only and never read here.
+    #[inline]
+    pub(crate) fn stored(&self) -> &Stored<V> {
+        // SAFETY: see above; no `&mut` to the value exists while it is alive (it is written
+        // only by its drop, which the conditions above order after every reader).
+        unsafe { &*self.value.get() }
+    }
+
+    /// The value of a node that was never published (a refused registration or replacement).
+    pub(crate) fn into_stored(self: Box<Self>) -> Stored<V> {
+        let node = *self;
+        // SAFETY: we own the node and its value is alive; marking it gone below keeps the
+        // node's `Drop` from dropping it again.
+        let value = unsafe { ManuallyDrop::take(&mut *node.value.get()) };
+        node.refs.store(VALUE_GONE, Ordering::Relaxed);
+        value
+    }
+
+    /// Drops the value in place. The node must then be freed through `reclaim::release`,
+    /// which marks the value gone before the node's own `Drop` runs.
+    ///
+    /// # Safety
+    /// Called once per node, when no thread can read the value any more (see `reclaim.rs`).
+    pub(crate) unsafe fn drop_value(&self) {
+        // SAFETY: the caller guarantees exclusive, last access to the value.
+        unsafe { ManuallyDrop::drop(&mut *self.value.get()) }
     }
 
     /// Whether this node binds `key`'s name (hash first: a mismatch is almost always decided
@@ -289,33 +342,38 @@ impl<V> Node<V> {
     }
 
     /// Whether a read would see this binding: strong ones always, weak ones while the owner
-    /// lives. A dead weak binding is invisible to every read and never blocks its name.
+    /// lives. A dead weak binding is invisible to every read and never blocks its name. (As
+    /// for [`Node::stored`], only for a node reached as a binding.)
     #[inline]
     pub(crate) fn is_visible(&self) -> bool {
-        match &self.value {
+        match self.stored() {
             Stored::Strong(_) => true,
             Stored::Weak(w) => w.is_alive(),
-            Stored::Vacant => false,
         }
     }
+}
 
-    /// A tombstone for `removed`: its hash, name and tag, no value.
-    pub(crate) fn tombstone(removed: &Node<V>) -> Node<V> {
-        Node {
-            hash: removed.hash,
-            tag: removed.tag,
-            name: NameBuf::new(removed.name()),
-            value: Stored::Vacant,
+/// `Node::refs` once the value is gone (dropped in place, or taken): the node's `Drop` then
+/// leaves it alone.
+pub(crate) const VALUE_GONE: usize = usize::MAX;
+
+impl<V> Drop for Node<V> {
+    /// A node dropped whole (never published, or freed by `reclaim::release` with its value
+    /// already gone) drops its value unless it is marked gone.
+    fn drop(&mut self) {
+        if self.refs.load(Ordering::Relaxed) != VALUE_GONE {
+            // SAFETY: `&mut self`: nobody else can reach the node, and the value is alive.
+            unsafe { ManuallyDrop::drop(&mut *self.value.get()) }
         }
     }
 }
 
 impl<V> fmt::Debug for Node<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the value: a tombstone's is gone.
         f.debug_struct("Node")
             .field("name", &self.name())
             .field("tag", &self.tag)
-            .field("weak", &matches!(self.value, Stored::Weak(_)))
-            .finish()
+            .finish_non_exhaustive()
     }
 }

@@ -5,6 +5,12 @@
 //! anything). Retiring defers the free through crossbeam-epoch until every thread pinned at that
 //! moment has unpinned, so no reader can still hold it.
 //!
+//! A removal does not unlink its node: the node becomes the name's tombstone (`Live(n)` →
+//! `Tomb(n)`), which a later registration of the name reuses. Its value is dropped by a job
+//! deferred at the removal ([`retire_value`]); its memory has two owners from then on, the job
+//! and the tombstone, and the last of the two to let go frees it (`Node::refs`). So a removal
+//! allocates nothing, and a tombstone costs no allocation of its own.
+//!
 //! One case needs more: during a migration a node can be reachable from *two* tables, the old
 //! one (as `Done`, still read by threads that have not moved on) and the new one, where it is
 //! removed. Unlinking it from the new table does not make it unreachable, so while the new table
@@ -22,7 +28,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crossbeam_epoch::{Guard, Owned};
 
-use super::node::Node;
+use super::node::{Node, VALUE_GONE};
 use super::table::Table;
 use crate::sync::{Ordering, StaticAtomicU64};
 
@@ -33,33 +39,122 @@ pub(crate) fn drop_panics() -> u64 {
     DROP_PANICS.load(Ordering::Relaxed)
 }
 
-/// Frees a node, catching a panic from the value's destructor.
+/// Drops a node's value in place, catching a panic from its destructor.
 ///
 /// # Safety
-/// `node` came from `Owned::new` and is unreachable: no thread can load it any more.
-pub(crate) unsafe fn drop_node<V>(node: *mut Node<V>) {
-    // SAFETY: the caller guarantees exclusive ownership of an `Owned`-allocated node.
-    let owned = unsafe { Owned::from_raw(node) };
-    if catch_unwind(AssertUnwindSafe(move || drop(owned))).is_err() {
+/// Called once per node, when no thread can read its value any more.
+unsafe fn drop_value<V>(node: *mut Node<V>) {
+    // SAFETY: the caller guarantees the last access to the value; the node is allocated (the
+    // caller holds a share of its memory).
+    if catch_unwind(AssertUnwindSafe(|| unsafe { (*node).drop_value() })).is_err() {
         DROP_PANICS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Retires a node that the caller's CAS just unlinked from `table`.
+/// Gives up one owner's share of a node's memory; the last owner frees it (its value is gone
+/// by then: the owners are the slot's tombstone and the removal's value job, which drops the
+/// value before giving up its share).
+///
+/// # Safety
+/// The caller holds one share (see [`Node::refs`](super::node::Node)) and gives it up once.
+unsafe fn release<V>(node: *mut Node<V>) {
+    // AcqRel: the last owner's free happens after every other owner's last access (the value
+    // job's drop in particular).
+    // SAFETY: the caller's share keeps the node allocated until this decrement.
+    if unsafe { (*node).refs.fetch_sub(1, Ordering::AcqRel) } == 1 {
+        // SAFETY: the last share: nobody else can reach the node. Its value is gone already:
+        // marked so, dropping the box drops only the name.
+        unsafe { (*node).refs.store(VALUE_GONE, Ordering::Relaxed) };
+        // SAFETY: as above; allocated by `Owned::new`.
+        drop(unsafe { Owned::from_raw(node) }.into_box());
+    }
+}
+
+/// Frees a node that was never a tombstone: its value, then its memory.
+///
+/// # Safety
+/// `node` came from `Owned::new`, is unreachable (no thread can load it any more) and its value
+/// is alive; the caller owns the node's only share.
+pub(crate) unsafe fn drop_node<V>(node: *mut Node<V>) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        drop_value(node);
+        release(node);
+    }
+}
+
+/// Frees a tombstone's memory share (its value job owns the other).
+///
+/// # Safety
+/// `node` was a tombstone that is now unreachable, and this is the slot's one release of it.
+pub(crate) unsafe fn drop_tomb<V>(node: *mut Node<V>) {
+    // SAFETY: as the caller guarantees.
+    unsafe { release(node) }
+}
+
+/// What a retirement gives up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Share {
+    /// A node that was a binding until now (replaced, or purged in favour of a new one): its
+    /// value and memory.
+    Whole,
+    /// A tombstone's memory share (its value was taken care of when it was removed).
+    Tomb,
+}
+
+/// Frees a node per `share` (for graves).
+///
+/// # Safety
+/// As [`drop_node`] for `Share::Whole`, as [`drop_tomb`] for `Share::Tomb`.
+pub(crate) unsafe fn free<V>(node: *mut Node<V>, share: Share) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        match share {
+            Share::Whole => drop_node(node),
+            Share::Tomb => drop_tomb(node),
+        }
+    }
+}
+
+/// Retires what the caller's CAS just unlinked from `table`: a binding (`Share::Whole`) or a
+/// tombstone (`Share::Tomb`).
 ///
 /// # Safety
 /// The caller won the CAS that replaced `node` in a slot of `table`, under `guard`, and
 /// retires it exactly once.
-pub(crate) unsafe fn retire<V>(table: &Table<V>, node: &Node<V>, guard: &Guard) {
+pub(crate) unsafe fn retire<V>(table: &Table<V>, node: &Node<V>, share: Share, guard: &Guard) {
     let ptr = node as *const Node<V> as *mut Node<V>;
     match table.prev(guard) {
         // The previous table may still hold this node as `Done`: keep it until that table is
         // freed.
-        Some(prev) => prev.bury(ptr),
+        Some(prev) => prev.bury(ptr, share),
         // SAFETY: the node is unlinked from the only table that can reach it (a table whose
         // `prev` is null was never migrated into, or that migration completed and the old
         // table was unlinked before `prev` was cleared), so only threads pinned now can hold
         // it; the deferred free runs after they unpin.
-        None => unsafe { guard.defer_unchecked(move || drop_node(ptr)) },
+        None => unsafe { guard.defer_unchecked(move || free(ptr, share)) },
     }
+}
+
+/// Turns a binding the caller's CAS just made a tombstone (`Live(node)` → `Tomb(node)`) into
+/// one: the node stays, as the tombstone, and its value is dropped by a job deferred past every
+/// thread pinned now, the only ones that can have reached it as a binding (a thread pinned
+/// later finds `Tomb` here, or `Done` in a previous table, and neither reads a value).
+///
+/// # Safety
+/// The caller won that CAS under `guard`, once.
+pub(crate) unsafe fn retire_value<V>(node: &Node<V>, guard: &Guard) {
+    // Relaxed: the job that gives this share up runs after this thread unpins, which orders
+    // it after this increment; so does any release of the tombstone's share (also deferred or
+    // buried, by a thread that saw the tombstone this CAS published).
+    node.refs.fetch_add(1, Ordering::Relaxed);
+    let ptr = node as *const Node<V> as *mut Node<V>;
+    // SAFETY: as above; the job holds the share just added, so the node is allocated when it
+    // runs.
+    unsafe {
+        guard.defer_unchecked(move || {
+            drop_value(ptr);
+            release(ptr);
+        })
+    };
 }

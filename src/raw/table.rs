@@ -47,7 +47,7 @@ use std::ptr;
 use crossbeam_epoch::{Atomic, Guard, Owned, Pointer, Shared};
 
 use super::node::Node;
-use super::reclaim::drop_node;
+use super::reclaim::{Share, free};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 
 pub(crate) const TOMB: usize = 0b001;
@@ -107,6 +107,7 @@ pub(crate) struct Migration<V> {
 /// A removed node that the previous table may still point at; freed with that table.
 struct Grave<V> {
     node: *mut Node<V>,
+    share: Share,
     next: *mut Grave<V>,
 }
 
@@ -244,9 +245,10 @@ impl<V> Table<V> {
     }
 
     /// Keeps `node` until this table is freed (see `reclaim::retire`).
-    pub(crate) fn bury(&self, node: *mut Node<V>) {
+    pub(crate) fn bury(&self, node: *mut Node<V>, share: Share) {
         let grave = Box::into_raw(Box::new(Grave {
             node,
+            share,
             next: ptr::null_mut(),
         }));
         let mut head = self.graveyard.load(Ordering::Relaxed);
@@ -364,7 +366,7 @@ impl<V> Drop for Table<V> {
             let g = unsafe { Box::from_raw(grave) };
             // SAFETY: a buried node was unlinked from every live table before it was buried,
             // and this table (the last place that could still point at it) is being freed.
-            unsafe { drop_node(g.node) };
+            unsafe { free(g.node, g.share) };
             grave = g.next;
         }
     }

@@ -27,12 +27,12 @@ fn node(
     g: u64,
     drops: &Arc<AtomicUsize>,
 ) -> Owned<Node<Counted>> {
-    Owned::new(Node {
-        hash: map.hash(name),
-        tag: Tag::new(InstanceId::from_raw(1), Generation::from_raw(g)),
-        name: NameBuf::new(name),
-        value: Stored::Strong(Counted(Arc::clone(drops))),
-    })
+    Owned::new(Node::new(
+        map.hash(name),
+        Tag::new(InstanceId::from_raw(1), Generation::from_raw(g)),
+        NameBuf::new(name),
+        Stored::Strong(Counted(Arc::clone(drops))),
+    ))
 }
 
 #[test]
@@ -40,12 +40,12 @@ fn slot_words_decode() {
     let collector = Collector::new();
     let handle = collector.register();
     let guard = &handle.pin();
-    let n = Owned::new(Node {
-        hash: 7,
-        tag: Tag::new(InstanceId::from_raw(1), Generation::from_raw(1)),
-        name: NameBuf::new("x"),
-        value: Stored::Strong(()),
-    })
+    let n = Owned::new(Node::new(
+        7,
+        Tag::new(InstanceId::from_raw(1), Generation::from_raw(1)),
+        NameBuf::new("x"),
+        Stored::Strong(()),
+    ))
     .into_shared(guard);
     let null = Shared::<Node<()>>::null();
     assert!(matches!(Slot::decode(null), Slot::Empty));
