@@ -254,7 +254,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
                     name: name.into(),
                     current: current.tag,
                 },
-                rejected.into_box().into_stored(),
+                (*rejected.into_box()).into_stored(),
             )),
         }
     }
@@ -326,7 +326,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             Written::Refused(_) | Written::NotFound => not_found(name),
         };
         // SAFETY: the replace did not happen, so `new` was never published; it is still ours.
-        match unsafe { new.into_owned() }.into_box().into_stored() {
+        match (*unsafe { new.into_owned() }.into_box()).into_stored() {
             Stored::Strong(v) => Err(Rejected::new(error, v)),
             Stored::Weak(_) => unreachable!("stored strong"),
         }

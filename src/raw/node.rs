@@ -309,8 +309,8 @@ impl<V> Node<V> {
     }
 
     /// The value of a node that was never published (a refused registration or replacement).
-    pub(crate) fn into_stored(self: Box<Self>) -> Stored<V> {
-        let node = *self;
+    pub(crate) fn into_stored(self) -> Stored<V> {
+        let node = self;
         // SAFETY: we own the node and its value is alive; marking it gone below keeps the
         // node's `Drop` from dropping it again.
         let value = unsafe { ManuallyDrop::take(&mut *node.value.get()) };
