@@ -22,9 +22,10 @@
 //! - **insert-if-absent**: one CAS of the node into the name's own tombstone if its chain has
 //!   one, else into the chain's first `Empty` slot. A lost CAS re-reads that slot: the same name
 //!   live means "already registered", another name means walk on.
-//! - **remove / replace if same tag**: find the name's `Live` node, compare its tag, one CAS to
-//!   a tombstone node (name, no value) or to the new node. A lost CAS re-reads the slot and
-//!   decides again.
+//! - **remove / replace if same tag**: find the name's `Live` node, compare its tag, one CAS:
+//!   `Live(n) → Tomb(n)` (the node itself stays as the name's tombstone; its value is dropped
+//!   later, see `reclaim.rs`) or `Live(n) → Live(new)`. A lost CAS re-reads the slot and decides
+//!   again. Neither allocates anything but the replacement node.
 //!
 //! Every write that meets a `Frozen` node for its name first finishes that slot's copy
 //! (`migrate.rs`) and continues in the next table; every write on a migrating table copies one
@@ -634,7 +635,7 @@ impl<V> Drop for RawMap<V> {
     }
 }
 
-/// Frees a table and the nodes of its `Live` and `Tomb` slots.
+/// Frees a table, the nodes of its `Live` slots and its share of its `Tomb` slots' nodes.
 ///
 /// # Safety
 /// No other thread can reach the table, and it owns its live nodes (it is not migrating).

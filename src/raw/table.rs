@@ -16,7 +16,7 @@
 //! | pointer | bits | state | meaning |
 //! | --- | --- | --- | --- |
 //! | null | `000` | `Empty` | never claimed; ends every probe chain that reaches it |
-//! | node | `001` | `Tomb` | a removed binding: `node` is a tombstone holding only the name; reads skip it, and only an insert of that same name may reuse the slot |
+//! | node | `001` | `Tomb` | a removed binding: `node` is the removed node itself, kept as the name's tombstone (its value is dropped by a deferred job; only its name is read again); reads skip it, and only an insert of that same name may reuse the slot |
 //! | null | `010` | `SealedEmpty` | an empty slot the migration passed: ends the chain *here*, continue in the next table |
 //! | null | `011` | `SealedTomb` | a tombstone the migration passed; skipped |
 //! | node | `000` | `Live` | the current binding of `node.name` |
