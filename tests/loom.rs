@@ -1060,3 +1060,34 @@ fn tombstone_reuse_races_remove() {
         },
     );
 }
+
+/// A removed node is its own tombstone: its value is dropped by a deferred job and its memory
+/// is shared by that job and the tombstone. Here the tombstone is reused (and released) at once
+/// while a reader may still hold the removed binding, and both releases race the reader through
+/// `flush`/`repin`: the reader must see `x1` whole or `x2`, the value must be dropped exactly
+/// once, after the reader is done with it, and the node's memory freed exactly once (Miri and
+/// loom's leak checks on the same code).
+#[test]
+fn tombstone_release_races_reader() {
+    check(
+        "tombstone_release_races_reader",
+        2,
+        Scenario {
+            capacity: 4,
+            setup: vec![Reg("x", "x1")],
+            a: vec![Get("x"), Get("x")],
+            b: vec![
+                Unreg("x", "x1"),
+                Reg("x", "x2"),
+                Flush,
+                Repin,
+                Flush,
+                Repin,
+                Flush,
+            ],
+            names: vec!["x"],
+            extra: None,
+            expect_frees: true,
+        },
+    );
+}
