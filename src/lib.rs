@@ -69,10 +69,12 @@
 //! one atomic step.
 //!
 //! # Memory
-//! Removed nodes are freed through epochs (crossbeam-epoch): a node is freed once every thread
-//! that was pinned when it was unlinked has unpinned, so nothing freed is ever reachable. The
-//! table grows, and rebuilds itself to drop tombstones, incrementally: each writer copies a
-//! chunk of 64 slots, readers never help and never wait.
+//! Removed values are dropped through epochs (crossbeam-epoch): a value is dropped once every
+//! thread that was pinned when it was removed has unpinned, so nothing freed is ever reachable.
+//! The removed node itself stays as the name's tombstone (a removal allocates nothing), until
+//! the name is registered again, reusing the slot, or the table is rebuilt; replaced nodes are
+//! freed through epochs whole. The table grows, and rebuilds itself to drop tombstones,
+//! incrementally: each writer copies a chunk of 64 slots, readers never help and never wait.
 //!
 //! With a constant live set, memory stays bounded under any amount of register/unregister
 //! churn. Measured by `tests/stress.rs` (`memory_stays_bounded_under_churn`: 1,000 live names,
