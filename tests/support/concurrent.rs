@@ -143,17 +143,20 @@ impl Worker {
         inst: Option<InstanceId>,
         value: u64,
         passed: &V,
-        r: Result<Registration<V>, Rejected<V>>,
+        r: Result<impl Into<Bound>, Rejected<V>>,
     ) {
-        match r {
-            Ok(g) => {
-                assert_eq!(g.name(), name, "{ctx:?}");
+        match r.map(Into::into) {
+            Ok(bound) => {
+                let tag = bound.tag();
                 assert!(validate(name).is_ok(), "{ctx:?}: invalid name bound");
                 if let Some(i) = inst {
-                    assert_eq!(g.tag().instance(), i, "{ctx:?}");
+                    assert_eq!(tag.instance(), i, "{ctx:?}");
                 }
-                self.fresh_tag(name, g.tag(), value, ctx);
-                self.guards.push(g);
+                self.fresh_tag(name, tag, value, ctx);
+                if let Bound::Guard(g) = bound {
+                    assert_eq!(g.name(), name, "{ctx:?}");
+                    self.guards.push(g);
+                }
             }
             Err(rej) => {
                 let (err, back) = rej.into_parts();
@@ -196,27 +199,7 @@ impl Worker {
                     Some(p) => p.register_detached(&name, v.clone()),
                     None => reg.register_detached(&name, v.clone()),
                 };
-                match r {
-                    Ok(tag) => {
-                        assert!(validate(&name).is_ok(), "{op:?}: invalid name bound");
-                        self.fresh_tag(&name, tag, *v, op);
-                    }
-                    Err(rej) => {
-                        let (err, back) = rej.into_parts();
-                        assert!(
-                            Arc::ptr_eq(&back, &v),
-                            "{op:?}: refused value not handed back"
-                        );
-                        assert!(
-                            matches!(
-                                err,
-                                Error::AlreadyRegistered { .. } | Error::InvalidName { .. }
-                            ),
-                            "{op:?}: {err:?}"
-                        );
-                        self.refusal(op, &name, &err);
-                    }
-                }
+                self.registered(op, &name, None, *v, &v, r);
             }
             Op::RegisterAs { name, inst } => {
                 let name = name.get();
@@ -248,7 +231,7 @@ impl Worker {
                         if let Error::AlreadyRegistered { current, .. } = rej.error() {
                             assert_ne!(current.instance(), inst, "{op:?}: own binding refused");
                         }
-                        self.registered(op, &name, Some(inst), *v, &v, Err(rej));
+                        self.registered(op, &name, Some(inst), *v, &v, Err::<Bound, _>(rej));
                     }
                 }
             }

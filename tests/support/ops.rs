@@ -35,6 +35,33 @@ pub use concurrent::*;
 /// The value type: a unique number per operation, behind an `Arc` (weak bindings need one).
 pub type V = Arc<u64>;
 
+/// What a successful registration hands back: a guard, or (`register_detached`) just the tag.
+pub enum Bound {
+    Guard(genreg::Registration<V>),
+    Detached(Tag),
+}
+
+impl Bound {
+    pub fn tag(&self) -> Tag {
+        match self {
+            Bound::Guard(g) => g.tag(),
+            Bound::Detached(t) => *t,
+        }
+    }
+}
+
+impl From<genreg::Registration<V>> for Bound {
+    fn from(g: genreg::Registration<V>) -> Bound {
+        Bound::Guard(g)
+    }
+}
+
+impl From<Tag> for Bound {
+    fn from(t: Tag) -> Bound {
+        Bound::Detached(t)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------------------------

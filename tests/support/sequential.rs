@@ -155,15 +155,17 @@ impl Harness {
         instance: Option<InstanceId>,
         mval: MVal,
         passed: &V,
-        actual: Result<Registration<V>, Rejected<V>>,
+        actual: Result<impl Into<Bound>, Rejected<V>>,
     ) {
-        match (actual, expect) {
-            (Ok(guard), Ok(())) => {
-                let tag = guard.tag();
-                assert_eq!(guard.name(), name, "{ctx:?}: guard name");
+        match (actual.map(Into::into), expect) {
+            (Ok(bound), Ok(())) => {
+                let tag = bound.tag();
                 self.learn(tag, instance, ctx);
                 self.model.map.insert(name.to_owned(), (tag, mval));
-                self.guards.push(guard);
+                if let Bound::Guard(guard) = bound {
+                    assert_eq!(guard.name(), name, "{ctx:?}: guard name");
+                    self.guards.push(guard);
+                }
             }
             (Err(rejected), Err(expected)) => {
                 let (err, back) = rejected.into_parts();
@@ -176,7 +178,7 @@ impl Harness {
             }
             (actual, expected) => panic!(
                 "{ctx:?}: registry answered {:?}, model expected {expected:?}",
-                actual.map(|g| g.tag()).map_err(|r| r.into_parts().0)
+                actual.map(|b| b.tag()).map_err(|r| r.into_parts().0)
             ),
         }
     }
@@ -256,25 +258,7 @@ impl Harness {
                     Some(p) => p.register_detached(&name, v.clone()),
                     None => reg.register_detached(&name, v.clone()),
                 };
-                match (actual, expect) {
-                    (Ok(tag), Ok(())) => {
-                        self.learn(tag, None, op);
-                        self.model.map.insert(name, (tag, MVal::Strong(*v)));
-                    }
-                    (Err(rejected), Err(expected)) => {
-                        let (err, back) = rejected.into_parts();
-                        check_display(&err);
-                        assert_eq!(err, expected, "{op:?}: wrong refusal");
-                        assert!(
-                            Arc::ptr_eq(&back, &v),
-                            "{op:?}: refused value not handed back"
-                        );
-                    }
-                    (actual, expected) => panic!(
-                        "{op:?}: registry answered {:?}, model expected {expected:?}",
-                        actual.map_err(|r| r.into_parts().0)
-                    ),
-                }
+                self.registered(op, &name, expect, None, MVal::Strong(*v), &v, actual);
             }
             Op::RegisterAs { name, inst } => {
                 let name = name.get();
@@ -325,7 +309,7 @@ impl Harness {
                             Some(inst),
                             MVal::Strong(*v),
                             &v,
-                            Err(r),
+                            Err::<Bound, _>(r),
                         );
                     }
                 }
