@@ -119,8 +119,6 @@ impl<V> fmt::Display for Rejected<V> {
     }
 }
 
-impl<V> std::error::Error for Rejected<V> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
+/// `Display` is the error's own message, so the error is not also given as the `source()`:
+/// error reporters that print a chain (`{:#}` with anyhow, for one) would print it twice.
+impl<V> std::error::Error for Rejected<V> {}

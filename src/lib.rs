@@ -123,7 +123,7 @@ mod sync;
 mod tag;
 
 pub use crate::error::{Error, Rejected};
-pub use crate::name::{InvalidNameReason, MAX_NAME_LEN, Name};
+pub use crate::name::{InvalidNameReason, MAX_AUTO_PREFIX_LEN, MAX_NAME_LEN, Name};
 pub use crate::pinned::{EntryRef, Iter, Pinned};
 pub use crate::registration::{Ensured, Registration};
 pub use crate::registry::{Builder, Entry, Registry};

@@ -15,6 +15,10 @@ use crate::raw::node::NameBuf;
 /// The longest name accepted, in bytes (UTF-8).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// The longest prefix [`Registry::register_auto`](crate::Registry::register_auto) accepts, in
+/// bytes: room for `-` and any 20-digit number within [`MAX_NAME_LEN`].
+pub const MAX_AUTO_PREFIX_LEN: usize = MAX_NAME_LEN - 1 - 20;
+
 /// Why a name was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -31,6 +35,12 @@ pub enum InvalidNameReason {
         /// Byte offset of the first control character.
         at: usize,
     },
+    /// A [`register_auto`](crate::Registry::register_auto) prefix longer than
+    /// [`MAX_AUTO_PREFIX_LEN`] bytes: some generated names would be too long.
+    PrefixTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 impl fmt::Display for InvalidNameReason {
@@ -43,6 +53,11 @@ impl fmt::Display for InvalidNameReason {
             InvalidNameReason::ControlChar { at } => {
                 write!(f, "it contains a control character at byte {at}")
             }
+            InvalidNameReason::PrefixTooLong { len } => write!(
+                f,
+                "as a register_auto prefix it is {len} bytes long; the limit is \
+                 {MAX_AUTO_PREFIX_LEN}, which leaves room for '-' and any number"
+            ),
         }
     }
 }
@@ -180,6 +195,17 @@ impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self.as_str(), f)
     }
+}
+
+/// Checks a `register_auto` prefix: every `{prefix}-{n}` it makes is a valid name.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<(), InvalidNameReason> {
+    if prefix.len() > MAX_AUTO_PREFIX_LEN {
+        return Err(InvalidNameReason::PrefixTooLong { len: prefix.len() });
+    }
+    if prefix.is_empty() {
+        return Ok(()); // names "-1", "-2", ...: valid
+    }
+    validate(prefix)
 }
 
 /// Checks a name against the rules above.

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use crossbeam_epoch::{Guard, LocalHandle, Owned};
+use crossbeam_epoch::{Guard, LocalHandle, Owned, Shared};
 
 use crate::error::{Error, Rejected};
 use crate::name;
@@ -26,7 +26,7 @@ use crate::tag::{InstanceId, Tag};
 pub struct Pinned<'r, V> {
     registry: &'r Registry<V>,
     // Field order: the guard is released before the thread's handle on an owned collector.
-    guard: Guard,
+    pub(crate) guard: Guard,
     _local: Option<LocalHandle>,
 }
 
@@ -189,19 +189,18 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         instance: InstanceId,
         value: V,
     ) -> Result<Ensured<V>, Rejected<V>> {
-        match self.register_as(name, instance, value) {
-            Ok(reg) => Ok(Ensured::Registered(reg)),
-            Err(rejected) => match rejected.error() {
-                Error::AlreadyRegistered { current, .. } if current.instance() == instance => {
-                    Ok(Ensured::Existing(*current))
-                }
-                _ => Err(rejected),
-            },
-        }
+        Ensured::from_registration(self.register_as(name, instance, value), instance)
     }
 
     /// See [`Registry::register_auto`].
     pub fn register_auto(&self, prefix: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
+        if let Err(reason) = name::validate_prefix(prefix) {
+            let error = Error::InvalidName {
+                name: prefix.into(),
+                reason,
+            };
+            return Err(Rejected::new(error, value));
+        }
         let mut value = value;
         loop {
             // Relaxed: only uniqueness of the number matters.
@@ -280,9 +279,13 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         // it, and `not_found` tells the two apart only on that (rare) path.
         let map = &self.registry.inner.map;
         let hash = map.hash(name);
-        let accept = |n: &Node<V>| expected.is_none_or(|t| n.tag.matches(t));
+        let decide = |n: &Node<V>| {
+            expected
+                .is_none_or(|t| n.tag.matches(t))
+                .then_some(Write::Remove)
+        };
         let not_found = || not_found(name);
-        match map.write_if(hash, name, Write::Remove, accept, &self.guard) {
+        match map.write_if(hash, name, decide, &self.guard) {
             // A dead weak binding was invisible: removing it was a purge, not a removal.
             Written::Done(n) => EntryRef::of(n).ok_or_else(not_found),
             Written::Refused(n) if !n.is_visible() => {
@@ -304,19 +307,30 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         // Validated only if not found (see `remove`).
         let inner = &self.registry.inner;
         let hash = inner.map.hash(name);
-        let new_tag = Tag::new(tag.instance(), inner.generations.next());
-        let new = Owned::new(Node::new(
-            hash,
-            new_tag,
-            NameBuf::new(name),
-            Stored::Strong(value),
-        ))
-        .into_shared(&self.guard);
-        let accept = |n: &Node<V>| n.tag.matches(tag) && n.is_visible();
-        let error = match inner
-            .map
-            .write_if(hash, name, Write::Replace(new), accept, &self.guard)
-        {
+        let new_tag = Tag::new(
+            tag.instance(),
+            inner.generations.next_after(tag.generation()),
+        );
+        // The new node is built when the binding is found, so that it can keep the binding's
+        // kind: a weak binding stays weak, with `value` as its new owner (held by the caller).
+        let mut value = Some(value);
+        let mut new: Option<Shared<'_, Node<V>>> = None;
+        let decide = |n: &Node<V>| {
+            if !(n.tag.matches(tag) && n.is_visible()) {
+                return None;
+            }
+            let new = *new.get_or_insert_with(|| {
+                let stored = match n.stored() {
+                    Stored::Strong(_) => Stored::Strong(value.take().expect("built once")),
+                    Stored::Weak(w) => Stored::Weak(w.rebind(value.as_ref().expect("kept"))),
+                };
+                Owned::new(Node::new(hash, new_tag, NameBuf::new(name), stored))
+                    .into_shared(&self.guard)
+            });
+            Some(Write::Replace(new))
+        };
+        let error = match inner.map.write_if(hash, name, decide, &self.guard) {
+            // A weak replacement leaves the caller's value here: dropped after the operation.
             Written::Done(_) => return Ok(new_tag),
             Written::Refused(n) if n.is_visible() => Error::TagMismatch {
                 name: name.into(),
@@ -325,11 +339,13 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             },
             Written::Refused(_) | Written::NotFound => not_found(name),
         };
-        // SAFETY: the replace did not happen, so `new` was never published; it is still ours.
-        match (*unsafe { new.into_owned() }.into_box()).into_stored() {
-            Stored::Strong(v) => Err(Rejected::new(error, v)),
-            Stored::Weak(_) => unreachable!("stored strong"),
+        if let Some(new) = new {
+            // SAFETY: the replace did not happen, so `new` was never published; it is ours.
+            if let Stored::Strong(v) = (*unsafe { new.into_owned() }.into_box()).into_stored() {
+                value = Some(v);
+            }
         }
+        Err(Rejected::new(error, value.expect("handed back")))
     }
 
     /// See [`Registry::unregister_instance`].
@@ -387,8 +403,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             map.write_if(
                 node.hash,
                 node.name(),
-                Write::Remove,
-                |n| n.tag == tag,
+                |n| (n.tag == tag).then_some(Write::Remove),
                 &self.guard
             ),
             Written::Done(_)

@@ -6,7 +6,7 @@ use crate::error::{Error, Rejected};
 use crate::name::Name;
 use crate::raw::{Write, Written};
 use crate::registry::{Entry, Registry};
-use crate::tag::Tag;
+use crate::tag::{InstanceId, Tag};
 
 /// Owns one binding: dropping it unbinds the name **only if the binding is still this one**
 /// (an `unregister_if_same` with its own tag). So the destructor race that MARSYS patched by
@@ -27,8 +27,43 @@ pub enum Ensured<V> {
     /// The name was free and is now bound; the guard owns the binding.
     Registered(Registration<V>),
     /// The name was already bound to the same instance; nothing changed and no second owner
-    /// was created. Its tag.
-    Existing(Tag),
+    /// was created.
+    Existing {
+        /// The tag of the existing binding.
+        tag: Tag,
+        /// The value that was not stored, handed back (as every refusal hands it back).
+        value: V,
+    },
+}
+
+impl<V> Ensured<V> {
+    /// The outcome of an idempotent registration of `instance`, from a plain one: a refusal
+    /// because the name is already `instance`'s is `Existing`.
+    pub(crate) fn from_registration(
+        registered: Result<Registration<V>, Rejected<V>>,
+        instance: InstanceId,
+    ) -> Result<Ensured<V>, Rejected<V>> {
+        match registered {
+            Ok(reg) => Ok(Ensured::Registered(reg)),
+            Err(rejected) => match *rejected.error() {
+                Error::AlreadyRegistered { current, .. } if current.instance() == instance => {
+                    Ok(Ensured::Existing {
+                        tag: current,
+                        value: rejected.into_value(),
+                    })
+                }
+                _ => Err(rejected),
+            },
+        }
+    }
+
+    /// The tag of the binding, new or existing.
+    pub fn tag(&self) -> Tag {
+        match self {
+            Ensured::Registered(r) => r.tag(),
+            Ensured::Existing { tag, .. } => *tag,
+        }
+    }
 }
 
 impl<V> Registration<V> {
@@ -84,8 +119,7 @@ impl<V> Registration<V> {
             inner.map.write_if(
                 hash,
                 self.name.as_str(),
-                Write::Remove,
-                |n| n.tag.matches(tag),
+                |n| n.tag.matches(tag).then_some(Write::Remove),
                 &guard
             ),
             Written::Done(_)
@@ -146,7 +180,10 @@ impl<V> fmt::Debug for Ensured<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ensured::Registered(r) => f.debug_tuple("Registered").field(r).finish(),
-            Ensured::Existing(t) => f.debug_tuple("Existing").field(t).finish(),
+            Ensured::Existing { tag, .. } => f
+                .debug_struct("Existing")
+                .field("tag", tag)
+                .finish_non_exhaustive(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::pinned::{EntryRef, Pinned};
 use crate::raw::RawMap;
 use crate::raw::node::{Stored, WeakRef};
 use crate::registration::{Ensured, Registration};
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::AtomicU64;
 use crate::tag::{GenerationCounter, InstanceId, Tag};
 
 /// A lock-free, generation-tagged registry of named values.
@@ -38,8 +38,6 @@ pub(crate) struct Inner<V> {
     pub(crate) generations: GenerationCounter,
     /// The number for the next `register_auto` name. Never restarts.
     pub(crate) auto: AtomicU64,
-    /// Whether a weak binding was ever stored (then `len` purges dead ones first).
-    pub(crate) weak_used: AtomicUsize,
     collector: Option<Collector>,
 }
 
@@ -79,10 +77,18 @@ impl<V: Send + Sync + 'static> Builder<V> {
     }
 
     /// Pre-sizes the table for about this many names (it grows as needed anyway).
+    ///
+    /// A hint above [`MAX_PRESIZE`](Self::MAX_PRESIZE) names is clamped to it: pre-sizing
+    /// allocates 16 bytes per name up front, and a table larger than that is better reached by
+    /// growing. Any `usize` is accepted.
     pub fn capacity(mut self, names: usize) -> Self {
-        self.capacity = names.saturating_mul(2);
+        self.capacity = names.min(Self::MAX_PRESIZE).saturating_mul(2);
         self
     }
+
+    /// The largest [`capacity`](Self::capacity) hint honoured: 2^24 names (a 256 MiB slot
+    /// array). Larger hints are clamped; the table still grows past it as names arrive.
+    pub const MAX_PRESIZE: usize = 1 << 24;
 
     /// Reclaims memory through this collector instead of crossbeam-epoch's global one.
     ///
@@ -109,7 +115,6 @@ impl<V: Send + Sync + 'static> Builder<V> {
                 map: RawMap::new(self.capacity, seed),
                 generations: GenerationCounter::new(),
                 auto: AtomicU64::new(1),
-                weak_used: AtomicUsize::new(0),
                 collector: self.collector,
             }),
         }
@@ -205,8 +210,12 @@ impl<V: Send + Sync + 'static> Registry<V> {
     }
 
     /// Binds `{prefix}-{n}` for the next `n` of a per-registry counter that never restarts (not
-    /// after removals, not after [`clear`](Self::clear)), skipping names that are taken. Fails
-    /// only if `prefix` makes an invalid name.
+    /// after removals, not after [`clear`](Self::clear)), skipping names that are taken.
+    ///
+    /// The prefix is checked up front, with room for any number: it fails, always and at once,
+    /// with [`Error::InvalidName`] naming the prefix, if the prefix is longer than
+    /// [`MAX_AUTO_PREFIX_LEN`](crate::MAX_AUTO_PREFIX_LEN) bytes or contains a control
+    /// character (the empty prefix is allowed: names `-1`, `-2`, ...), and never otherwise.
     pub fn register_auto(&self, prefix: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
         self.pin().register_auto(prefix, value)
     }
@@ -239,13 +248,13 @@ impl<V: Send + Sync + 'static> Registry<V> {
         self.pin().replace_if_same(name, tag, value)
     }
 
-    /// Bindings stored right now. Dead weak bindings are purged first, so this agrees with
-    /// [`names`](Self::names) when nothing runs concurrently. O(1) unless the registry has ever
-    /// held a weak binding (then a purge walks the table).
+    /// Bindings stored right now: O(1), a sum of a few per-thread counters (an instant's
+    /// estimate while writers run, exact once they are quiet).
+    ///
+    /// A weak binding whose owner has died counts until it is purged: by the first read or
+    /// write of its name, by the next migration of the table (which never copies a dead weak
+    /// binding), or by [`purge_dead`](Self::purge_dead), which makes the count exact.
     pub fn len(&self) -> usize {
-        if self.inner.weak_used.load(Ordering::Relaxed) != 0 {
-            self.purge_dead();
-        }
         self.inner.map.len()
     }
 
@@ -284,11 +293,20 @@ impl<V: Send + Sync + 'static> Registry<V> {
         Pinned::new(self)
     }
 
-    /// Asks the epoch collector to free what has been removed, as far as pinned threads allow:
-    /// flushes this thread's deferred frees and advances the epoch a few times. Never needed
-    /// for correctness (collection happens on its own as threads pin); useful before measuring
-    /// memory, or in tests that count drops.
+    /// Drops what has been removed from this registry, as far as pinned threads allow.
+    ///
+    /// Hands every removed value still waiting in the registry to the epoch collector (see
+    /// the crate docs, "Memory"), from whichever thread calls it, then advances the epoch a
+    /// few times and runs what has expired. When it returns, every value removed before the
+    /// call has been dropped, unless a thread that was pinned at its removal is still pinned
+    /// (then the next collection after that thread unpins drops it). Never needed for
+    /// correctness; call it after removing something whose drop you wait for (an agent's
+    /// inbox), before measuring memory, or in tests that count drops.
     pub fn collect(&self) {
+        {
+            let pinned = self.pin();
+            self.inner.map.hand_over_removed(&pinned.guard);
+        }
         for _ in 0..4 {
             self.pin().flush();
         }
@@ -352,18 +370,49 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
 impl<T: ?Sized + Send + Sync + 'static> Registry<Arc<T>> {
     /// Binds `name` without keeping `owner` alive (MARSYS's weak references). Once every
     /// strong reference to the owner is dropped the binding is invisible to every read, never
-    /// blocks a new registration of the name, and is purged identity-safely by the next write
-    /// or read that meets it.
+    /// blocks a new registration of the name, and is purged identity-safely by the next read
+    /// or write that meets it, or by the next migration of the table.
+    ///
+    /// A replacement of a weak binding ([`Registration::replace`],
+    /// [`replace_if_same`](Self::replace_if_same)) stays weak: the registry keeps only a weak
+    /// reference to the new value, so keep a strong one yourself (pass a clone).
     pub fn register_weak(
         &self,
         name: &str,
         owner: &Arc<T>,
     ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
-        self.inner.weak_used.store(1, Ordering::Relaxed);
+        self.register_weak_as(name, InstanceId::fresh(), owner)
+    }
+
+    /// [`register_weak`](Self::register_weak) with an instance id of the caller's (as
+    /// [`register_as`](Self::register_as)), so that [`unregister_instance`] and
+    /// [`ensure_registered_weak`](Self::ensure_registered_weak) recognise the object.
+    ///
+    /// [`unregister_instance`]: Self::unregister_instance
+    pub fn register_weak_as(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        owner: &Arc<T>,
+    ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
+        self.inner.map.note_weak();
         let weak: Box<dyn WeakRef<Arc<T>>> = Box::new(Arc::downgrade(owner));
         self.pin()
-            .register_stored(name, InstanceId::fresh(), Stored::Weak(weak))
+            .register_stored(name, instance, Stored::Weak(weak))
             .map_err(|(e, _)| Rejected::new(e, Arc::clone(owner)))
+    }
+
+    /// Idempotent weak registration (as [`ensure_registered`](Self::ensure_registered)): binds
+    /// `owner` weakly if the name is free; if the name is already bound to `instance`, returns
+    /// the existing tag and creates no second owner; if it is bound to another instance,
+    /// refuses. (A dead weak binding of the name counts as free.)
+    pub fn ensure_registered_weak(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        owner: &Arc<T>,
+    ) -> Result<Ensured<Arc<T>>, Rejected<Arc<T>>> {
+        Ensured::from_registration(self.register_weak_as(name, instance, owner), instance)
     }
 }
 

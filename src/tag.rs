@@ -175,20 +175,85 @@ impl fmt::Display for Tag {
     }
 }
 
-/// The registry-wide generation counter.
-pub(crate) struct GenerationCounter(AtomicU64);
+/// The registry-wide generation counter, drawn from in per-thread blocks.
+///
+/// One shared counter bumped by every registration is one cache line that every registering
+/// thread takes in turn. Instead each thread takes [`GENERATION_BLOCK`] generations at once and
+/// hands them out itself, so generations are:
+/// - **unique** for the life of the registry (each comes from one block, and blocks from one
+///   counter that only increases: never reused, `clear()` included);
+/// - **increasing along each thread**, and a replacement's generation is always greater than
+///   the one it replaces ([`next_after`](Self::next_after));
+/// - **not ordered across threads**: a binding made later on another thread may carry a smaller
+///   generation. Nothing in the registry needs more than uniqueness (a stale tag can only
+///   match its own binding); commit order is another thing than identity.
+pub(crate) struct GenerationCounter {
+    next: AtomicU64,
+    /// Which registry this is, for the per-thread caches (never reused within the process).
+    id: u64,
+}
+
+/// Generations a thread takes at once. One under loom: a model has a handful of writes.
+#[cfg(not(loom))]
+const GENERATION_BLOCK: u64 = 64;
+#[cfg(loom)]
+const GENERATION_BLOCK: u64 = 1;
+
+/// Registry ids for the per-thread caches. Starts at 1: 0 marks an empty cache entry.
+static NEXT_REGISTRY_ID: StaticAtomicU64 = StaticAtomicU64::new(1);
+
+/// Per-thread caches: a few registries' blocks, `(registry id, next, end)`, picked by id.
+const CACHED_REGISTRIES: usize = 4;
+
+thread_local! {
+    static GENERATIONS: [std::cell::Cell<(u64, u64, u64)>; CACHED_REGISTRIES] =
+        const { [const { std::cell::Cell::new((0, 0, 0)) }; CACHED_REGISTRIES] };
+}
 
 impl GenerationCounter {
     pub(crate) fn new() -> Self {
-        GenerationCounter(AtomicU64::new(1))
+        // Relaxed: uniqueness needs only the atomicity of the increment.
+        let id = NEXT_REGISTRY_ID.fetch_add(1, Ordering::Relaxed);
+        GenerationCounter {
+            next: AtomicU64::new(1),
+            id,
+        }
     }
 
-    /// The next generation: strictly greater than every one returned before.
+    /// A generation never returned before by this registry.
+    #[inline]
     pub(crate) fn next(&self) -> Generation {
-        // Relaxed: uniqueness and monotonicity follow from the atomicity of the RMW alone; the
-        // generation is published to other threads inside a node, by the node's Release CAS.
-        let g = self.0.fetch_add(1, Ordering::Relaxed);
-        assert!(g != u64::MAX, "generation counter exhausted");
-        Generation(g)
+        self.next_after(Generation(0))
+    }
+
+    /// A generation never returned before, and greater than `floor` (a generation this
+    /// registry returned: the counter has passed it, so a fresh block is always greater).
+    #[inline]
+    pub(crate) fn next_after(&self, floor: Generation) -> Generation {
+        let id = self.id;
+        GENERATIONS.with(|cache| {
+            // Truncation is fine: any bits of the id pick a cache entry.
+            let entry = &cache[id as usize % CACHED_REGISTRIES];
+            let (owner, next, end) = entry.get();
+            if owner == id && next < end && next > floor.0 {
+                entry.set((id, next + 1, end));
+                return Generation(next);
+            }
+            let start = self.take_block();
+            entry.set((id, start + 1, start + GENERATION_BLOCK));
+            Generation(start)
+        })
+    }
+
+    #[cold]
+    fn take_block(&self) -> u64 {
+        // Relaxed: uniqueness needs only the atomicity of the RMW; the generation is published
+        // to other threads inside a node, by the node's Release CAS.
+        let start = self.next.fetch_add(GENERATION_BLOCK, Ordering::Relaxed);
+        assert!(
+            start <= u64::MAX - 2 * GENERATION_BLOCK,
+            "generation counter exhausted"
+        );
+        start
     }
 }

@@ -334,7 +334,7 @@ fn unregister_if_same_removes_exactly_the_named_binding() {
                                         value,
                                     ) {
                                         Ok(Ensured::Registered(guard)) => Ok(Some(guard)),
-                                        Ok(Ensured::Existing(tag)) => {
+                                        Ok(Ensured::Existing { tag, .. }) => {
                                             assert_eq!(tag.instance(), instances[k / 2]);
                                             log.push(Event::Seen {
                                                 name: k,
@@ -1237,7 +1237,7 @@ fn flush_until(
     max_rounds: usize,
 ) -> Option<usize> {
     for round in 1..=max_rounds {
-        registry.pin().flush();
+        registry.collect();
         if stats.outstanding() <= target {
             return Some(round);
         }

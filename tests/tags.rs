@@ -215,7 +215,7 @@ fn generations_strictly_increase_across_every_write() {
             tags.push(g.tag());
             keep.push(g);
         }
-        Ensured::Existing(t) => panic!("c was free: {t:?}"),
+        Ensured::Existing { tag: t, .. } => panic!("c was free: {t:?}"),
     }
     let owner = Arc::new(7);
     let weak = reg.register_weak("weak", &owner).unwrap();

@@ -58,7 +58,7 @@ use crossbeam_epoch::{Guard, Owned, Shared};
 
 use super::RawMap;
 use super::node::Node;
-use super::reclaim::{Share, retire};
+use super::reclaim::{Share, retire, retire_value};
 use super::table::{DONE, FROZEN, Migration, Slot, TOMB, Table};
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -88,7 +88,12 @@ pub(crate) fn hard_limit(capacity: usize) -> usize {
 /// The next table's capacity: room for twice the live bindings, and never smaller than the
 /// current table (a table whose slots are mostly tombstones is rebuilt at the same size).
 pub(crate) fn next_capacity(current: usize, live: usize) -> usize {
-    current.max(live.saturating_mul(2).saturating_add(1).next_power_of_two())
+    let wanted = live
+        .saturating_mul(2)
+        .saturating_add(1)
+        .min(super::MAX_CAPACITY)
+        .next_power_of_two();
+    current.max(wanted)
 }
 
 impl<V> RawMap<V> {
@@ -97,7 +102,7 @@ impl<V> RawMap<V> {
         if table.migration(guard).is_some() {
             return;
         }
-        let capacity = next_capacity(table.capacity(), self.len());
+        let capacity = next_capacity(table.capacity(), self.live_for_sizing(table, guard));
         let next = Owned::new(Table::<V>::new(capacity));
         next.prev
             .store(table as *const Table<V> as *mut Table<V>, Ordering::Relaxed);
@@ -121,9 +126,31 @@ impl<V> RawMap<V> {
         }
     }
 
+    /// The bindings a migration out of `table` will copy, for sizing the next table: the
+    /// length, less the dead weak bindings (which the migration drops, see `copy_slot`). Those
+    /// are counted by a walk over `table`, only in a map that has held weak bindings.
+    fn live_for_sizing(&self, table: &Table<V>, guard: &Guard) -> usize {
+        let len = self.len();
+        if self.weak_used.load(Ordering::Relaxed) == 0 {
+            return len;
+        }
+        let dead = (0..table.capacity())
+            .filter(|&i| match Slot::decode(table.load(i, guard)) {
+                Slot::Live(n) | Slot::Frozen(n) => !n.is_visible(),
+                _ => false,
+            })
+            .count();
+        len.saturating_sub(dead)
+    }
+
     /// Copies one chunk of `table`'s migration. Returns false if every chunk was already handed
     /// out (the migration may still be finishing in other threads).
     pub(crate) fn help_migrate(&self, table: &Table<V>, m: &Migration<V>, guard: &Guard) -> bool {
+        // A load first: once every chunk is handed out, writers stop taking the cursor's line
+        // exclusively (a failed `fetch_add` would still write it).
+        if table.cursor.load(Ordering::Relaxed) >= table.capacity() {
+            return false;
+        }
         let start = table.cursor.fetch_add(CHUNK, Ordering::Relaxed);
         if start >= table.capacity() {
             return false;
@@ -197,18 +224,30 @@ impl<V> RawMap<V> {
     fn promote(&self, table: &Table<V>, m: &Migration<V>, guard: &Guard) {
         let old = Shared::from(table as *const Table<V>);
         let next = Shared::from(m.next);
+        // SAFETY: `m.next` is a live table (owned by the map; the root, or about to be).
+        let next_table = unsafe { &*m.next };
         if self
             .root
             .compare_exchange(old, next, Ordering::AcqRel, Ordering::Acquire, guard)
             .is_ok()
         {
-            // SAFETY: `m.next` is a live table (owned by the map, now the root).
-            unsafe { &*m.next }
+            next_table
                 .prev
                 .store(std::ptr::null_mut(), Ordering::Release);
             // SAFETY: the old table is unreachable from the root now; threads that loaded it
             // before are pinned, and the free waits for them. Only the CAS winner retires it.
             unsafe { guard.defer_destroy(old) };
+        } else {
+            // Promoted by another thread, which may not have cleared `prev` yet: clear it here,
+            // or a writer refused room in the new root would wait for that thread (the old
+            // table is unlinked from the root either way, which is all that clearing needs; a
+            // lost CAS means it was cleared already).
+            let _ = next_table.prev.compare_exchange(
+                table as *const Table<V> as *mut Table<V>,
+                std::ptr::null_mut(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -221,6 +260,20 @@ impl<V> RawMap<V> {
                 // Tombstones are not copied: the name is not bound.
                 Slot::Tomb(k) => (Shared::null().with_tag(TOMB | FROZEN), Some(k)),
                 Slot::SealedEmpty | Slot::SealedTomb | Slot::Done(_) => return false,
+                // A weak binding whose owner died is invisible and stays dead: it is not copied
+                // but removed here, as a purge would (one CAS on its own node), so that dead
+                // weak bindings never outlive a migration.
+                Slot::Live(n) if !n.is_visible() => {
+                    if table.cas(i, cur, node_word(n, TOMB), guard).is_ok() {
+                        self.len.add(-1);
+                        // SAFETY: our CAS made the binding `n` a tombstone.
+                        unsafe { retire_value(&self.pending, n, guard) };
+                        cur = node_word(n, TOMB);
+                    } else {
+                        cur = table.load(i, guard);
+                    }
+                    continue;
+                }
                 Slot::Live(n) => (node_word(n, FROZEN), None),
                 Slot::Frozen(n) => {
                     self.install(table, m, i, n, guard);
@@ -232,7 +285,7 @@ impl<V> RawMap<V> {
                 Ok(()) => {
                     if let Some(k) = tomb {
                         // SAFETY: our CAS unlinked the tombstone.
-                        unsafe { retire(table, k, Share::Tomb, guard) };
+                        unsafe { retire(table, &self.pending, k, Share::Tomb, guard) };
                     }
                     return true;
                 }

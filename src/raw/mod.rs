@@ -37,6 +37,7 @@
 mod len;
 mod migrate;
 pub(crate) mod node;
+mod pending;
 mod reclaim;
 mod table;
 
@@ -48,10 +49,11 @@ use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use self::len::Len;
 use self::migrate::{hard_limit, soft_limit};
 use self::node::{Key, Node};
+use self::pending::Pending;
 pub(crate) use self::reclaim::drop_panics;
 use self::reclaim::{Share, drop_node, drop_tomb, retire, retire_value};
 use self::table::{FROZEN, Slot, TOMB, Table, home};
-use crate::sync::Ordering;
+use crate::sync::{AtomicUsize, Ordering};
 
 /// The smallest table allocated. Loom models use 4-slot tables, where every claim starts a
 /// migration, so that each model races one; real registries start at 16.
@@ -59,6 +61,10 @@ use crate::sync::Ordering;
 pub(crate) const MIN_CAPACITY: usize = 4;
 #[cfg(not(loom))]
 pub(crate) const MIN_CAPACITY: usize = 16;
+
+/// The largest table ever allocated: 2^(pointer bits - 8) slots, far beyond any memory, so
+/// only a corrupt size could reach it; sizes are clamped here rather than overflow.
+pub(crate) const MAX_CAPACITY: usize = 1 << (usize::BITS - 8);
 
 /// The map.
 pub(crate) struct RawMap<V> {
@@ -68,6 +74,11 @@ pub(crate) struct RawMap<V> {
     /// Live bindings (weak ones included until purged). Incremented after a successful insert,
     /// decremented after a successful remove (see `len.rs`).
     len: Len,
+    /// Nonzero once a weak binding was ever stored (then sizing a migration counts the dead
+    /// ones). Relaxed: a hint for sizing only.
+    weak_used: AtomicUsize,
+    /// Removed values not yet handed to the epoch collector (see `pending.rs`).
+    pending: Pending<V>,
 }
 
 // SAFETY: the map owns `V`s and hands out `&V` to other threads: it is Send/Sync when `V` is.
@@ -92,6 +103,14 @@ pub(crate) enum Write<'g, V> {
     Replace(Shared<'g, Node<V>>),
 }
 
+impl<V> Clone for Write<'_, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for Write<'_, V> {}
+
 /// The result of [`RawMap::write_if`].
 pub(crate) enum Written<'g, V> {
     /// The write happened; this node was unlinked (and retired).
@@ -110,11 +129,17 @@ enum Probe<'g, V> {
 
 impl<V> RawMap<V> {
     pub(crate) fn new(capacity: usize, seed: u64) -> RawMap<V> {
-        let capacity = capacity.max(MIN_CAPACITY).next_power_of_two();
+        // Clamped, so that `next_power_of_two` cannot overflow (it would wrap to 0 in a release
+        // build, and a 0-slot table would index out of bounds).
+        let capacity = capacity
+            .clamp(MIN_CAPACITY, MAX_CAPACITY)
+            .next_power_of_two();
         RawMap {
             root: Atomic::from(table::boxed::<V>(capacity)),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             len: Len::new(),
+            weak_used: AtomicUsize::new(0),
+            pending: Pending::new(),
         }
     }
 
@@ -128,6 +153,13 @@ impl<V> RawMap<V> {
         // SAFETY: the root is never null, and a table is retired only after it stopped being
         // the root, so it outlives every guard that loaded it.
         unsafe { self.root.load(Ordering::Acquire, guard).deref() }
+    }
+
+    /// Notes that a weak binding is about to be stored (see `weak_used`).
+    pub(crate) fn note_weak(&self) {
+        if self.weak_used.load(Ordering::Relaxed) == 0 {
+            self.weak_used.store(1, Ordering::Relaxed);
+        }
     }
 
     /// Bindings stored (an instant's snapshot; weak ones count until purged).
@@ -257,7 +289,7 @@ impl<V> RawMap<V> {
                         }
                         if table.cas(i, cur, new, guard).is_ok() {
                             // SAFETY: our CAS unlinked `n`, a binding until now.
-                            unsafe { retire(table, n, Share::Whole, guard) };
+                            unsafe { retire(table, &self.pending, n, Share::Whole, guard) };
                             return Insert::Inserted;
                         }
                         continue;
@@ -291,7 +323,7 @@ impl<V> RawMap<V> {
                         if table.cas(i, cur, new, guard).is_ok() {
                             self.len.add(1);
                             // SAFETY: our CAS unlinked the tombstone.
-                            unsafe { retire(table, k, Share::Tomb, guard) };
+                            unsafe { retire(table, &self.pending, k, Share::Tomb, guard) };
                             return Insert::Inserted;
                         }
                         continue; // look at slot `i` again
@@ -308,23 +340,23 @@ impl<V> RawMap<V> {
         }
     }
 
-    /// Removes or replaces the node bound to `name` if `accept(node)`: one CAS.
+    /// Removes or replaces the node bound to `name`, as `decide(node)` says (`None` refuses):
+    /// one CAS. `decide` may be called more than once (again after a lost CAS), each time with
+    /// the node bound then.
     pub(crate) fn write_if<'g>(
         &self,
         hash: u64,
         name: &str,
-        write: Write<'g, V>,
-        accept: impl Fn(&Node<V>) -> bool,
+        mut decide: impl FnMut(&'g Node<V>) -> Option<Write<'g, V>>,
         guard: &'g Guard,
     ) -> Written<'g, V> {
-        self.write_if_inner(&Key::new(hash, name), &write, accept, guard)
+        self.write_if_inner(&Key::new(hash, name), &mut decide, guard)
     }
 
     fn write_if_inner<'g>(
         &self,
         key: &Key<'_>,
-        write: &Write<'g, V>,
-        accept: impl Fn(&Node<V>) -> bool,
+        decide: &mut impl FnMut(&'g Node<V>) -> Option<Write<'g, V>>,
         guard: &'g Guard,
     ) -> Written<'g, V> {
         let mut table = self.root(guard);
@@ -360,37 +392,37 @@ impl<V> RawMap<V> {
                         continue 'tables;
                     }
                     Slot::Live(n) if n.is(key) => {
-                        if !accept(n) {
+                        let Some(write) = decide(n) else {
                             return Written::Refused(n);
-                        }
+                        };
                         let new = match write {
                             // The node itself becomes the name's tombstone.
                             Write::Remove => Shared::from(ptr::from_ref(n)).with_tag(TOMB),
-                            Write::Replace(new) => *new,
+                            Write::Replace(new) => new,
                         };
                         #[cfg(genreg_mutant = "cas_unregister")]
                         {
                             // The mutant: check, then store, instead of one CAS.
                             table.store_unchecked(i, new);
                             // SAFETY: none: the store may have unlinked someone else's node.
-                            unsafe { self.retire_written(table, n, write, guard) };
+                            unsafe { self.retire_written(table, n, &write, guard) };
                             return Written::Done(n);
                         }
                         #[allow(unreachable_code)]
                         if table.cas(i, cur, new, guard).is_ok() {
                             // SAFETY: our CAS unlinked `n` as a binding.
-                            unsafe { self.retire_written(table, n, write, guard) };
+                            unsafe { self.retire_written(table, n, &write, guard) };
                             return Written::Done(n);
                         }
                         #[cfg(genreg_mutant = "loser_frees")]
                         // SAFETY: none: the mutant frees a node it did not unlink, on purpose.
                         unsafe {
-                            retire(table, n, Share::Whole, guard)
+                            retire(table, &self.pending, n, Share::Whole, guard)
                         };
                         continue; // the slot changed: decide again
                     }
                     Slot::Frozen(n) if n.is(key) => {
-                        if !accept(n) {
+                        if decide(n).is_none() {
                             // `n` is still the current binding (nothing changes the name
                             // anywhere before its copy is done), so refusing is linearizable.
                             return Written::Refused(n);
@@ -430,10 +462,10 @@ impl<V> RawMap<V> {
             Write::Remove => {
                 self.len.add(-1);
                 // SAFETY: as the caller guarantees: `Live(n)` became `Tomb(n)`.
-                unsafe { retire_value(n, guard) }
+                unsafe { retire_value(&self.pending, n, guard) }
             }
             // SAFETY: as the caller guarantees: `n` is unlinked.
-            Write::Replace(_) => unsafe { retire(table, n, Share::Whole, guard) },
+            Write::Replace(_) => unsafe { retire(table, &self.pending, n, Share::Whole, guard) },
         }
     }
 
@@ -494,23 +526,41 @@ impl<V> RawMap<V> {
         let sealed = Shared::null().with_tag(TOMB | FROZEN);
         if table.cas(i, cur, sealed, guard).is_ok() {
             // SAFETY: our CAS unlinked the tombstone.
-            unsafe { retire(table, tomb, Share::Tomb, guard) };
+            unsafe { retire(table, &self.pending, tomb, Share::Tomb, guard) };
             self.count_sealed(table, 1, guard);
         }
     }
 
     /// Counts one claim in `table` before its CAS (see `migrate.rs`, "Room in the next table").
     fn reserve(&self, table: &Table<V>, guard: &Guard) -> Reserve {
-        let claimed = table.claimed.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(prev) = table.prev(guard) {
-            let uncopied =
-                prev.capacity() - prev.sealed.load(Ordering::Acquire).min(prev.capacity());
+            // The order is the protocol: `sealed` is read BEFORE the claim is counted. Every
+            // copy counted in the `sealed` we read had its install counted in `claimed` first
+            // (and that count happens-before our read, through `sealed`'s AcqRel RMW), so our
+            // later RMW on `claimed` includes it. A copy that lands after our read is counted
+            // twice (in `claimed`, and as uncopied), never zero times. See `migrate.rs`.
+            #[cfg(not(genreg_mutant = "reserve_race"))]
+            let (sealed, claimed) = {
+                let sealed = prev.sealed.load(Ordering::Acquire);
+                hook::reserve_window();
+                (sealed, table.claimed.fetch_add(1, Ordering::Relaxed) + 1)
+            };
+            // The mutant: the claim first, then `sealed` (the bug of issue 8: a copy landing
+            // between the two is counted in neither).
+            #[cfg(genreg_mutant = "reserve_race")]
+            let (sealed, claimed) = {
+                let claimed = table.claimed.fetch_add(1, Ordering::Relaxed) + 1;
+                hook::reserve_window();
+                (prev.sealed.load(Ordering::Acquire), claimed)
+            };
+            let uncopied = prev.capacity() - sealed.min(prev.capacity());
             if claimed + uncopied < table.capacity() {
                 return Reserve::Granted;
             }
             table.claimed.fetch_sub(1, Ordering::Relaxed);
             return Reserve::HelpPrevious;
         }
+        let claimed = table.claimed.fetch_add(1, Ordering::Relaxed) + 1;
         if claimed > hard_limit(table.capacity()) {
             table.claimed.fetch_sub(1, Ordering::Relaxed);
             return Reserve::Seal;
@@ -610,8 +660,18 @@ impl<V> RawMap<V> {
     }
 }
 
+impl<V> RawMap<V> {
+    /// Hands every removed value waiting in this map to the epoch collector (see
+    /// `pending.rs`).
+    pub(crate) fn hand_over_removed(&self, guard: &Guard) {
+        self.pending.hand_over(guard);
+    }
+}
+
 impl<V> Drop for RawMap<V> {
     fn drop(&mut self) {
+        // Nothing can reach the removed nodes waiting here: free them now.
+        self.pending.free_all();
         // SAFETY: `&mut self`: no other thread can reach the map, so nothing needs protecting.
         let guard = unsafe { crossbeam_epoch::unprotected() };
         let root = self.root.load(Ordering::Relaxed, guard);
@@ -658,5 +718,32 @@ unsafe fn free_table_and_nodes<V>(table: Shared<'_, Table<V>>) {
     drop(unsafe { table.into_owned() });
 }
 
+/// Test-only hooks into the middle of an operation, so that a single-threaded test can replay
+/// an interleaving of several threads through the real code ("switching threads" by running
+/// another operation inside the window). Empty, and compiled away, outside unit tests.
+pub(crate) mod hook {
+    #[cfg(all(test, not(loom)))]
+    thread_local! {
+        /// Run once, by the next `reserve` on a next table of this thread, between its two
+        /// steps (reading `prev.sealed` and counting its claim).
+        pub(crate) static RESERVE_WINDOW: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    #[inline(always)]
+    pub(crate) fn reserve_window() {
+        #[cfg(all(test, not(loom)))]
+        {
+            let f = RESERVE_WINDOW.with(|h| h.borrow_mut().take());
+            if let Some(f) = f {
+                f();
+            }
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_models;

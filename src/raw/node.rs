@@ -238,16 +238,23 @@ impl<'a> Key<'a> {
 pub(crate) trait WeakRef<V>: Send + Sync {
     /// A strong value if the owner is still alive.
     fn upgrade(&self) -> Option<V>;
-    /// Whether the owner is still alive (a hint: it may die right after).
+    /// Whether the owner is still alive (a hint: it may die right after; once dead, it stays
+    /// dead).
     fn is_alive(&self) -> bool;
+    /// A weak reference of the same kind to `owner` (a replacement of a weak binding stays
+    /// weak).
+    fn rebind(&self, owner: &V) -> Box<dyn WeakRef<V>>;
 }
 
-impl<T: ?Sized + Send + Sync> WeakRef<std::sync::Arc<T>> for std::sync::Weak<T> {
+impl<T: ?Sized + Send + Sync + 'static> WeakRef<std::sync::Arc<T>> for std::sync::Weak<T> {
     fn upgrade(&self) -> Option<std::sync::Arc<T>> {
         std::sync::Weak::upgrade(self)
     }
     fn is_alive(&self) -> bool {
         self.strong_count() > 0
+    }
+    fn rebind(&self, owner: &std::sync::Arc<T>) -> Box<dyn WeakRef<std::sync::Arc<T>>> {
+        Box::new(std::sync::Arc::downgrade(owner))
     }
 }
 
@@ -277,6 +284,9 @@ pub(crate) struct Node<V> {
     /// Owners of this node's memory: 1, or 2 while a removed node is a tombstone and its value
     /// job is pending.
     pub(crate) refs: AtomicUsize,
+    /// The next entry of the registry's list of pending removals, once this node is on it
+    /// (see `pending.rs`); never read before.
+    pub(crate) pending_next: AtomicUsize,
 }
 
 impl<V> Node<V> {
@@ -287,6 +297,7 @@ impl<V> Node<V> {
             name,
             value: UnsafeCell::new(ManuallyDrop::new(value)),
             refs: AtomicUsize::new(1),
+            pending_next: AtomicUsize::new(0),
         }
     }
 

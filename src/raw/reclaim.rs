@@ -29,6 +29,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crossbeam_epoch::{Guard, Owned};
 
 use super::node::{Node, VALUE_GONE};
+use super::pending::{Kind, Pending};
 use super::table::Table;
 use crate::sync::{Ordering, StaticAtomicU64};
 
@@ -122,39 +123,56 @@ pub(crate) unsafe fn free<V>(node: *mut Node<V>, share: Share) {
 /// # Safety
 /// The caller won the CAS that replaced `node` in a slot of `table`, under `guard`, and
 /// retires it exactly once.
-pub(crate) unsafe fn retire<V>(table: &Table<V>, node: &Node<V>, share: Share, guard: &Guard) {
+pub(crate) unsafe fn retire<V>(
+    table: &Table<V>,
+    pending: &Pending<V>,
+    node: &Node<V>,
+    share: Share,
+    guard: &Guard,
+) {
     let ptr = node as *const Node<V> as *mut Node<V>;
-    match table.prev(guard) {
+    match (table.prev(guard), share) {
         // The previous table may still hold this node as `Done`: keep it until that table is
         // freed.
-        Some(prev) => prev.bury(ptr, share),
-        // SAFETY: the node is unlinked from the only table that can reach it (a table whose
-        // `prev` is null was never migrated into, or that migration completed and the old
-        // table was unlinked before `prev` was cleared), so only threads pinned now can hold
-        // it; the deferred free runs after they unpin.
-        None => unsafe { guard.defer_unchecked(move || free(ptr, share)) },
+        (Some(prev), _) => prev.bury(ptr, share),
+        // SAFETY (both arms): the node is unlinked from the only table that can reach it (a
+        // table whose `prev` is null was never migrated into, or that migration completed and
+        // the old table was unlinked before `prev` was cleared), so only threads pinned now
+        // can hold it; the free runs after they unpin.
+        // A binding's value goes through the registry's list, so that any thread can hand it
+        // over (see `pending.rs`).
+        (None, Share::Whole) => unsafe { pending.push(node, Kind::Whole, guard) },
+        // A tombstone holds no value: nobody waits for its memory.
+        (None, Share::Tomb) => unsafe { guard.defer_unchecked(move || free(ptr, share)) },
+    }
+}
+
+/// The job a removal defers for its value: drop it, then give up the job's share.
+///
+/// # Safety
+/// As `retire_value` set it up: the job's share is held, and no thread can read the value.
+pub(crate) unsafe fn drop_value_job<V>(node: *mut Node<V>) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        drop_value(node);
+        release(node);
     }
 }
 
 /// Turns a binding the caller's CAS just made a tombstone (`Live(node)` → `Tomb(node)`) into
 /// one: the node stays, as the tombstone, and its value is dropped by a job deferred past every
 /// thread pinned now, the only ones that can have reached it as a binding (a thread pinned
-/// later finds `Tomb` here, or `Done` in a previous table, and neither reads a value).
+/// later finds `Tomb` here, or `Done` in a previous table, and neither reads a value). The job
+/// goes through the registry's list of pending removals (`pending.rs`).
 ///
 /// # Safety
 /// The caller won that CAS under `guard`, once.
-pub(crate) unsafe fn retire_value<V>(node: &Node<V>, guard: &Guard) {
+pub(crate) unsafe fn retire_value<V>(pending: &Pending<V>, node: &Node<V>, guard: &Guard) {
     // Relaxed: the job that gives this share up runs after this thread unpins, which orders
     // it after this increment; so does any release of the tombstone's share (also deferred or
     // buried, by a thread that saw the tombstone this CAS published).
     node.refs.fetch_add(1, Ordering::Relaxed);
-    let ptr = node as *const Node<V> as *mut Node<V>;
-    // SAFETY: as above; the job holds the share just added, so the node is allocated when it
-    // runs.
-    unsafe {
-        guard.defer_unchecked(move || {
-            drop_value(ptr);
-            release(ptr);
-        })
-    };
+    // SAFETY: as above; the list's entry holds the share just added, so the node is allocated
+    // until its job runs.
+    unsafe { pending.push(node, Kind::Value, guard) };
 }

@@ -134,7 +134,9 @@ pub(crate) struct Table<V> {
 
 impl<V> Table<V> {
     pub(crate) fn new(capacity: usize) -> Table<V> {
-        debug_assert!(capacity.is_power_of_two());
+        // Not a debug assertion: `slot` indexes with `i & mask` unchecked, which is in bounds
+        // only for a power of two (0 would make the mask `usize::MAX` over an empty array).
+        assert!(capacity.is_power_of_two(), "table capacity {capacity}");
         Table {
             mask: capacity - 1,
             slots: (0..capacity).map(|_| AtomicUsize::new(0)).collect(),

@@ -158,8 +158,7 @@ fn single_thread_walk_through_migrations() {
             let w = map.write_if(
                 hash,
                 &name,
-                Write::Remove,
-                |n| n.tag.generation().as_raw() == i,
+                |n| (n.tag.generation().as_raw() == i).then_some(Write::Remove),
                 guard,
             );
             assert!(matches!(w, Written::Done(_)));
@@ -172,8 +171,7 @@ fn single_thread_walk_through_migrations() {
             let w = map.write_if(
                 hash,
                 &name,
-                Write::Replace(new),
-                |n| n.tag.generation().as_raw() == i,
+                |n| (n.tag.generation().as_raw() == i).then_some(Write::Replace(new)),
                 guard,
             );
             assert!(matches!(w, Written::Done(_)));
@@ -214,8 +212,7 @@ fn single_thread_walk_through_migrations() {
             let w = map.write_if(
                 hash,
                 "churn",
-                Write::Remove,
-                |n| n.tag.generation().as_raw() == round,
+                |n| (n.tag.generation().as_raw() == round).then_some(Write::Remove),
                 guard,
             );
             assert!(matches!(w, Written::Done(_)));
@@ -267,8 +264,7 @@ fn removal_during_migration_uses_the_graveyard() {
     let w = map.write_if(
         hash,
         &name,
-        Write::Remove,
-        |n| n.tag.generation().as_raw() == g,
+        |n| (n.tag.generation().as_raw() == g).then_some(Write::Remove),
         guard,
     );
     assert!(matches!(w, Written::Done(_)));
@@ -316,4 +312,137 @@ fn striped_len_sums_exactly() {
     let empty = super::len::Len::new();
     empty.add(-1);
     assert_eq!(empty.get(), 0);
+}
+
+/// Issue 8, bug 1, replayed through the real `reserve`, copy and `install` code: the next
+/// table's room check must never be granted to two claims that a copy landing in their window
+/// would leave without room.
+///
+/// The interleaving (16-slot tables): the old table holds 4 live names, 6 tombstones and 6
+/// empty slots; its tombstones and empties are sealed (`sealed` = 12); 11 fresh names go to the
+/// next table (11 + 4 pending copies = 15, the bound). Then G1 and G2 each start `reserve`, and
+/// inside their window a helper copies two live slots. With the claim counted before `sealed`
+/// is read (the bug), both are granted: 15 slots used with 2 copies pending, and the last copy
+/// panics ("the next table always keeps room for every copy"). With `sealed` read first, both
+/// are refused, help finish the migration, and land in the new root.
+#[test]
+fn next_table_room_is_never_granted_twice() {
+    use super::hook::RESERVE_WINDOW;
+    let drops = Arc::new(AtomicUsize::new(0));
+    let collector = Collector::new();
+    let handle = Arc::new(collector.register());
+    let map = Arc::new(RawMap::<Counted>::new(16, 7));
+    let guard = &handle.pin();
+    let root = map.root(guard);
+    assert_eq!(root.capacity(), 16);
+    // 10 names (the soft limit: no migration yet), 6 of them removed: 4 live, 6 tombstones.
+    for i in 0..10u64 {
+        assert!(matches!(
+            map.insert(node(&map, &format!("old{i}"), i, &drops), |_| false, guard),
+            Insert::Inserted
+        ));
+    }
+    assert!(root.migration(guard).is_none());
+    for i in 4..10u64 {
+        let name = format!("old{i}");
+        let w = map.write_if(map.hash(&name), &name, |_| Some(Write::Remove), guard);
+        assert!(matches!(w, Written::Done(_)));
+    }
+    map.start_migration(root, guard);
+    let m = root.migration(guard).expect("started");
+    let next = root.next(guard).expect("a next table");
+    assert_eq!(next.capacity(), 16);
+    // No writer hands out chunks: the copies below are the only ones.
+    root.cursor.store(root.capacity(), StdOrdering::Relaxed);
+    let mut live = Vec::new();
+    for i in 0..16 {
+        match Slot::decode(root.load(i, guard)) {
+            Slot::Empty | Slot::Tomb(_) => map.copy_slot_counted(root, m, i, guard),
+            Slot::Live(_) => live.push(i),
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(live.len(), 4);
+    assert_eq!(root.sealed.load(StdOrdering::Relaxed), 12);
+    for i in 0..11u64 {
+        assert!(matches!(
+            map.insert(
+                node(&map, &format!("new{i}"), 100 + i, &drops),
+                |_| false,
+                guard
+            ),
+            Insert::Inserted
+        ));
+    }
+    assert_eq!(next.claimed.load(StdOrdering::Relaxed), 11);
+    // Where the two copies will land, and two fresh names whose chains end elsewhere: each of
+    // the four writes must get a slot of its own, or a lost CAS would hide the bug.
+    let empty_from = |hash: u64, taken: &[usize]| {
+        let mut i = super::table::home(hash, next.mask);
+        while !matches!(Slot::decode(next.load(i, guard)), Slot::Empty) || taken.contains(&i) {
+            i = (i + 1) & next.mask;
+        }
+        i
+    };
+    let live_hash = |i: usize| match Slot::decode(root.load(i, guard)) {
+        Slot::Live(n) => n.hash,
+        _ => unreachable!(),
+    };
+    let x = empty_from(live_hash(live[0]), &[]);
+    let y = empty_from(live_hash(live[1]), &[x]);
+    let fresh = |prefix: &str, taken: &[usize]| {
+        (0..10_000)
+            .map(|k| format!("{prefix}{k}"))
+            .find(|name| {
+                let home = super::table::home(map.hash(name), next.mask);
+                matches!(Slot::decode(next.load(home, guard)), Slot::Empty)
+                    && !taken.contains(&home)
+            })
+            .expect("some name has its home in a free slot")
+    };
+    let g1_name = fresh("g1-", &[x, y]);
+    let g1_home = super::table::home(map.hash(&g1_name), next.mask);
+    let g2_name = fresh("g2-", &[x, y, g1_home]);
+
+    // G1's window runs G2, whose window runs the helper's two copies.
+    let (map2, handle2, drops2) = (Arc::clone(&map), Arc::clone(&handle), Arc::clone(&drops));
+    let helper = move || {
+        let (map, guard) = (&*map2, &handle2.pin());
+        let root = map.root(guard);
+        let m = root.migration(guard).expect("migrating");
+        for &i in &live[..2] {
+            map.copy_slot_counted(root, m, i, guard);
+        }
+        assert_eq!(root.sealed.load(StdOrdering::Relaxed), 14);
+        drop(drops2);
+    };
+    let (map3, handle3, drops3) = (Arc::clone(&map), Arc::clone(&handle), Arc::clone(&drops));
+    let g2_inserted = g2_name.clone();
+    let g2 = move || {
+        RESERVE_WINDOW.with(|h| *h.borrow_mut() = Some(Box::new(helper)));
+        let (map, guard) = (&*map3, &handle3.pin());
+        assert!(matches!(
+            map.insert(node(map, &g2_inserted, 200, &drops3), |_| false, guard),
+            Insert::Inserted
+        ));
+    };
+    RESERVE_WINDOW.with(|h| *h.borrow_mut() = Some(Box::new(g2)));
+    assert!(matches!(
+        map.insert(node(&map, &g1_name, 201, &drops), |_| false, guard),
+        Insert::Inserted
+    ));
+    assert!(
+        RESERVE_WINDOW.with(|h| h.borrow().is_none()),
+        "both windows ran"
+    );
+
+    // Finish whatever migration is left (this is where the bug panicked) and check every name.
+    assert_eq!(map.iter(guard).count(), 17);
+    let mut names: Vec<String> = (0..4).map(|i| format!("old{i}")).collect();
+    names.extend((0..11).map(|i| format!("new{i}")));
+    names.extend([g1_name, g2_name]);
+    for name in &names {
+        assert!(map.get(map.hash(name), name, guard).is_some(), "{name}");
+    }
+    assert_eq!(map.len(), 17);
 }

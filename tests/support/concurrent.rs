@@ -220,7 +220,7 @@ impl Worker {
                     None => reg.ensure_registered(&name, inst, v.clone()),
                 };
                 match r {
-                    Ok(Ensured::Existing(t)) => {
+                    Ok(Ensured::Existing { tag: t, .. }) => {
                         assert_eq!(t.instance(), inst, "{op:?}");
                         self.observe(&name, t, None);
                     }
@@ -244,10 +244,14 @@ impl Worker {
                 };
                 let name = match &r {
                     Ok(g) => g.name().to_owned(),
-                    Err(rej) => match rej.error() {
-                        Error::InvalidName { name, .. } => name.to_string(),
-                        e => panic!("{op:?}: register_auto refused with {e:?}"),
-                    },
+                    Err(rej) => {
+                        // Refused up front, for the prefix, with no number used.
+                        let expected = validate_prefix(&prefix).expect_err("only a bad prefix");
+                        assert_eq!(rej.error(), &expected, "{op:?}");
+                        let (_, back) = r.unwrap_err().into_parts();
+                        assert!(Arc::ptr_eq(&back, &v), "{op:?}: value not handed back");
+                        return;
+                    }
                 };
                 let n = name
                     .strip_prefix(&format!("{prefix}-"))
@@ -690,6 +694,8 @@ pub fn check_concurrent(reg: &Registry<V>, finished: &[Finished]) {
     // Quiescent now: the views agree, and every survivor is a known binding not ended.
     let entries = reg.entries();
     let names = reg.names();
+    // `len` is O(1): dead weak bindings count until purged.
+    reg.purge_dead();
     let len = reg.len();
     assert_eq!(
         len,

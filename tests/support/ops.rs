@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use arbitrary::{Arbitrary, Unstructured};
 use genreg::{
-    Entry, EntryRef, Error, Generation, InstanceId, InvalidNameReason, MAX_NAME_LEN, Registry, Tag,
+    Entry, EntryRef, Error, Generation, InstanceId, InvalidNameReason, MAX_AUTO_PREFIX_LEN,
+    MAX_NAME_LEN, Registry, Tag,
 };
 
 #[path = "sequential.rs"]
@@ -461,6 +462,21 @@ pub fn validate(name: &str) -> Result<(), Error> {
     };
     Err(Error::InvalidName {
         name: name.into(),
+        reason,
+    })
+}
+
+/// What `register_auto(prefix, ..)` must answer up front: room for `-` and any number.
+pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
+    let reason = if prefix.len() > MAX_AUTO_PREFIX_LEN {
+        InvalidNameReason::PrefixTooLong { len: prefix.len() }
+    } else if let Some((at, _)) = prefix.char_indices().find(|(_, c)| c.is_control()) {
+        InvalidNameReason::ControlChar { at }
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        name: prefix.into(),
         reason,
     })
 }

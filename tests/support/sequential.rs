@@ -210,13 +210,20 @@ impl Harness {
         actual: Result<Tag, Rejected<V>>,
     ) -> Option<Tag> {
         let expected = self.model.expect_remove(name, Some(tag)).map(|_| ());
+        let was_weak = matches!(self.model.map.get(name), Some((_, MVal::Weak { .. })));
         // A refusal of an unbound name is `NotFound`, of a differently bound one `TagMismatch`.
         match (actual, expected) {
             (Ok(new), Ok(())) => {
                 self.learn(new, Some(tag.instance()), ctx);
-                self.model
-                    .map
-                    .insert(name.to_owned(), (new, MVal::Strong(n)));
+                // A replacement of a weak binding stays weak, owned by the value passed: the
+                // harness keeps that value as an owner (a later `DropOwner` may kill it).
+                let mval = if was_weak {
+                    self.owners.push((n, passed.clone()));
+                    MVal::Weak { owner: n, value: n }
+                } else {
+                    MVal::Strong(n)
+                };
+                self.model.map.insert(name.to_owned(), (new, mval));
                 Some(new)
             }
             (Err(rejected), Err(expected)) => {
@@ -284,10 +291,11 @@ impl Harness {
                     .and_then(|()| self.model.tag(&name))
                     .filter(|t| t.instance() == inst);
                 match (actual, existing) {
-                    (Ok(Ensured::Existing(t)), Some(current)) => {
+                    (Ok(Ensured::Existing { tag: t, value }), Some(current)) => {
                         assert_eq!(t, current, "{op:?}: ensure_registered existing tag");
+                        assert!(Arc::ptr_eq(&value, &v), "{op:?}: value not handed back");
                     }
-                    (Ok(Ensured::Existing(t)), None) => {
+                    (Ok(Ensured::Existing { tag: t, .. }), None) => {
                         panic!(
                             "{op:?}: ensure_registered answered Existing({t:?}), model: {:?}",
                             self.model.tag(&name)
@@ -317,14 +325,19 @@ impl Harness {
             Op::RegisterAuto { prefix } => {
                 let prefix = prefix.get();
                 let v = self.value();
-                // The model's auto-naming: skip taken names; an invalid name ends it.
-                let (name, expect) = loop {
-                    let n = self.model.auto;
-                    self.model.auto += 1;
-                    let name = format!("{prefix}-{n}");
-                    match self.model.expect_register(&name) {
-                        Err(Error::AlreadyRegistered { .. }) => continue,
-                        other => break (name, other),
+                // The model's auto-naming: the prefix is checked first (with room for any
+                // number; no number is used then); then taken names are skipped.
+                let (name, expect) = if let Err(e) = validate_prefix(&prefix) {
+                    (prefix.clone(), Err(e))
+                } else {
+                    loop {
+                        let n = self.model.auto;
+                        self.model.auto += 1;
+                        let name = format!("{prefix}-{n}");
+                        match self.model.expect_register(&name) {
+                            Err(Error::AlreadyRegistered { .. }) => continue,
+                            other => break (name, other),
+                        }
                     }
                 };
                 let actual = match pin {
@@ -550,13 +563,23 @@ impl Harness {
                     );
                 }
             }
+            // `len` is O(1) and counts dead weak bindings until they are purged (by a read or
+            // write of their name, a migration or `purge_dead`): between the live count and
+            // the live count plus the dead ones that may still be stored.
             Op::Len => {
-                assert_eq!(reg.len(), self.model.map.len(), "{op:?}");
-                self.model.dead_maybe = 0;
+                let (len, live) = (reg.len(), self.model.map.len());
+                let most = live + self.model.dead_maybe;
+                assert!(
+                    live <= len && len <= most,
+                    "{op:?}: len {len}, live {live}, at most {most}"
+                );
             }
             Op::IsEmpty => {
-                assert_eq!(reg.is_empty(), self.model.map.is_empty(), "{op:?}");
-                self.model.dead_maybe = 0;
+                let (empty, live) = (reg.is_empty(), self.model.map.len());
+                assert!(!empty || live == 0, "{op:?}: empty with {live} live");
+                if live == 0 && self.model.dead_maybe == 0 {
+                    assert!(empty, "{op:?}");
+                }
             }
             Op::Names => {
                 let expected: Vec<String> = self.model.map.keys().cloned().collect();
@@ -706,9 +729,11 @@ pub fn run_sequential(ops: &[Op], cfg: Config) {
         h.model.map.remove(&n);
     }
     check_invariants(&mut h);
-    // Dropping every owner hides every weak binding; len() purges them.
+    // Dropping every owner hides every weak binding; purge_dead() removes them.
     h.owners.clear();
     h.model.map.retain(|_, (_, v)| matches!(v, MVal::Strong(_)));
+    // `len` is O(1): dead weak bindings count until purged.
+    h.reg.purge_dead();
     assert_eq!(
         h.reg.len(),
         h.model.map.len(),
