@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stage "loom": the model-checking suite (tests/loom.rs), every model exhaustively explored up to
-# its preemption bound.
+# Stage "loom": the model-checking suites (tests/loom.rs through the public API, and
+# src/raw/loom_models.rs inside the crate), every model exhaustively explored up to its
+# preemption bound.
 #
 #   bash ci/loom.sh                          # what CI runs: every model
 #   bash ci/loom.sh register_race            # arguments go to the test binary (a name filter)
@@ -21,6 +22,11 @@ unset LOOM_MAX_DURATION LOOM_MAX_PERMUTATIONS LOOM_CHECKPOINT_FILE
 export RUSTFLAGS="--cfg loom --cfg crossbeam_loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS=2
 
-step "build loom models" cargo test --release --test loom --target-dir target/loom --no-run
+step "build loom models" cargo test --release --test loom --lib --target-dir target/loom --no-run
 # --nocapture: each model prints its bound, iteration count and time.
-step "run loom models" cargo test --release --test loom --target-dir target/loom -- --nocapture "$@"
+step "run loom models (public API, tests/loom.rs)" \
+    cargo test --release --test loom --target-dir target/loom -- --nocapture "$@"
+# The raw core's models (src/raw/loom_models.rs): protocols whose state the public API cannot
+# set up, e.g. the next table's room check against copies, with three threads (~4 min).
+step "run loom models (raw core, src/raw/loom_models.rs)" \
+    cargo test --release --lib --target-dir target/loom -- --nocapture loom_models "$@"

@@ -13,14 +13,16 @@
 #   bash ci/mutants.sh none                   # the control: no mutant, every layer must pass
 #   bash ci/mutants.sh loser_frees loom-each  # each loom model on its own: which ones catch it
 #
-# MUTANT: cas_unregister | no_generation | loser_frees | all (those three) | none (control)
+# MUTANT: cas_unregister | no_generation | loser_frees | reserve_race | all (those four) |
+#         none (control)
 # LAYER (limits in parentheses; each runs what the named ci/ script runs, plus the cfg):
 #   proptest     cargo test --release --test model -- --nocapture              (120 s)
 #   api          cargo test --release --test api                               (120 s)
 #   stress       cargo test --release --test stress                            (120 s)
 #   unit, tags, replay   the rest of ci/test.sh's `cargo test --release`:
 #                --lib, --test tags, --test fuzz_replay (the checked-in corpora)  (120 s)
-#   loom         the whole suite as ci/loom.sh runs it, -- --nocapture         (300 s)
+#   loom         both suites as ci/loom.sh runs them (tests/loom.rs, then the raw core's
+#                models in --lib), -- --nocapture                            (300 s)
 #                A failing model aborts the loom binary, so only the first one is reported;
 #                GENREG_MUTANTS_LOOM_FILTER=NAME runs only the matching models.
 #   miri-lib, miri-api, miri-tags, miri-model, miri-stress
@@ -77,7 +79,7 @@ T_BUILD="${GENREG_MUTANTS_T_BUILD:-2400}"
 REPEAT="${GENREG_MUTANTS_REPEAT:-1}"
 RUN="" # "#k" while repeating
 
-ALL_MUTANTS=(cas_unregister no_generation loser_frees)
+ALL_MUTANTS=(cas_unregister no_generation loser_frees reserve_race)
 TEST_LAYERS=(proptest api stress unit tags replay)
 MIRI_LAYERS=(miri-lib miri-api miri-tags miri-model miri-stress)
 FUZZ_LAYERS=(fuzz-ops fuzz-ops-empty fuzz-concurrent fuzz-concurrent-empty)
@@ -199,7 +201,7 @@ build_cmd() { # MUTANT GROUP
     case "$2" in
         test) echo cargo test --release --lib --test model --test api --test stress --test tags \
             --test fuzz_replay --no-run -v --target-dir "$td" ;;
-        loom) echo cargo test --release --test loom --no-run -v --target-dir "$td" ;;
+        loom) echo cargo test --release --test loom --lib --no-run -v --target-dir "$td" ;;
         miri) echo cargo "+$NIGHTLY" miri test --lib --test api --test tags --test model \
             --test stress --no-run -v ;;
         tsan) echo cargo "+$NIGHTLY" test -Zbuild-std --target "$TRIPLE" --release --test stress \
@@ -328,7 +330,7 @@ run_cell() {
             cmd=(cargo test --release --test fuzz_replay --target-dir "$td") ;;
         loom)
             limit=$T_LOOM re="$FAIL_RE|$PANIC_RE"
-            cmd=(cargo test --release --test loom --target-dir "$td" -- --nocapture
+            cmd=(cargo test --release --test loom --lib --target-dir "$td" -- --nocapture
                 ${GENREG_MUTANTS_LOOM_FILTER:+"$GENREG_MUTANTS_LOOM_FILTER"}) ;;
         loom:*)
             limit=$T_LOOM re="$FAIL_RE|$PANIC_RE"

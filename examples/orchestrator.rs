@@ -54,15 +54,26 @@ struct Agent {
     role: &'static str,
     version: u64,
     calls: AtomicU64,
+    /// Where tasks for an agent that runs on a thread of its own go (see `inbox_shutdown`).
+    inbox: Option<mpsc::Sender<u64>>,
 }
 
 impl Agent {
     fn new(role: &'static str, version: u64) -> Arc<Agent> {
+        Agent::with_inbox(role, version, None)
+    }
+
+    fn with_inbox(
+        role: &'static str,
+        version: u64,
+        inbox: Option<mpsc::Sender<u64>>,
+    ) -> Arc<Agent> {
         AGENTS_ALIVE.fetch_add(1, Relaxed);
         Arc::new(Agent {
             role,
             version,
             calls: AtomicU64::new(0),
+            inbox,
         })
     }
 
@@ -478,6 +489,59 @@ fn coordinator(registry: Agents, stop: &AtomicBool) -> Stats {
 // main: start everything, run, check the final state, print the summary
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// Shutting an agent down by closing its inbox
+// ---------------------------------------------------------------------------------------------
+
+/// An agent that runs on a thread of its own, fed through an inbox whose `Sender` lives in its
+/// registry entry, stops when the inbox closes, i.e. when the last `Sender` is dropped. One
+/// thread removes the binding; the supervisor (another thread) calls `collect()`, which drops
+/// the removed entry at once although it was removed elsewhere. Returns how long the agent
+/// waited for its inbox to close after the removal.
+fn inbox_shutdown(registry: &Agents) -> Duration {
+    let (tx, rx) = mpsc::channel::<u64>();
+    let agent_thread = thread::spawn(move || {
+        let mut handled = 0;
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(_task) => handled += 1,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return handled,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the inbox never closed: the removed entry was never dropped")
+                }
+            }
+        }
+    });
+    let guard = registry
+        .register("mailbox", Agent::with_inbox("mailbox", 0, Some(tx)))
+        .expect("a free name");
+    for task in 0..3 {
+        let agent = registry.get("mailbox").expect("bound");
+        agent
+            .inbox
+            .as_ref()
+            .expect("an inbox")
+            .send(task)
+            .expect("the agent runs");
+    }
+    // Another thread retires the agent (its guard drops there) and stays alive, idle.
+    let (removed_tx, removed_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let remover = thread::spawn(move || {
+        drop(guard);
+        removed_tx.send(Instant::now()).expect("main waits");
+        let _ = done_rx.recv();
+    });
+    let removed_at = removed_rx.recv().expect("removed");
+    registry.collect();
+    let handled = agent_thread.join().expect("the agent stopped");
+    let waited = removed_at.elapsed();
+    assert_eq!(handled, 3, "every task reached the agent");
+    done_tx.send(()).expect("the remover waits");
+    remover.join().expect("the remover");
+    waited
+}
+
 fn main() {
     let seconds: f64 = match std::env::args().nth(1) {
         Some(arg) => arg.parse().expect("usage: orchestrator [SECONDS]"),
@@ -519,7 +583,9 @@ fn main() {
 
     // Every guard has been dropped: only the four services are left, each at the version that
     // its winning upgrades produced (each won `replace_if_same` raised it by exactly one).
+    // `len` is O(1) and counts a weak scout whose agent died until something purges it.
     let names = registry.names();
+    registry.purge_dead();
     let live = registry.len();
     assert_eq!(
         live,
@@ -581,25 +647,34 @@ fn main() {
     let names_note = format!("len() == names().len(): {names:?}");
     row("live entries at end", live as u64, &names_note);
 
+    let waited = inbox_shutdown(&registry);
+    row(
+        "inbox closed after removal",
+        waited.as_micros() as u64,
+        "µs: unregister, then collect() from another thread",
+    );
+
     // Shut down: unbind the services identity-safely, then let epoch reclamation free every
-    // removed binding. Every agent ever created must be dropped exactly once.
+    // removed binding. Every agent ever created must be dropped exactly once. `collect` hands
+    // over what the registry still holds and runs the collector (each run frees a bounded
+    // amount, so a long run's backlog takes a few).
     for (name, tag) in SERVICES.iter().zip(final_tags) {
         registry
             .unregister_if_same(name, tag)
             .expect("the service is still ours");
     }
     assert!(registry.is_empty());
-    drop(registry);
-    let mut flushes = 0;
+    let mut collections = 0;
     while AGENTS_ALIVE.load(Relaxed) != 0 {
-        genreg::epoch::pin().flush();
-        flushes += 1;
+        registry.collect();
+        collections += 1;
         assert!(
-            flushes < 100_000,
+            collections < 100_000,
             "{} agents never freed",
             AGENTS_ALIVE.load(Relaxed)
         );
     }
+    drop(registry);
     row(
         "agents alive at exit",
         0,

@@ -33,9 +33,16 @@
 //! # Entries and tags
 //! An entry is a **name**, a [`Tag`] and a **value**. The tag is
 //! `(`[`InstanceId`]`, `[`Generation`]`)`: which object is bound, and which binding this is.
-//! Generations come from one registry-wide counter that only increases (also across
-//! [`Registry::clear`]), so a tag from an old binding never matches a newer binding of the same
-//! name, even one of the same instance: there is no ABA. See [`tag`](crate::Tag).
+//! Generations are drawn from one registry-wide counter that only increases (also across
+//! [`Registry::clear`]) and are never reused, so a tag from an old binding never matches a newer
+//! binding of the same name, even one of the same instance: there is no ABA. See
+//! [`tag`](crate::Tag).
+//!
+//! So that registering threads do not all write one counter's cache line, each thread takes
+//! generations from that counter 64 at a time. Generations therefore increase along each
+//! thread's operations, and a replacement's generation is always greater than the one it
+//! replaces, but generations minted on different threads are not ordered by time: compare tags
+//! for equality, not to decide which binding is newer.
 //!
 //! # Names
 //! A name is a non-empty UTF-8 string of at most [`MAX_NAME_LEN`] bytes with no control
@@ -56,17 +63,27 @@
 //! | operation | one step |
 //! | --- | --- |
 //! | [`register`](Registry::register) | one CAS into the first empty slot of the name's probe chain |
-//! | [`get`](Registry::get) | loads only; writes no shared memory |
+//! | [`get`](Registry::get) | loads only; writes no shared memory (except to purge a dead weak binding it meets: one CAS) |
 //! | [`unregister_if_same`](Registry::unregister_if_same) | one CAS, node → tombstone, only if the node carries the tag |
 //! | [`replace_if_same`](Registry::replace_if_same) | one CAS, node → new node with a new generation |
 //!
 //! Whole-registry views ([`names`](Registry::names), [`entries`](Registry::entries),
-//! [`Pinned::iter`], [`len`](Registry::len)) are **weakly consistent**, like Java's
-//! `ConcurrentHashMap`: they never block writers, see every binding present for their whole
-//! duration exactly once, and never see freed memory; bindings added or removed meanwhile may or
-//! may not appear. [`clear`](Registry::clear) and
-//! [`unregister_instance`](Registry::unregister_instance) are a sequence of per-name CASes, not
-//! one atomic step.
+//! [`Pinned::iter`]) are **weakly consistent**, like Java's `ConcurrentHashMap`, and promise
+//! exactly this:
+//! - they never block writers and never see freed memory;
+//! - a binding present for the whole walk is seen **exactly once**, with its value;
+//! - **no name is listed twice**: each name has one slot per table, and a walk reads each slot
+//!   once (a name whose slot was copied to a newer table during the walk is read there, once);
+//! - a binding added or removed during the walk may or may not be seen; what is seen of a name
+//!   is its binding at the instant the walk read its slot.
+//!
+//! A walk first finishes a migration in progress (copying the remaining slots itself, so that
+//! it can walk one table), and skips dead weak bindings. [`len`](Registry::len) is not a walk:
+//! it is O(1), a sum of per-thread counters, exact when writers are quiet, and counts a dead
+//! weak binding until it is purged. [`clear`](Registry::clear),
+//! [`unregister_instance`](Registry::unregister_instance) and
+//! [`purge_dead`](Registry::purge_dead) are a walk followed by per-name CASes, not one atomic
+//! step.
 //!
 //! # Memory
 //! Removed values are dropped through epochs (crossbeam-epoch): a value is dropped once every
@@ -74,14 +91,35 @@
 //! The removed node itself stays as the name's tombstone (a removal allocates nothing), until
 //! the name is registered again, reusing the slot, or the table is rebuilt; replaced nodes are
 //! freed through epochs whole. The table grows, and rebuilds itself to drop tombstones,
-//! incrementally: each writer copies a chunk of 64 slots, readers never help and never wait.
+//! incrementally: each writer copies a chunk of 64 slots before it writes; a lookup never
+//! helps and never waits (a walk does help, see above).
+//!
+//! **When a removed value is dropped.** A removal puts the removed node on a list of the
+//! registry's (the node itself is the list entry). Every 64 removals, the remover hands the
+//! list to the epoch collector's global queue; [`Registry::collect`], called from any thread,
+//! hands it over at once, whatever its length, and runs the collector. So:
+//! - after `collect()` returns, every value removed before the call has been dropped, unless a
+//!   thread that was pinned at its removal is still pinned (the next collection after it
+//!   unpins drops it);
+//! - without `collect()`, at most 64 removed values wait in an idle registry, plus what the
+//!   collector has not yet expired of the last hand-overs (a collection runs every 128 pins of
+//!   each thread and at every hand-over);
+//! - an orchestrator that waits for a removed value's drop (an agent's inbox closing) calls
+//!   `collect()` after the removal.
+//!
+//! Handing each removal to the global queue at once (a flush) would cost an allocation and a
+//! collection attempt per removal: a register + unregister cycle went from ~180 ns to ~620 ns
+//! on the benchmark machine, so the list batches them.
 //!
 //! With a constant live set, memory stays bounded under any amount of register/unregister
-//! churn. Measured by `tests/stress.rs` (`memory_stays_bounded_under_churn`: 1,000 live names,
-//! 10 million register/unregister cycles on 3 threads, 2 cores): the table stayed at 2,048
-//! slots, removed-but-not-yet-freed values peaked at 50k–121k (what the other threads remove
-//! while one is preempted inside a pinned section), and RSS grew by at most ~30 MiB. The test
-//! asserts capacity ≤ 4,096, unfreed values ≤ 500k and RSS growth ≤ 128 MiB.
+//! churn, weak bindings included (a migration never copies a weak binding whose owner died: it
+//! becomes a tombstone there). Measured by the crate's stress tests
+//! (`memory_stays_bounded_under_churn`: 1,000 live names, 10 million register/unregister
+//! cycles on 3 threads, 2 cores): the table stayed at 2,048 slots, removed-but-not-yet-freed
+//! values peaked at 50k–121k (what the other threads remove while one is preempted inside a
+//! pinned section), and RSS grew by at most ~30 MiB. The test asserts capacity ≤ 4,096,
+//! unfreed values ≤ 500k and RSS growth ≤ 128 MiB. With 20,000 weak registrations whose owners
+//! died at once, the table stays at 64 slots or fewer.
 //!
 //! **A thread that stays pinned stalls reclamation for everyone.** While a [`Pinned`] handle
 //! (or an iterator) lives, every node removed by anyone stays allocated: in
@@ -90,21 +128,34 @@
 //! unpinned. Registry methods pin only for the length of one call; keep `Pinned` handles short
 //! or [`Pinned::repin`] them.
 //!
-//! Two smaller delays: a node removed *while a migration runs* can still be pointed at by the
-//! old table, so it is freed together with that table, once the migration completes, and
-//! migrations advance only as writers come by (a registry that goes idle mid-migration keeps a
-//! handful of removed values until the next writes); and a thread's last deferred frees are
-//! handed over when its thread-local storage is destroyed, or earlier by
-//! [`Registry::collect`].
+//! One more delay: a node removed *while a migration runs* can still be pointed at by the old
+//! table, so it is freed together with that table, once the migration completes; migrations
+//! advance as writers (and walks) come by, so a registry that goes idle mid-migration keeps a
+//! handful of such removed values until the next write.
 //!
 //! A value's destructor runs on whichever thread collects the garbage, some time after the
 //! removal. A panic in it is caught and counted ([`dropped_value_panics`]); the registry is
 //! never left inconsistent, since a node is unlinked before it is dropped.
 //!
+//! # If an internal invariant ever broke
+//! The table's protocols are model-checked and tested, but should one of their invariants ever
+//! fail (for example a migration finding no room in the next table for a copy, which a bug
+//! fixed in this version could cause), the operation that detects it panics with a message
+//! that starts with `genreg internal invariant broken` and says which. The registry's memory
+//! stays safe (a panic frees and overwrites nothing), but the name whose slot was being copied may stay
+//! frozen, and every later write of that name, and anything that finishes the migration
+//! (walks, inserts that need room), panics again: treat such a panic as a bug to report, and
+//! the registry as unusable for writes.
+//!
 //! # Weak bindings
-//! [`Registry::register_weak`] binds without keeping the owner alive (MARSYS's
-//! `WeakValueDictionary`). Once the owner is dropped the binding is invisible to every read and
-//! never blocks a new registration; it is purged with a CAS on its own tag.
+//! [`Registry::register_weak`] (and [`register_weak_as`](Registry::register_weak_as),
+//! [`ensure_registered_weak`](Registry::ensure_registered_weak) with an instance id of the
+//! caller's) binds without keeping the owner alive (MARSYS's `WeakValueDictionary`). Once the
+//! owner is dropped the binding is invisible to every read and never blocks a new
+//! registration. It is purged with a CAS on its own tag by the first read or write that meets
+//! it, by the next migration of the table, or by [`purge_dead`](Registry::purge_dead); until
+//! then it still counts in [`len`](Registry::len). A replacement of a weak binding stays weak,
+//! with the new value as its owner (keep a strong reference to it yourself).
 //!
 //! # What it does not do
 //! - No atomic multi-name transactions; `clear` is not a snapshot.

@@ -19,6 +19,10 @@ use crate::registration::{Ensured, Registration};
 use crate::sync::AtomicU64;
 use crate::tag::{GenerationCounter, InstanceId, Tag};
 
+/// The most collection passes one [`Registry::collect`] makes (each frees at most a few
+/// batches of garbage; a pinned thread can keep any of them from freeing anything).
+const COLLECT_PASSES: usize = 4096;
+
 /// A lock-free, generation-tagged registry of named values.
 ///
 /// Cheap to clone: clones share one registry, so a [`Registration`] guard (which holds a clone)
@@ -263,12 +267,16 @@ impl<V: Send + Sync + 'static> Registry<V> {
         self.len() == 0
     }
 
-    /// The bound names, weakly consistent (see the crate docs), sorted.
+    /// The bound names, sorted, each once; weakly consistent (see the crate docs: a name bound
+    /// for the whole walk is listed, one bound or unbound meanwhile may or may not be).
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.pin().iter().map(|e| e.name().to_owned()).collect();
+        // A walk lists each name at most once (see the crate docs): no dedup needed.
         names.sort_unstable();
-        // A name removed and re-bound during the walk can be seen twice (two bindings).
-        names.dedup();
+        debug_assert!(
+            names.windows(2).all(|w| w[0] != w[1]),
+            "a name walked twice"
+        );
         names
     }
 
@@ -296,19 +304,31 @@ impl<V: Send + Sync + 'static> Registry<V> {
     /// Drops what has been removed from this registry, as far as pinned threads allow.
     ///
     /// Hands every removed value still waiting in the registry to the epoch collector (see
-    /// the crate docs, "Memory"), from whichever thread calls it, then advances the epoch a
-    /// few times and runs what has expired. When it returns, every value removed before the
-    /// call has been dropped, unless a thread that was pinned at its removal is still pinned
-    /// (then the next collection after that thread unpins drops it). Never needed for
-    /// correctness; call it after removing something whose drop you wait for (an agent's
-    /// inbox), before measuring memory, or in tests that count drops.
+    /// the crate docs, "Memory"), from whichever thread calls it, then runs collection passes
+    /// (each advances the epoch if the pinned threads allow, and runs what has expired) until
+    /// everything handed over so far has been dropped, or no more passes can help. So when it
+    /// returns, every value removed before the call has been dropped, unless a thread that was
+    /// pinned at its removal is still pinned (then the first collection after that thread
+    /// unpins drops it). Its work is bounded (at most 4,096 passes), and it never waits for
+    /// another thread.
+    ///
+    /// Never needed for correctness; call it after removing something whose drop you wait for
+    /// (an agent's inbox), before measuring memory, or in tests that count drops.
     pub fn collect(&self) {
-        {
+        let map = &self.inner.map;
+        let target = {
             let pinned = self.pin();
-            self.inner.map.hand_over_removed(&pinned.guard);
-        }
-        for _ in 0..4 {
+            map.hand_over_removed(&pinned.guard)
+        };
+        // Each pass pins afresh (a pin held across would stall the epoch itself), advances the
+        // epoch if every pinned thread allows and runs up to a few expired batches, ours or
+        // anyone's (the collector's queue is first in, first out). Bounded: a thread that
+        // stays pinned stops all progress, and then nothing more can be done here.
+        for _ in 0..COLLECT_PASSES {
             self.pin().flush();
+            if map.removed_lists_freed() >= target {
+                break;
+            }
         }
     }
 
@@ -355,14 +375,16 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         self.pin().unregister(name).map(|e| e.to_entry())
     }
 
-    /// A snapshot of every binding: `(name, entry)` pairs, weakly consistent, sorted by name.
+    /// Every binding: `(name, entry)` pairs sorted by name, each name once; weakly consistent
+    /// (see the crate docs), not a snapshot at one instant.
     pub fn entries(&self) -> Vec<(String, Entry<V>)> {
         let mut all: Vec<(String, Entry<V>)> = self
             .pin()
             .iter()
             .map(|e| (e.name().to_owned(), e.to_entry()))
             .collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.tag.cmp(&b.1.tag)));
+        // Names are unique in a walk (see the crate docs).
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         all
     }
 }

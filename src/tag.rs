@@ -152,8 +152,9 @@ impl Tag {
 
     /// Whether a binding carrying `self` is the one `expected` names: both parts equal.
     ///
-    /// The one place conditional operations compare tags. The `no_generation` mutant (see
-    /// `tests/mutants.rs`) compares instances only, reintroducing the ABA bug on purpose.
+    /// The one place conditional operations compare tags. The `no_generation` mutant (built
+    /// with `--cfg genreg_mutant="no_generation"`, to show that the tests catch it) compares
+    /// instances only, reintroducing the ABA bug on purpose.
     #[inline]
     pub(crate) fn matches(self, expected: Tag) -> bool {
         #[cfg(genreg_mutant = "no_generation")]

@@ -2084,3 +2084,306 @@ fn error_names_read_as_the_name_given() {
         assert_eq!(got, genreg::Name::from(name));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 8: defects and sharp edges (each test failed before its fix)
+// ---------------------------------------------------------------------------------------------
+
+/// Bug 2: builder inputs at their extremes are clamped, never undefined behaviour. (Before:
+/// `capacity(n)` with n > 2^62 wrapped `next_power_of_two` to 0 in a release build, and the
+/// first lookup indexed an empty slot array: SIGSEGV.) `cargo test --release` runs this
+/// without overflow checks, as a release build of a user's program would.
+#[test]
+#[cfg_attr(miri, ignore)] // allocates the largest pre-size (256 MiB)
+fn builder_capacity_extremes_are_clamped() {
+    let max_slots = 2 * genreg::Builder::<u32>::MAX_PRESIZE;
+    for names in [usize::MAX, (1usize << 62) + 1, usize::MAX / 2 + 1] {
+        let reg: Registry<u32> = Registry::builder().capacity(names).build();
+        assert_eq!(reg.capacity(), max_slots, "capacity({names}) clamped");
+        let tag = reg.register_detached("a", 1).unwrap();
+        assert_eq!(reg.get("a").map(|e| e.tag()), Some(tag));
+        assert!(reg.get("b").is_none());
+        drop(reg);
+    }
+    for names in [0, 1] {
+        let reg: Registry<u32> = Registry::builder().capacity(names).build();
+        assert!(reg.capacity() >= 1);
+        reg.register_detached("a", 1).unwrap();
+        assert!(reg.contains("a"));
+    }
+    // Any seed is a seed.
+    for seed in [0, u64::MAX] {
+        let reg: Registry<u32> = Registry::builder().hash_seed(seed).build();
+        reg.register_detached("a", 1).unwrap();
+        assert!(reg.contains("a"));
+    }
+}
+
+/// Bug 3: dead weak bindings are shed by migrations: with no visible binding at all, 20,000
+/// weak registrations (detached guards, owners dropped at once) keep the table small. (Before:
+/// migrations copied every dead weak binding, and the table grew to 32,768 slots, each dead
+/// binding holding its owner's allocation through the `Weak`.)
+#[test]
+fn dead_weak_bindings_are_shed_by_migrations() {
+    let reg: Registry<Arc<[u8; 4096]>> = small();
+    let n = if cfg!(miri) { 300 } else { 20_000 };
+    let mut peak = 0;
+    for i in 0..n {
+        let owner = Arc::new([0u8; 4096]);
+        reg.register_weak(&format!("w{i}"), &owner)
+            .unwrap()
+            .detach();
+        drop(owner);
+        peak = peak.max(reg.capacity());
+    }
+    assert!(
+        peak <= 64,
+        "the table grew to {peak} slots for 0 visible bindings"
+    );
+    // What is still stored is only what the last migration has not met yet.
+    assert!(reg.len() <= peak, "{} dead bindings stored", reg.len());
+    assert!(reg.names().is_empty());
+    reg.purge_dead();
+    assert_eq!(reg.len(), 0);
+}
+
+/// Bug 4: a replacement of a weak binding stays weak, owned by the new value: once the new
+/// owner is dropped the binding is gone. (Before: it silently became strong, and the registry
+/// kept the new value alive.)
+#[test]
+fn replacing_a_weak_binding_keeps_it_weak() {
+    for reg in configs::<Arc<str>>() {
+        let owner = s("first");
+        let mut guard = reg.register_weak("W", &owner).unwrap();
+        let second = s("second");
+        let tag = guard.replace(Arc::clone(&second)).unwrap();
+        assert_eq!(value_of(&reg, "W").as_deref(), Some("second"));
+        assert_eq!(
+            Arc::strong_count(&second),
+            1,
+            "the registry keeps no strong ref"
+        );
+        drop(owner);
+        assert!(reg.is_current("W", tag), "the old owner no longer matters");
+        // Through the registry too, with its own new owner.
+        let third = s("third");
+        let tag = reg.replace_if_same("W", tag, Arc::clone(&third)).unwrap();
+        assert!(guard.is_current() || guard.tag() != tag);
+        drop(second);
+        assert_eq!(value_of(&reg, "W").as_deref(), Some("third"));
+        drop(third);
+        assert!(
+            reg.get("W").is_none(),
+            "the binding died with its new owner"
+        );
+        assert!(!reg.contains("W"));
+        // A dead weak binding cannot be replaced; the value comes back.
+        let back = reg.replace_if_same("W", tag, s("fourth")).unwrap_err();
+        assert!(matches!(back.error(), Error::NotFound { .. }));
+        assert_eq!(&*back.into_value(), "fourth");
+        drop(guard);
+        // A strong binding's replacement stays strong.
+        let g = reg.register("S", s("one")).unwrap();
+        reg.replace_if_same("S", g.tag(), s("two")).unwrap();
+        assert_eq!(value_of(&reg, "S").as_deref(), Some("two"));
+    }
+}
+
+/// Bug 5: a removed value is dropped by `collect()` called from another thread, although the
+/// removing thread is still alive and idle. (Before: the value sat in the removing thread's
+/// local garbage bag, out of reach of any other thread: an agent's inbox never closed.)
+#[test]
+fn removed_values_are_dropped_by_collect_from_any_thread() {
+    let reg: Registry<mpsc::Sender<u32>> = registry();
+    let (tx, rx) = mpsc::channel::<u32>();
+    let (removed_tx, removed_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let agent = {
+        let reg = reg.clone();
+        std::thread::spawn(move || {
+            let guard = reg.register("agent", tx).unwrap();
+            drop(guard); // removes the binding; the Sender is now garbage
+            removed_tx.send(()).unwrap();
+            // Stay alive and idle (not pinned) until the main thread has checked.
+            done_rx.recv().unwrap();
+        })
+    };
+    removed_rx.recv().unwrap();
+    assert_eq!(
+        rx.try_recv(),
+        Err(mpsc::TryRecvError::Empty),
+        "the removed Sender waits for a collection"
+    );
+    reg.collect();
+    assert_eq!(
+        rx.try_recv(),
+        Err(mpsc::TryRecvError::Disconnected),
+        "collect() from another thread dropped the removed Sender"
+    );
+    done_tx.send(()).unwrap();
+    agent.join().unwrap();
+}
+
+/// Bug 5, the rule for a registry that goes idle: at most one batch of removed values waits in
+/// the registry; the rest are handed to the epoch collector as they are removed, and dropped by
+/// the removing thread's own later collections, without any `collect()`.
+#[test]
+fn an_idle_registry_keeps_at_most_a_batch_of_removed_values() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let reg: Registry<DropCount> = registry();
+    let n = if cfg!(miri) { 300 } else { 2_000 };
+    {
+        let (reg, drops) = (reg.clone(), Arc::clone(&drops));
+        std::thread::spawn(move || {
+            for i in 0..n {
+                let g = reg
+                    .register(&format!("a{i}"), DropCount(Arc::clone(&drops)))
+                    .unwrap();
+                drop(g);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+    let waiting = n - drops.load(Ordering::Relaxed);
+    // One batch (64) in the registry, and the last two batches handed over, which wait for
+    // two more epoch advances.
+    assert!(
+        waiting <= 3 * 64,
+        "{waiting} of {n} removed values still alive"
+    );
+    reg.collect();
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        n,
+        "collect() dropped the rest"
+    );
+}
+
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sharp edge 6: `register_auto` checks its prefix once, up front, with room for any number.
+/// (Before: a 253-byte prefix worked for 9 names, then failed with `InvalidName`.)
+#[test]
+fn register_auto_prefix_is_checked_up_front() {
+    let reg: Registry<u32> = registry();
+    let long = "p".repeat(253);
+    let rejected = reg.register_auto(&long, 1).unwrap_err();
+    match rejected.error() {
+        Error::InvalidName { name, reason } => {
+            assert_eq!(name, &long);
+            assert_eq!(*reason, InvalidNameReason::PrefixTooLong { len: 253 });
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        rejected
+            .to_string()
+            .contains(&genreg::MAX_AUTO_PREFIX_LEN.to_string())
+    );
+    assert_eq!(rejected.into_value(), 1);
+    assert!(reg.is_empty(), "nothing was bound");
+    // The longest prefix accepted works for every number, the largest included.
+    let ok = "q".repeat(genreg::MAX_AUTO_PREFIX_LEN);
+    for i in 0..20 {
+        reg.register_auto(&ok, i).unwrap().detach();
+    }
+    assert!(format!("{ok}-{}", u64::MAX).len() <= MAX_NAME_LEN);
+    // The empty prefix makes valid names.
+    assert_eq!(reg.register_auto("", 0).unwrap().name(), "-21");
+}
+
+/// Sharp edge 7: `ensure_registered` hands the value back when the name is already the
+/// caller's, as every refusal does. (Before: it dropped it.)
+#[test]
+fn ensure_registered_hands_the_value_back() {
+    let reg: Registry<Arc<str>> = registry();
+    let me = InstanceId::fresh();
+    let first = match reg.ensure_registered("svc", me, s("v1")).unwrap() {
+        Ensured::Registered(g) => g,
+        other => panic!("{other:?}"),
+    };
+    let again = s("v2");
+    match reg
+        .ensure_registered("svc", me, Arc::clone(&again))
+        .unwrap()
+    {
+        Ensured::Existing { tag, value } => {
+            assert_eq!(tag, first.tag());
+            assert!(Arc::ptr_eq(&value, &again), "the value handed back");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(value_of(&reg, "svc").as_deref(), Some("v1"));
+}
+
+/// Sharp edge 9: weak bindings take the caller's instance id, so idempotent re-registration and
+/// `unregister_instance` work for a MARSYS-style port (which registers every agent weakly).
+#[test]
+fn weak_bindings_take_the_callers_instance() {
+    let reg: Registry<Arc<str>> = registry();
+    let agent = s("agent");
+    let me = InstanceId::fresh();
+    let g = reg.register_weak_as("a", me, &agent).unwrap();
+    assert_eq!(g.tag().instance(), me);
+    match reg.ensure_registered_weak("a", me, &agent).unwrap() {
+        Ensured::Existing { tag, value } => {
+            assert_eq!(tag, g.tag());
+            assert!(Arc::ptr_eq(&value, &agent));
+        }
+        other => panic!("{other:?}"),
+    }
+    let other = reg
+        .ensure_registered_weak("a", InstanceId::fresh(), &agent)
+        .unwrap_err();
+    assert!(
+        matches!(other.error(), Error::AlreadyRegistered { current, .. } if *current == g.tag())
+    );
+    assert!(
+        Arc::ptr_eq(&other.into_value(), &agent),
+        "a strong clone handed back"
+    );
+    let b = match reg.ensure_registered_weak("b", me, &agent).unwrap() {
+        Ensured::Registered(b) => b.detach(),
+        other => panic!("{other:?}"),
+    };
+    let mut removed = reg.unregister_instance(me);
+    removed.sort();
+    assert_eq!(
+        removed,
+        vec![("a".to_owned(), g.tag()), ("b".to_owned(), b)]
+    );
+    assert!(reg.is_empty());
+    // Weak still: once the agent is dropped, a new instance takes the name.
+    let g2 = reg.register_weak_as("c", me, &agent).unwrap().detach();
+    drop(agent);
+    let newer = s("newer");
+    assert!(matches!(
+        reg.ensure_registered_weak("c", InstanceId::fresh(), &newer),
+        Ok(Ensured::Registered(_))
+    ));
+    assert!(!reg.is_current("c", g2));
+    drop(g);
+}
+
+/// Sharp edge 11: `len` is O(1) also once weak bindings exist; a dead one counts until purged
+/// (by a read of its name, a migration, or `purge_dead`).
+#[test]
+fn len_stays_o1_with_weak_bindings() {
+    let reg: Registry<Arc<str>> = registry();
+    let owner = s("o");
+    reg.register_weak("w", &owner).unwrap().detach();
+    reg.register("s", s("s")).unwrap().detach();
+    assert_eq!(reg.len(), 2);
+    drop(owner);
+    assert_eq!(reg.len(), 2, "len does not walk the table to purge");
+    assert_eq!(reg.names(), ["s"]);
+    assert!(reg.get("w").is_none());
+    assert_eq!(reg.len(), 1, "the read purged the dead binding");
+}

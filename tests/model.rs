@@ -110,6 +110,22 @@ fn every_op_once() {
             name: n(3),
             owner: OwnerSel::New,
         },
+        Op::RegisterWeakAs {
+            name: n(4),
+            inst: InstSel::Pool(2),
+            owner: OwnerSel::New,
+        },
+        Op::EnsureRegisteredWeak {
+            name: n(4),
+            inst: InstSel::Pool(2),
+            owner: OwnerSel::Existing(1),
+        },
+        Op::EnsureRegisteredWeak {
+            name: n(4),
+            inst: InstSel::Pool(3),
+            owner: OwnerSel::Existing(1),
+        },
+        Op::Collect,
         Op::Get { name: n(3) },
         Op::GetIf {
             name: n(0),

@@ -1851,3 +1851,124 @@ fn checker_rejects_bad_histories() {
     ];
     assert!(lin::check(&mismatch_then_remove, &free));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 8: the next table's room, and whole-registry views under churn
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 8, bug 1: drives next tables to their room limit with four threads. The live set is
+/// small and the churn leaves tombstones, so most migrations rebuild at the same size and the
+/// next table fills with fresh names while copies are still pending: writers are refused room
+/// there (and help the migration) all the time, and copies race those refusals. Any grant too
+/// many made an `install` panic ("the next table always keeps room for every copy") and left
+/// the name frozen for good. Every thread then checks that every name it kept is bound.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn next_table_room_limit_under_four_threads() {
+    let _serial = serial();
+    const THREADS: usize = 4;
+    let rounds: usize = if cfg!(debug_assertions) {
+        2_000
+    } else {
+        20_000
+    };
+    let registry: Registry<u64> = new_registry(1);
+    let start = Barrier::new(THREADS);
+    let max_capacity = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (registry, start, max_capacity) = (&registry, &start, &max_capacity);
+            s.spawn(move || {
+                let mut kept = Vec::new();
+                start.wait();
+                for r in 0..rounds {
+                    // A burst of fresh names, removed again (tombstones), one of them kept
+                    // now and then: many migrations of a table that is mostly tombstones.
+                    let burst: Vec<(String, Tag)> = (0..6)
+                        .map(|i| {
+                            let name = format!("t{t}-r{r}-{i}");
+                            let tag = registry.register_detached(&name, r as u64).unwrap();
+                            (name, tag)
+                        })
+                        .collect();
+                    for (i, (name, tag)) in burst.into_iter().enumerate() {
+                        if i == 0 && r % 500 == 0 {
+                            kept.push((name, tag));
+                        } else {
+                            registry.unregister_if_same(&name, tag).unwrap();
+                        }
+                    }
+                    if r % 256 == 0 {
+                        max_capacity.fetch_max(registry.capacity(), Ordering::Relaxed);
+                    }
+                }
+                for (name, tag) in &kept {
+                    assert!(registry.is_current(name, *tag), "{name} lost");
+                }
+                kept.len()
+            });
+        }
+    });
+    let kept = THREADS * rounds.div_ceil(500);
+    assert_eq!(registry.len(), kept);
+    assert_eq!(registry.names().len(), kept);
+    let capacity = max_capacity.load(Ordering::Relaxed);
+    assert!(capacity <= 1024, "the table grew to {capacity} slots");
+}
+
+/// Sharp edge 10: whole-registry views never list a name twice, whatever runs meanwhile: each
+/// name has one slot per table and a walk reads each slot once (see the crate docs). Names
+/// bound for the whole walk appear exactly once, with their binding.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn views_never_list_a_name_twice() {
+    let _serial = serial();
+    let registry: Registry<u64> = new_registry(1);
+    let stable: Vec<(String, Tag)> = (0..200)
+        .map(|i| {
+            let name = format!("stable-{i}");
+            let tag = registry.register_detached(&name, i).unwrap();
+            (name, tag)
+        })
+        .collect();
+    let running = AtomicUsize::new(3);
+    thread::scope(|s| {
+        for t in 0..3u64 {
+            let (registry, running) = (&registry, &running);
+            s.spawn(move || {
+                // Names removed and re-bound over and over (same slots, and across the
+                // migrations that growth and tombstones cause), plus growth.
+                for r in 0..20_000u64 {
+                    let name = format!("churn-{t}-{}", r % 40);
+                    let tag = registry.register_detached(&name, r).unwrap();
+                    registry.unregister_if_same(&name, tag).unwrap();
+                    let grow = format!("grow-{t}-{r}");
+                    let tag = registry.register_detached(&grow, r).unwrap();
+                    if r % 3 != 0 {
+                        registry.unregister_if_same(&grow, tag).unwrap();
+                    }
+                }
+                running.fetch_sub(1, Ordering::Release);
+            });
+        }
+        let mut walks = 0;
+        while running.load(Ordering::Acquire) > 0 || walks < 10 {
+            let entries = registry.entries();
+            let mut seen = HashSet::new();
+            for (name, _) in &entries {
+                assert!(seen.insert(name.clone()), "entries() listed {name} twice");
+            }
+            let names = registry.names();
+            assert!(
+                names.windows(2).all(|w| w[0] < w[1]),
+                "names() repeats a name"
+            );
+            for (name, tag) in &stable {
+                let found: Vec<_> = entries.iter().filter(|(n, _)| n == name).collect();
+                assert_eq!(found.len(), 1, "{name} seen {} times", found.len());
+                assert_eq!(found[0].1.tag(), *tag);
+            }
+            walks += 1;
+        }
+    });
+}

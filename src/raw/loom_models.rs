@@ -145,14 +145,22 @@ fn reserve_races_install() {
         };
         let t1 = spawn_claim(name_at(&map, "G", 4, 8), 4);
         let t2 = spawn_claim(name_at(&map, "H", 5, 8), 5);
-        {
-            // H, on the main thread: two copies.
-            let handle = collector.register();
-            let guard = &handle.pin();
-            for &i in &copied {
-                map.copy_slot_counted(root, m, i, guard);
-            }
-        }
+        // H: two copies. A thread of its own (the main thread only joins), so that the bug's
+        // schedule needs two preemptions (G1 and G2 each stopped inside `reserve`); H running
+        // to its end, and the joins, cost none.
+        let h = {
+            let (map, collector) = (Arc::clone(&map), collector.clone());
+            thread::spawn(move || {
+                let handle = collector.register();
+                let guard = &handle.pin();
+                let root = map.root(guard);
+                let m = root.migration(guard).expect("migrating");
+                for &i in &copied {
+                    map.copy_slot_counted(root, m, i, guard);
+                }
+            })
+        };
+        h.join().unwrap();
         names.extend(t1.join().unwrap());
         names.extend(t2.join().unwrap());
 

@@ -307,7 +307,10 @@ impl<V> RawMap<V> {
                 let Some(e) = next.first_empty(n.hash, guard) else {
                     // We read `dest` before another helper set it, finished the copy, and the
                     // next table filled up or migrated on since.
-                    assert!(done(), "the next table always keeps room for every copy");
+                    assert!(
+                        done(),
+                        "genreg internal invariant broken: the next table always keeps room for every copy"
+                    );
                     return;
                 };
                 match dest.compare_exchange(0, e + 1, Ordering::AcqRel, Ordering::Acquire) {
@@ -338,7 +341,10 @@ impl<V> RawMap<V> {
                 return;
             }
             let Some(e2) = next.first_empty(n.hash, guard) else {
-                assert!(done(), "the next table always keeps room for every copy");
+                assert!(
+                    done(),
+                    "genreg internal invariant broken: the next table always keeps room for every copy"
+                );
                 return;
             };
             // A lost CAS means another helper moved `dest` (or installed): just look again.

@@ -662,16 +662,30 @@ impl<V> RawMap<V> {
 
 impl<V> RawMap<V> {
     /// Hands every removed value waiting in this map to the epoch collector (see
-    /// `pending.rs`).
-    pub(crate) fn hand_over_removed(&self, guard: &Guard) {
+    /// `pending.rs`). Returns how many lists have been handed over, this one included.
+    pub(crate) fn hand_over_removed(&self, guard: &Guard) -> usize {
         self.pending.hand_over(guard);
+        self.pending.handed()
+    }
+
+    /// How many handed-over lists have been freed.
+    pub(crate) fn removed_lists_freed(&self) -> usize {
+        self.pending.ran()
     }
 }
 
 impl<V> Drop for RawMap<V> {
     fn drop(&mut self) {
-        // Nothing can reach the removed nodes waiting here: free them now.
+        self.free_tables();
+        // Nothing can reach the removed nodes waiting here: free them now. Last, because
+        // settling a migration above may still add to the list (a dead weak binding it drops).
         self.pending.free_all();
+    }
+}
+
+impl<V> RawMap<V> {
+    /// The tables and every node they own (the map's drop).
+    fn free_tables(&mut self) {
         // SAFETY: `&mut self`: no other thread can reach the map, so nothing needs protecting.
         let guard = unsafe { crossbeam_epoch::unprotected() };
         let root = self.root.load(Ordering::Relaxed, guard);

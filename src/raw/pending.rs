@@ -60,6 +60,12 @@ pub(crate) struct Pending<V> {
     /// The newest entry as a tagged node address (`Kind` in the low bit), or 0.
     head: AtomicUsize,
     count: AtomicUsize,
+    /// Lists handed over so far, and how many of their jobs have run: `Registry::collect`
+    /// collects until the second reaches what the first was after its own hand-over. Plain std
+    /// atomics (progress counters, not part of any protocol a model checks); `ran` is shared
+    /// with the jobs, which may run after the map is gone.
+    handed: std::sync::atomic::AtomicUsize,
+    ran: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     _nodes: std::marker::PhantomData<*mut Node<V>>,
 }
 
@@ -74,6 +80,8 @@ impl<V> Pending<V> {
         Pending {
             head: AtomicUsize::new(0),
             count: AtomicUsize::new(0),
+            handed: std::sync::atomic::AtomicUsize::new(0),
+            ran: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             _nodes: std::marker::PhantomData,
         }
     }
@@ -114,16 +122,36 @@ impl<V> Pending<V> {
         if list == 0 {
             return;
         }
+        self.handed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ran = std::sync::Arc::clone(&self.ran);
         // SAFETY: every entry is unlinked and owned by the list (see `push`); the job runs after
         // every thread pinned now has unpinned (see the module docs).
-        unsafe { guard.defer_unchecked(move || free_list::<V>(list)) };
+        unsafe {
+            guard.defer_unchecked(move || {
+                free_list::<V>(list);
+                // Release: whoever sees the count sees the drops.
+                ran.fetch_add(1, std::sync::atomic::Ordering::Release);
+            })
+        };
         #[cfg(not(loom))]
         guard.flush();
     }
 
+    /// Lists handed over so far.
+    pub(crate) fn handed(&self) -> usize {
+        self.handed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Handed-over lists whose job has run (Acquire: their drops happened before).
+    pub(crate) fn ran(&self) -> usize {
+        self.ran.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Frees every entry now (the map is being dropped: nobody can reach them).
     pub(crate) fn free_all(&mut self) {
-        let list = std::mem::replace(self.head.get_mut(), 0);
+        // A swap rather than `get_mut` (loom's atomics have none); nobody else can race it.
+        let list = self.head.swap(0, Ordering::Acquire);
         // SAFETY: `&mut self` on the map's drop: no thread can reach any node any more.
         unsafe { free_list::<V>(list) }
     }

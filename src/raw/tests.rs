@@ -446,3 +446,42 @@ fn next_table_room_is_never_granted_twice() {
     }
     assert_eq!(map.len(), 17);
 }
+
+/// A map dropped in the middle of a migration settles it first, and a dead weak binding met
+/// there is dropped, not copied: its removal goes through the pending list, which the drop
+/// frees last (Miri checks that nothing leaks).
+#[test]
+fn dropping_a_migrating_map_frees_dead_weak_bindings() {
+    let collector = Collector::new();
+    let handle = collector.register();
+    let map = RawMap::<Arc<u32>>::new(16, 3);
+    {
+        let guard = &handle.pin();
+        let owner = Arc::new(5u32);
+        map.note_weak();
+        for i in 0..3u64 {
+            let name = format!("w{i}");
+            let weak: Box<dyn super::node::WeakRef<Arc<u32>>> = Box::new(Arc::downgrade(&owner));
+            let n = Owned::new(Node::new(
+                map.hash(&name),
+                Tag::new(InstanceId::from_raw(1), Generation::from_raw(i)),
+                NameBuf::new(&name),
+                Stored::Weak(weak),
+            ));
+            assert!(matches!(map.insert(n, |_| false, guard), Insert::Inserted));
+        }
+        let n = Owned::new(Node::new(
+            map.hash("s"),
+            Tag::new(InstanceId::from_raw(2), Generation::from_raw(9)),
+            NameBuf::new("s"),
+            Stored::Strong(Arc::new(7)),
+        ));
+        assert!(matches!(map.insert(n, |_| false, guard), Insert::Inserted));
+        drop(owner);
+        map.start_migration(map.root(guard), guard);
+        assert!(map.root(guard).migration(guard).is_some());
+    }
+    drop(map);
+    drop(handle);
+    drop(collector);
+}

@@ -81,6 +81,20 @@ impl Worker {
         Arc::new((self.thread << 48) | self.next_value)
     }
 
+    /// The weak owner an op names: an existing one, or a new one (kept by the harness).
+    fn owner(&mut self, owner: OwnerSel) -> V {
+        match owner {
+            OwnerSel::Existing(i) if !self.owners.is_empty() => {
+                self.owners[usize::from(i) % self.owners.len()].clone()
+            }
+            _ => {
+                let o = self.value();
+                self.owners.push(o.clone());
+                o
+            }
+        }
+    }
+
     /// A generation this thread got from the registry: above everything it got before.
     fn fresh_tag(&mut self, name: &str, tag: Tag, value: u64, ctx: &dyn Debug) {
         let g = tag.generation().as_raw();
@@ -264,22 +278,46 @@ impl Worker {
             }
             Op::RegisterWeak { name, owner } => {
                 let name = name.get();
-                let o = match owner {
-                    OwnerSel::Existing(i) if !self.owners.is_empty() => {
-                        self.owners[usize::from(i) % self.owners.len()].clone()
-                    }
-                    _ => {
-                        let o = self.value();
-                        self.owners.push(o.clone());
-                        o
-                    }
-                };
+                let o = self.owner(owner);
                 let r = reg.register_weak(&name, &o);
                 if r.is_ok() {
                     self.weak_made += 1;
                 }
                 self.registered(op, &name, None, *o, &o, r);
             }
+            Op::RegisterWeakAs { name, inst, owner } => {
+                let name = name.get();
+                let inst = inst.get(&self.seen);
+                let o = self.owner(owner);
+                let r = reg.register_weak_as(&name, inst, &o);
+                if r.is_ok() {
+                    self.weak_made += 1;
+                }
+                self.registered(op, &name, Some(inst), *o, &o, r);
+            }
+            Op::EnsureRegisteredWeak { name, inst, owner } => {
+                let name = name.get();
+                let inst = inst.get(&self.seen);
+                let o = self.owner(owner);
+                match reg.ensure_registered_weak(&name, inst, &o) {
+                    Ok(Ensured::Existing { tag, value }) => {
+                        assert_eq!(tag.instance(), inst, "{op:?}");
+                        assert!(Arc::ptr_eq(&value, &o), "{op:?}: owner not handed back");
+                        self.observe(&name, tag, None);
+                    }
+                    Ok(Ensured::Registered(g)) => {
+                        self.weak_made += 1;
+                        self.registered(op, &name, Some(inst), *o, &o, Ok(g))
+                    }
+                    Err(rej) => {
+                        if let Error::AlreadyRegistered { current, .. } = rej.error() {
+                            assert_ne!(current.instance(), inst, "{op:?}: own binding refused");
+                        }
+                        self.registered(op, &name, Some(inst), *o, &o, Err::<Bound, _>(rej));
+                    }
+                }
+            }
+            Op::Collect => reg.collect(),
             Op::DropOwner { owner } => {
                 if !self.owners.is_empty() {
                     let i = usize::from(owner) % self.owners.len();

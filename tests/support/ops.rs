@@ -235,6 +235,20 @@ pub enum Op {
         name: NameSel,
         owner: OwnerSel,
     },
+    /// `register_weak_as`: a weak binding under an instance id of the caller's.
+    RegisterWeakAs {
+        name: NameSel,
+        inst: InstSel,
+        owner: OwnerSel,
+    },
+    /// `ensure_registered_weak`: idempotent for the same instance.
+    EnsureRegisteredWeak {
+        name: NameSel,
+        inst: InstSel,
+        owner: OwnerSel,
+    },
+    /// `Registry::collect`: changes nothing a read can see.
+    Collect,
     /// Drops the only strong reference to a weak owner.
     DropOwner {
         owner: u8,

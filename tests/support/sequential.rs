@@ -200,6 +200,22 @@ impl Harness {
         }
     }
 
+    /// The weak owner an op names: an existing one, or a new one (kept by the harness).
+    fn owner(&mut self, owner: OwnerSel) -> (u64, V) {
+        let existing = match owner {
+            OwnerSel::Existing(i) => idx(i, self.owners.len()),
+            OwnerSel::New => None,
+        };
+        match existing {
+            Some(i) => self.owners[i].clone(),
+            None => {
+                let o = self.value();
+                self.owners.push((*o, o.clone()));
+                (*o, o)
+            }
+        }
+    }
+
     fn replaced(
         &mut self,
         ctx: &dyn Debug,
@@ -351,18 +367,7 @@ impl Harness {
             }
             Op::RegisterWeak { name, owner } => {
                 let name = name.get();
-                let existing = match owner {
-                    OwnerSel::Existing(i) => idx(i, self.owners.len()),
-                    OwnerSel::New => None,
-                };
-                let (id, o) = match existing {
-                    Some(i) => self.owners[i].clone(),
-                    None => {
-                        let o = self.value();
-                        self.owners.push((*o, o.clone()));
-                        (*o, o)
-                    }
-                };
+                let (id, o) = self.owner(owner);
                 let expect = self.model.expect_register(&name);
                 let actual = reg.register_weak(&name, &o);
                 let mval = MVal::Weak {
@@ -371,6 +376,62 @@ impl Harness {
                 };
                 self.registered(op, &name, expect, None, mval, &o, actual);
             }
+            Op::RegisterWeakAs { name, inst, owner } => {
+                let name = name.get();
+                let inst = inst.get(&self.seen);
+                let (id, o) = self.owner(owner);
+                let expect = self.model.expect_register(&name);
+                let actual = reg.register_weak_as(&name, inst, &o);
+                let mval = MVal::Weak {
+                    owner: id,
+                    value: *o,
+                };
+                self.registered(op, &name, expect, Some(inst), mval, &o, actual);
+            }
+            Op::EnsureRegisteredWeak { name, inst, owner } => {
+                let name = name.get();
+                let inst = inst.get(&self.seen);
+                let (id, o) = self.owner(owner);
+                let existing = validate(&name)
+                    .ok()
+                    .and_then(|()| self.model.tag(&name))
+                    .filter(|t| t.instance() == inst);
+                let actual = reg.ensure_registered_weak(&name, inst, &o);
+                let mval = MVal::Weak {
+                    owner: id,
+                    value: *o,
+                };
+                match (actual, existing) {
+                    (Ok(Ensured::Existing { tag, value }), Some(current)) => {
+                        assert_eq!(tag, current, "{op:?}: existing tag");
+                        assert!(Arc::ptr_eq(&value, &o), "{op:?}: owner not handed back");
+                    }
+                    (Ok(Ensured::Existing { tag, .. }), None) => {
+                        panic!(
+                            "{op:?}: answered Existing({tag:?}), model: {:?}",
+                            self.model.tag(&name)
+                        )
+                    }
+                    (_, Some(current)) => panic!("{op:?}: did not answer Existing({current:?})"),
+                    (Ok(Ensured::Registered(g)), None) => {
+                        let expect = self.model.expect_register(&name);
+                        self.registered(op, &name, expect, Some(inst), mval, &o, Ok(g));
+                    }
+                    (Err(r), None) => {
+                        let expect = self.model.expect_register(&name);
+                        self.registered(
+                            op,
+                            &name,
+                            expect,
+                            Some(inst),
+                            mval,
+                            &o,
+                            Err::<Bound, _>(r),
+                        );
+                    }
+                }
+            }
+            Op::Collect => reg.collect(),
             Op::DropOwner { owner } => {
                 if let Some(i) = idx(owner, self.owners.len()) {
                     let (id, o) = self.owners.swap_remove(i);
