@@ -1582,7 +1582,7 @@ fn error_messages_name_the_name_and_the_tags() {
     }
     assert_eq!(
         chain,
-        [msg.clone()],
+        std::slice::from_ref(&msg),
         "the message appears once in the chain"
     );
     let as_error: Error = rejected.into();

@@ -77,7 +77,7 @@ fn check(model: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
 /// with it, this model does not finish in reasonable time.
 #[test]
 fn reserve_races_install() {
-    check("reserve_races_install", 2, || {
+    check("reserve_races_install", 3, || {
         let collector = Collector::new();
         let map = Arc::new(RawMap::<u32>::new(4, SEED));
         let handle = collector.register();
@@ -122,10 +122,12 @@ fn reserve_races_install() {
 
         // G1 and G2: reserve, then claim slot 4 or 5 (empty, and no copy's destination).
         let spawn_claim = |name: String, slot: usize| {
-            let (map, collector) = (Arc::clone(&map), collector.clone());
+            let map = Arc::clone(&map);
             thread::spawn(move || {
-                let handle = collector.register();
-                let guard = &handle.pin();
+                // SAFETY: nothing is retired while the three threads race (no removal, and no
+                // promotion: H leaves one old slot uncopied), so no memory they can reach is
+                // freed; unprotected guards keep the pins' own atomics out of the model.
+                let guard = unsafe { crossbeam_epoch::unprotected() };
                 let next = map
                     .root(guard)
                     .next(guard)
@@ -149,10 +151,10 @@ fn reserve_races_install() {
         // schedule needs two preemptions (G1 and G2 each stopped inside `reserve`); H running
         // to its end, and the joins, cost none.
         let h = {
-            let (map, collector) = (Arc::clone(&map), collector.clone());
+            let map = Arc::clone(&map);
             thread::spawn(move || {
-                let handle = collector.register();
-                let guard = &handle.pin();
+                // SAFETY: as for G1 and G2.
+                let guard = unsafe { crossbeam_epoch::unprotected() };
                 let root = map.root(guard);
                 let m = root.migration(guard).expect("migrating");
                 for &i in &copied {
@@ -170,5 +172,59 @@ fn reserve_races_install() {
             let found = map.get(map.hash(name), name, guard);
             assert!(found.is_some(), "{name} lost");
         }
+    });
+}
+
+/// Found by the first version of `reserve_races_install` (as a writer spinning for ever): a
+/// thread whose promotion CAS lost must not leave the new root's `prev` set, or a writer
+/// refused room there waits for the promoting thread to clear it (not lock-free). Two threads
+/// finish the same migration; whichever returns first, the new root has no `prev` by then.
+#[test]
+fn promotion_never_leaves_a_stale_prev() {
+    check("promotion_never_leaves_a_stale_prev", 2, || {
+        let collector = Collector::new();
+        let map = Arc::new(RawMap::<u32>::new(4, SEED));
+        let (old, next) = {
+            let handle = collector.register();
+            let guard = &handle.pin();
+            let root = map.root(guard);
+            let name = name_at(&map, "P", 0, 4);
+            let n = node(&map, &name, 1).into_shared(guard);
+            root.cas(0, Shared::null(), n, guard).expect("empty");
+            root.claimed.fetch_add(1, Ordering::Relaxed);
+            map.len.add(1);
+            map.start_migration(root, guard);
+            let m = root.migration(guard).expect("started");
+            // Every slot final, none counted, every chunk handed out: only the promotion is
+            // left.
+            map.copy_all(root, m, guard);
+            root.cursor.store(root.capacity(), Ordering::Relaxed);
+            (
+                root as *const super::table::Table<u32> as usize,
+                m.next as usize,
+            )
+        };
+        let finish = move |map: &RawMap<u32>, collector: &Collector| {
+            let handle = collector.register();
+            let guard = &handle.pin();
+            let root = map.root(guard);
+            match root.migration(guard) {
+                // Still the old root: finish its migration (a walk does this).
+                Some(m) if std::ptr::from_ref(root) as usize == old => {
+                    map.finish_migration(root, m, guard)
+                }
+                // Already the new root: what a writer refused room there does.
+                _ => map.help_prev(root, guard),
+            }
+            let root = map.root(guard);
+            assert_eq!(std::ptr::from_ref(root) as usize, next, "promoted");
+            assert!(root.prev(guard).is_none(), "the new root still has a prev");
+        };
+        let t = {
+            let (map, collector) = (Arc::clone(&map), collector.clone());
+            thread::spawn(move || finish(&map, &collector))
+        };
+        finish(&map, &collector);
+        t.join().unwrap();
     });
 }

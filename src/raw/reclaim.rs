@@ -135,14 +135,15 @@ pub(crate) unsafe fn retire<V>(
         // The previous table may still hold this node as `Done`: keep it until that table is
         // freed.
         (Some(prev), _) => prev.bury(ptr, share),
-        // SAFETY (both arms): the node is unlinked from the only table that can reach it (a
-        // table whose `prev` is null was never migrated into, or that migration completed and
-        // the old table was unlinked before `prev` was cleared), so only threads pinned now
-        // can hold it; the free runs after they unpin.
         // A binding's value goes through the registry's list, so that any thread can hand it
         // over (see `pending.rs`).
+        // SAFETY: the node is unlinked from the only table that can reach it (a table whose
+        // `prev` is null was never migrated into, or that migration completed and the old
+        // table was unlinked before `prev` was cleared), so only threads pinned now can hold
+        // it, and the list's job runs after they unpin; the list takes the whole node, once.
         (None, Share::Whole) => unsafe { pending.push(node, Kind::Whole, guard) },
         // A tombstone holds no value: nobody waits for its memory.
+        // SAFETY: as above; the deferred free runs after every thread pinned now unpins.
         (None, Share::Tomb) => unsafe { guard.defer_unchecked(move || free(ptr, share)) },
     }
 }

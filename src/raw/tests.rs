@@ -330,7 +330,7 @@ fn next_table_room_is_never_granted_twice() {
     use super::hook::RESERVE_WINDOW;
     let drops = Arc::new(AtomicUsize::new(0));
     let collector = Collector::new();
-    let handle = Arc::new(collector.register());
+    let handle = std::rc::Rc::new(collector.register());
     let map = Arc::new(RawMap::<Counted>::new(16, 7));
     let guard = &handle.pin();
     let root = map.root(guard);
@@ -405,7 +405,7 @@ fn next_table_room_is_never_granted_twice() {
     let g2_name = fresh("g2-", &[x, y, g1_home]);
 
     // G1's window runs G2, whose window runs the helper's two copies.
-    let (map2, handle2, drops2) = (Arc::clone(&map), Arc::clone(&handle), Arc::clone(&drops));
+    let (map2, handle2, drops2) = (Arc::clone(&map), handle.clone(), Arc::clone(&drops));
     let helper = move || {
         let (map, guard) = (&*map2, &handle2.pin());
         let root = map.root(guard);
@@ -416,7 +416,7 @@ fn next_table_room_is_never_granted_twice() {
         assert_eq!(root.sealed.load(StdOrdering::Relaxed), 14);
         drop(drops2);
     };
-    let (map3, handle3, drops3) = (Arc::clone(&map), Arc::clone(&handle), Arc::clone(&drops));
+    let (map3, handle3, drops3) = (Arc::clone(&map), handle.clone(), Arc::clone(&drops));
     let g2_inserted = g2_name.clone();
     let g2 = move || {
         RESERVE_WINDOW.with(|h| *h.borrow_mut() = Some(Box::new(helper)));
