@@ -95,15 +95,17 @@
 //! helps and never waits (a walk does help, see above).
 //!
 //! **When a removed value is dropped.** A removal puts the removed node on a list of the
-//! registry's (the node itself is the list entry). Every 64 removals, the remover hands the
-//! list to the epoch collector's global queue; [`Registry::collect`], called from any thread,
-//! hands it over at once, whatever its length, and runs the collector. So:
+//! registry's (the node itself is the list entry; one list per stripe of 16, each thread using
+//! its own). Every 32 removals on a list, the remover hands that list to the epoch collector's
+//! global queue; [`Registry::collect`], called from any thread, hands every list over at once,
+//! whatever their lengths, and runs the collector until they are dropped. So:
 //! - after `collect()` returns, every value removed before the call has been dropped, unless a
 //!   thread that was pinned at its removal is still pinned (the next collection after it
 //!   unpins drops it);
-//! - without `collect()`, at most 64 removed values wait in an idle registry, plus what the
-//!   collector has not yet expired of the last hand-overs (a collection runs every 128 pins of
-//!   each thread and at every hand-over);
+//! - without `collect()`, at most 32 removed values per removing thread (per stripe: at most
+//!   512 in all) wait in an idle registry, plus what the collector has not yet expired of the
+//!   last hand-overs (a collection runs every 128 pins of each thread and at every
+//!   hand-over);
 //! - an orchestrator that waits for a removed value's drop (an agent's inbox closing) calls
 //!   `collect()` after the removal.
 //!

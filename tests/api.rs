@@ -2224,9 +2224,10 @@ fn removed_values_are_dropped_by_collect_from_any_thread() {
     agent.join().unwrap();
 }
 
-/// Bug 5, the rule for a registry that goes idle: at most one batch of removed values waits in
-/// the registry; the rest are handed to the epoch collector as they are removed, and dropped by
-/// the removing thread's own later collections, without any `collect()`.
+/// Bug 5, the rule for a registry that goes idle: at most one batch (32) of removed values per
+/// removing thread waits in the registry; the rest are handed to the epoch collector as they
+/// are removed, and dropped by the removing thread's own later collections, without any
+/// `collect()`.
 #[test]
 fn an_idle_registry_keeps_at_most_a_batch_of_removed_values() {
     let drops = Arc::new(AtomicUsize::new(0));
@@ -2246,10 +2247,10 @@ fn an_idle_registry_keeps_at_most_a_batch_of_removed_values() {
         .unwrap();
     }
     let waiting = n - drops.load(Ordering::Relaxed);
-    // One batch (64) in the registry, and the last two batches handed over, which wait for
-    // two more epoch advances.
+    // One batch (32, one thread: one stripe) in the registry, and the last two batches handed
+    // over, which wait for two more epoch advances.
     assert!(
-        waiting <= 3 * 64,
+        waiting <= 3 * 32,
         "{waiting} of {n} removed values still alive"
     );
     reg.collect();

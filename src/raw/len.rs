@@ -14,9 +14,9 @@ use crate::sync::{AtomicIsize, Ordering};
 /// Stripes per map. Loom models use one: the stripe a thread picks cannot matter to them, and
 /// every atomic adds to the states loom explores.
 #[cfg(loom)]
-const STRIPES: usize = 1;
+pub(crate) const STRIPES: usize = 1;
 #[cfg(not(loom))]
-const STRIPES: usize = 16;
+pub(crate) const STRIPES: usize = 16;
 
 /// One stripe, alone on its cache line pair (adjacent-line prefetching pulls lines in twos).
 #[repr(align(128))]
@@ -33,9 +33,9 @@ thread_local! {
     static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// This thread's stripe.
+/// This thread's stripe (also used by the pending list, `pending.rs`).
 #[inline]
-fn stripe() -> usize {
+pub(crate) fn stripe() -> usize {
     STRIPE.with(|s| {
         let mut i = s.get();
         if i == usize::MAX {

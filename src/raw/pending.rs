@@ -1,5 +1,5 @@
-//! Removed values on their way to the epoch collector: a registry-wide list, so that any thread
-//! can hand them over.
+//! Removed values on their way to the epoch collector: lists of the registry's, so that any
+//! thread can hand them over.
 //!
 //! # Why
 //! crossbeam-epoch keeps deferred work in a bag private to the thread that deferred it, and
@@ -11,13 +11,15 @@
 //! unregister cycle went from ~180 ns to ~620 ns).
 //!
 //! # The rule
-//! A removal pushes the removed node onto this list (one CAS; the node itself is the list
-//! entry, so nothing is allocated). Whenever the list reaches [`BATCH`] entries, the thread
-//! that pushed the last one takes the whole list, defers one job that frees it, and flushes
-//! that job to the global queue; [`Pending::hand_over`] (which `Registry::collect` calls) does
-//! the same from any thread, whatever the count. So at most about [`BATCH`] removed values wait
-//! in a registry between hand-overs, and every value removed before a `collect()` is then
-//! dropped by the epoch collector as soon as no thread pinned at its removal is still pinned.
+//! A removal pushes the removed node onto a list (one CAS; the node itself is the list entry,
+//! so nothing is allocated). There is one list per stripe and each thread pushes onto its own
+//! stripe's (as it counts the length, `len.rs`), so removing threads share no cache line.
+//! Whenever a list reaches [`BATCH`] entries, the thread that pushed the last one takes the
+//! whole list, defers one job that frees it, and flushes that job to the global queue;
+//! [`Pending::hand_over`] (which `Registry::collect` calls) does the same for every stripe, from
+//! any thread, whatever the counts. So at most [`BATCH`] removed values per stripe wait in a
+//! registry between hand-overs, and every value removed before a `collect()` is then dropped by
+//! the epoch collector as soon as no thread pinned at its removal is still pinned.
 //!
 //! # Why deferring late is sound
 //! A node is pushed after the CAS that unlinked it, and the job that frees it is deferred later
@@ -26,8 +28,9 @@
 //! (then the job waits for it) or has unpinned (then it no longer holds the node).
 //!
 //! # Orderings
-//! - A push writes the entry's link, then publishes the entry with a `Release` CAS on `head`;
-//!   a take swaps `head` with `Acquire`, so the taker reads every link of the list it took.
+//! - A push writes the entry's link, then publishes the entry with a `Release` CAS on its
+//!   stripe's `head`; a take swaps `head` with `Acquire`, so the taker reads every link of the
+//!   list it took.
 //! - There is no ABA on a push's CAS: a node is pushed once in its life, and a taken node is
 //!   freed only after the pushing thread (pinned while it pushes) has unpinned, so `head` can
 //!   never come back to a value the pusher read before a take.
@@ -35,6 +38,7 @@
 
 use crossbeam_epoch::Guard;
 
+use super::len::{STRIPES, stripe};
 use super::node::Node;
 use super::reclaim::{drop_node, drop_value_job};
 use crate::sync::{AtomicUsize, Ordering};
@@ -42,7 +46,7 @@ use crate::sync::{AtomicUsize, Ordering};
 /// Entries that trigger a hand-over. One under loom: models then see every free as soon as
 /// it is retired, as they would without this list.
 #[cfg(not(loom))]
-pub(crate) const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 32;
 #[cfg(loom)]
 pub(crate) const BATCH: usize = 1;
 
@@ -55,11 +59,11 @@ pub(crate) enum Kind {
     Value = 1,
 }
 
-/// The registry's list of removed nodes not yet handed to the epoch collector.
+/// The registry's lists of removed nodes not yet handed to the epoch collector.
 pub(crate) struct Pending<V> {
-    /// The newest entry as a tagged node address (`Kind` in the low bit), or 0.
-    head: AtomicUsize,
-    count: AtomicUsize,
+    /// One list per stripe, so that removing threads do not share a cache line: each thread
+    /// pushes onto its own stripe, as it counts the length (`len.rs`).
+    stripes: Box<[Stripe]>,
     /// Lists handed over so far, and how many of their jobs have run: `Registry::collect`
     /// collects until the second reaches what the first was after its own hand-over. Plain std
     /// atomics (progress counters, not part of any protocol a model checks); `ran` is shared
@@ -69,7 +73,16 @@ pub(crate) struct Pending<V> {
     _nodes: std::marker::PhantomData<*mut Node<V>>,
 }
 
-// SAFETY: the list only moves node pointers between threads; the nodes' values are `Send` and
+/// One list, alone on its cache line pair.
+#[repr(align(128))]
+struct Stripe {
+    /// The newest entry as a tagged node address (`Kind` in the low bit), or 0.
+    head: AtomicUsize,
+    /// Entries pushed since the last hand-over (a hint).
+    count: AtomicUsize,
+}
+
+// SAFETY: the lists only move node pointers between threads; the nodes' values are `Send` and
 // `Sync` wherever the map is (see `RawMap`).
 unsafe impl<V: Send + Sync> Send for Pending<V> {}
 // SAFETY: as above.
@@ -78,47 +91,61 @@ unsafe impl<V: Send + Sync> Sync for Pending<V> {}
 impl<V> Pending<V> {
     pub(crate) fn new() -> Pending<V> {
         Pending {
-            head: AtomicUsize::new(0),
-            count: AtomicUsize::new(0),
+            stripes: (0..STRIPES)
+                .map(|_| Stripe {
+                    head: AtomicUsize::new(0),
+                    count: AtomicUsize::new(0),
+                })
+                .collect(),
             handed: std::sync::atomic::AtomicUsize::new(0),
             ran: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             _nodes: std::marker::PhantomData,
         }
     }
 
-    /// Pushes a node the caller just unlinked (see the module docs), and hands the list over
-    /// if it is long enough.
+    /// Pushes a node the caller just unlinked onto this thread's stripe (see the module docs),
+    /// and hands the stripe's list over if it is long enough.
     ///
     /// # Safety
     /// The caller's CAS unlinked `node` under `guard` and it gives up, to this list, what
     /// `kind` says (once).
     pub(crate) unsafe fn push(&self, node: &Node<V>, kind: Kind, guard: &Guard) {
         let entry = std::ptr::from_ref(node) as usize | kind as usize;
-        let mut head = self.head.load(Ordering::Relaxed);
+        let stripe = &self.stripes[stripe()];
+        let mut head = stripe.head.load(Ordering::Relaxed);
         loop {
             node.pending_next.store(head, Ordering::Relaxed);
             // Release: publishes the link just written (see the module docs).
-            match self
-                .head
-                .compare_exchange_weak(head, entry, Ordering::Release, Ordering::Relaxed)
-            {
+            match stripe.head.compare_exchange_weak(
+                head,
+                entry,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(now) => head = now,
             }
         }
-        if self.count.fetch_add(1, Ordering::Relaxed) + 1 >= BATCH {
-            self.hand_over(guard);
+        if stripe.count.fetch_add(1, Ordering::Relaxed) + 1 >= BATCH {
+            self.hand_over_stripe(stripe, guard);
         }
     }
 
-    /// Takes the whole list and defers one job that frees it; flushes the job to the global
-    /// queue, where any thread's collection can run it.
+    /// Hands every stripe's list over, whatever its length (`Registry::collect`).
     pub(crate) fn hand_over(&self, guard: &Guard) {
-        if self.head.load(Ordering::Relaxed) == 0 {
+        for stripe in self.stripes.iter() {
+            self.hand_over_stripe(stripe, guard);
+        }
+    }
+
+    /// Takes one stripe's whole list and defers one job that frees it; flushes the job to the
+    /// global queue, where any thread's collection can run it.
+    fn hand_over_stripe(&self, stripe: &Stripe, guard: &Guard) {
+        if stripe.head.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let list = self.head.swap(0, Ordering::Acquire);
-        self.count.store(0, Ordering::Relaxed);
+        let list = stripe.head.swap(0, Ordering::Acquire);
+        stripe.count.store(0, Ordering::Relaxed);
         if list == 0 {
             return;
         }
@@ -150,10 +177,12 @@ impl<V> Pending<V> {
 
     /// Frees every entry now (the map is being dropped: nobody can reach them).
     pub(crate) fn free_all(&mut self) {
-        // A swap rather than `get_mut` (loom's atomics have none); nobody else can race it.
-        let list = self.head.swap(0, Ordering::Acquire);
-        // SAFETY: `&mut self` on the map's drop: no thread can reach any node any more.
-        unsafe { free_list::<V>(list) }
+        for stripe in self.stripes.iter() {
+            // A swap rather than `get_mut` (loom's atomics have none); nobody else can race it.
+            let list = stripe.head.swap(0, Ordering::Acquire);
+            // SAFETY: `&mut self` on the map's drop: no thread can reach any node any more.
+            unsafe { free_list::<V>(list) }
+        }
     }
 }
 
