@@ -6,15 +6,20 @@
 #   PEERS default "genreg papaya scc-HashIndex ceiling"
 #   PROF_NAMES=1024 (table size, a power of two), INSTR_N=20000 (operations counted per cell)
 #
-# Each cell is `examples/throughput.rs --child OP PEER N` under callgrind, counting only
+# Each cell is the throughput harness (benches/src/throughput.rs, built with the bench profile:
+# optimised, with debug info) run as `throughput --child OP PEER N` under callgrind, counting only
 # `prof_loop`; the figure is the loop's instructions / N. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OPS=(${1:-hit miss peek get cycle stale replace})
 PEERS=(${2:-genreg papaya scc-HashIndex ceiling})
 N="${INSTR_N:-20000}"
-cargo build -q --profile bench --example throughput
-B=target/release/examples/throughput
+# The binary's path from cargo itself: it is under the workspace's target directory, or wherever
+# CARGO_TARGET_DIR or build.target-dir put it.
+B=$(cargo build -q --profile bench -p genreg-bench --bin throughput \
+    --message-format=json-render-diagnostics | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' |
+    tail -n 1)
+[ -x "$B" ] || { echo "instr.sh: no throughput binary from cargo build" >&2; exit 1; }
 out=$(mktemp -d)
 printf '%-10s' op
 for p in "${PEERS[@]}"; do printf ' %16s' "$p"; done

@@ -6,8 +6,9 @@
 
 Reads every `target/criterion/**/new/benchmark.json` (+ `estimates.json` beside it) and prints,
 for each group, each peer's median time and the ratio genreg / peer (below 1: genreg is
-faster). With the throughput CSV (written by `cargo run --release --example throughput`) it
-also checks the throughput targets. Ratios only: absolute times on a shared machine mean little.
+faster). With the throughput CSV (written by the throughput harness, `cargo run --release -p
+genreg-bench --bin throughput` from the repository root) it also checks the throughput targets.
+Ratios only: absolute times on a shared machine mean little.
 """
 import argparse
 import csv
@@ -151,7 +152,7 @@ def main():
     args = ap.parse_args()
     groups = load_criterion(args.criterion)
     if not groups:
-        sys.exit(f"no criterion results under {args.criterion}: run `cargo bench --bench registry`")
+        sys.exit(f"no criterion results under {args.criterion}: run `cargo bench -p genreg-bench --bench registry`")
 
     print("### Targets (ratios from one run; time ratios: genreg's time / the peer's)\n")
     print("| target | goal | measured | verdict |")

@@ -10,7 +10,9 @@ step "rustup component add rustfmt clippy (active toolchain)" rustup component a
 
 step "rustfmt" cargo fmt --all -- --check ||
     die "code is not formatted: run 'cargo fmt --all' and commit the result"
-step "clippy" cargo clippy --all-targets -- -D warnings ||
+# --workspace: genreg, and the benches/ member (genreg-bench: the criterion benches, the peers'
+# adapters and the throughput harness).
+step "clippy" cargo clippy --workspace --all-targets -- -D warnings ||
     die "clippy found warnings (denied in CI); see above"
 step "rustdoc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps ||
     die "rustdoc warnings (broken intra-doc links, missing docs...); see above"

@@ -101,7 +101,7 @@ usage() {
 case "${1:-all}" in
     -h | --help) usage 0 ;;
     all) mutants=("${ALL_MUTANTS[@]}") ;;
-    none | cas_unregister | no_generation | loser_frees) mutants=("$1") ;;
+    none | cas_unregister | no_generation | loser_frees | reserve_race) mutants=("$1") ;;
     *) printf 'unknown mutant %q\n\n' "$1" >&2 && usage 3 ;;
 esac
 case "${2:-all}" in

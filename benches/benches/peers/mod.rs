@@ -1,6 +1,6 @@
 //! Thin adapters that give genreg and every peer map the same *registry* semantics, shared by
-//! the criterion benches (`benches/registry.rs`) and the throughput harness
-//! (`examples/throughput.rs`, which includes this file with `#[path]`).
+//! the criterion benches (`benches/benches/registry.rs`) and the throughput harness
+//! (`benches/src/throughput.rs`, which includes this file with `#[path]`).
 //!
 //! Semantics every adapter implements, each with the peer's own primitives:
 //! - `register(name, value)`: insert-if-absent; mints a tag `(instance, generation)` from a

@@ -2,9 +2,13 @@
 //! plus insert tail latency while a table grows from empty, and memory per entry.
 //!
 //! ```text
-//! cargo run --release --example throughput               # full run (~10-15 min here)
-//! cargo run --release --example throughput -- --quick    # one short pass (< 1 min, CI)
+//! cargo run --release -p genreg-bench --bin throughput             # full run (~10-15 min here)
+//! cargo run --release -p genreg-bench --bin throughput -- --quick  # one short pass (< 1 min, CI)
 //! ```
+//!
+//! A binary of the `benches/` workspace member (genreg-bench), which has the peers as
+//! dependencies. Run it from the repository root: the default paths below are relative to the
+//! working directory.
 //!
 //! Options: `--quick`, `--secs S` (per cell), `--reps R` (cells are repeated and the median
 //! kept), `--sizes 1000,1000000`, `--csv PATH` (default `target/throughput.csv`),
@@ -87,7 +91,7 @@ impl Dist {
 
 /// Zipf exponent for skewed names (YCSB's default).
 const ZIPF_S: f64 = 0.99;
-/// Name length in the harness (PERF.md's figures are for 16-byte names).
+/// Name length in the harness (16 bytes, as in the peer figures BENCHMARKS.md quotes).
 const NAME_LEN: usize = 16;
 /// Shared names in the conflict workload.
 const CONTESTED: usize = 64;

@@ -1,8 +1,8 @@
 //! Criterion benches: genreg and every peer in the same group, so that ratios are side by side.
 //!
-//! `cargo bench --bench registry` runs everything (a few minutes); pass a filter to run one
-//! group, e.g. `cargo bench --bench registry -- lookup_hit/1024`. `benches/report.py` turns
-//! `target/criterion` into the ratio tables of BENCHMARKS.md.
+//! `cargo bench -p genreg-bench --bench registry` runs everything (a few minutes); pass a filter
+//! to run one group, e.g. `cargo bench -p genreg-bench --bench registry -- lookup_hit/1024`.
+//! `benches/report.py` turns `target/criterion` into the ratio tables of BENCHMARKS.md.
 //!
 //! Groups (ids are `group/parameters/peer`):
 //! - `lookup_hit/{names}/{len}B/{peer}`: one hit, through each peer's best read path (its
