@@ -48,7 +48,7 @@ use crate::sync::{AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) const BATCH: usize = 32;
 #[cfg(loom)]
-pub(crate) const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 1;
 
 /// What an entry owns (the low bit of a link).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
