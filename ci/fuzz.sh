@@ -11,7 +11,7 @@
 #   concurrent  an operation sequence dealt to 2-4 threads on one registry, then a
 #               consistency check of everything the threads saw
 #
-# The build is what `cargo fuzz build` does, spelled out (VERIFY.md), so CI needs no
+# The build is what `cargo fuzz build` does, spelled out, so CI needs no
 # `cargo install cargo-fuzz`: nightly, sanitizer-coverage instrumentation, AddressSanitizer,
 # debug assertions, into target/fuzz. The explicit --target keeps those flags off build scripts
 # and proc macros.

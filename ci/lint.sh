@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage "lint": formatting, clippy with warnings denied, and rustdoc with warnings denied.
-# Stable toolchain (the active one). `-D warnings` lives here, not in the source (STYLE.md §12).
+# Stable toolchain (the active one). `-D warnings` lives here, not in the source (a new compiler lint must not break a user's build).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 stage_start lint
 require_rustup

@@ -6,7 +6,7 @@
 #   bash ci/loom.sh                          # what CI runs: every model
 #   bash ci/loom.sh register_race            # arguments go to the test binary (a name filter)
 #
-# Flags (VERIFY.md): BOTH `--cfg loom` (the crate's atomics become loom's) and
+# Flags: BOTH `--cfg loom` (the crate's atomics become loom's) and
 # `--cfg crossbeam_loom` (crossbeam-epoch's pins and frees become visible to loom); without the
 # second every model would pass after one or two iterations while testing nothing (the crate
 # refuses to build that way). Debug assertions stay on in the release build. Each model sets

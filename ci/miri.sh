@@ -5,7 +5,7 @@
 #   bash ci/miri.sh                   # what CI runs
 #   bash ci/miri.sh --test api        # a narrower selection (arguments replace the default list)
 #
-# Flags (VERIFY.md): crossbeam-epoch 0.9.21 itself trips Stacked Borrows and does not support
+# Flags: crossbeam-epoch 0.9.21 itself trips Stacked Borrows and does not support
 # strict provenance, so Miri runs with Tree Borrows and permissive provenance. PROPTEST_CASES=4
 # keeps the property tests to a few cases (Miri is ~1000x slower than native). cargo-miri builds
 # into target/miri, apart from the normal build.

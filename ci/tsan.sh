@@ -6,7 +6,7 @@
 #   bash ci/tsan.sh --test api        # another selection (arguments replace --test stress)
 #
 # Why three runs: an eager free (a node freed while a reader may still hold it) shows up as a
-# race only when the free and the read happen to overlap; VERIFY.md saw it in about half the runs.
+# race only when the free and the read happen to overlap; in trials it showed in about half the runs.
 #
 # crossbeam-epoch and TSan: TSan does not understand standalone memory fences, and the epoch
 # protocol relies on them. crossbeam-epoch 0.9.21 handles this itself: its build script sees

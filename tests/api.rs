@@ -1,6 +1,6 @@
 //! The public API, scenario by scenario: the MARSYS registry's documented behaviour (the
 //! Coordinator late-destructor race, duplicate names, auto names, weak entries), the contract of
-//! every conditional operation (DESIGN.md §1, §2), and bad input and faults (§5).
+//! every conditional operation (the crate docs), and bad input and faults.
 //!
 //! Every registry here is built by [`registry`] (or [`small`]) with a collector of its own, so
 //! that tests are isolated from each other's garbage and Miri sees no leak from crossbeam's

@@ -1,6 +1,7 @@
-//! Tags: [`InstanceId`], [`Generation`] and [`Tag`] as values (DESIGN.md §1), and the promises
-//! the registry makes about them: fresh instance ids are unique across threads, and generations
-//! strictly increase across every kind of write, `clear()` included.
+//! Tags: [`InstanceId`], [`Generation`] and [`Tag`] as values (their contract is in the crate
+//! docs), and the promises the registry makes about them: fresh instance ids are unique across
+//! threads, and generations are unique and strictly increase along one thread's writes, of every
+//! kind, `clear()` included.
 //!
 //! Every registry is built with a collector of its own (see `tests/api.rs`); loops are small
 //! under Miri.
@@ -312,4 +313,41 @@ fn tags_of_separate_registries_do_not_interfere() {
     assert!(r1.unregister_if_same("same", t2).is_err());
     assert_eq!(r1.get_if("same", t1), Some(1));
     assert_eq!(r2.get_if("same", t2), Some(2));
+}
+
+/// Generations come in per-thread blocks, cached per registry: one thread writing to many
+/// registries in turn (more than its cache holds, so entries are evicted and blocks retaken)
+/// still gets unique, increasing generations from each registry; and a replacement's
+/// generation is above the replaced one even when that one came from another thread's block.
+#[test]
+fn generation_blocks_with_many_registries_and_threads() {
+    let regs: Vec<Registry<usize>> = (0..9).map(|_| registry()).collect();
+    let mut seen: Vec<Vec<Generation>> = vec![Vec::new(); regs.len()];
+    for round in 0..scale(200, 20) {
+        for (k, reg) in regs.iter().enumerate() {
+            let tag = reg.register_detached(&format!("n{round}"), round).unwrap();
+            if let Some(last) = seen[k].last() {
+                assert!(tag.generation() > *last, "registry {k}: not increasing");
+            }
+            seen[k].push(tag.generation());
+        }
+    }
+    for gens in &seen {
+        let unique: HashSet<_> = gens.iter().collect();
+        assert_eq!(unique.len(), gens.len());
+    }
+    // Another thread takes a block far ahead; replacing its binding here still goes up.
+    let reg = &regs[0];
+    let theirs = std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..scale(300, 30) {
+                reg.register_detached(&format!("far{i}"), i).unwrap();
+            }
+            reg.register_detached("shared", 0).unwrap()
+        })
+        .join()
+        .unwrap()
+    });
+    let mine = reg.replace_if_same("shared", theirs, 1).unwrap();
+    assert!(mine.generation() > theirs.generation());
 }

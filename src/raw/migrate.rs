@@ -262,7 +262,8 @@ impl<V> RawMap<V> {
                 Slot::SealedEmpty | Slot::SealedTomb | Slot::Done(_) => return false,
                 // A weak binding whose owner died is invisible and stays dead: it is not copied
                 // but removed here, as a purge would (one CAS on its own node), so that dead
-                // weak bindings never outlive a migration.
+                // weak bindings never outlive a migration. (A committed removal like any other:
+                // once changes are observed, it is one whose reason is "weak owner dead".)
                 Slot::Live(n) if !n.is_visible() => {
                     if table.cas(i, cur, node_word(n, TOMB), guard).is_ok() {
                         self.len.add(-1);

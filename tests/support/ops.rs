@@ -495,7 +495,7 @@ pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
     })
 }
 
-/// DESIGN §5: every refusal has a `Display` message naming the name and the current tag.
+/// Every refusal has a `Display` message naming the name and the current tag.
 pub fn check_display(err: &Error) {
     let msg = err.to_string();
     assert!(!msg.is_empty(), "empty Display for {err:?}");
