@@ -200,6 +200,53 @@ impl Harness {
         }
     }
 
+    /// The check shared by `ensure_registered` and `ensure_registered_weak`: `Existing` exactly
+    /// when the model has the name bound to `inst` (with `passed` handed back), else what a
+    /// registration must answer.
+    fn ensured(
+        &mut self,
+        op: &Op,
+        name: &str,
+        inst: InstanceId,
+        mval: MVal,
+        passed: &V,
+        actual: Result<Ensured<V>, Rejected<V>>,
+    ) {
+        let existing = validate(name)
+            .ok()
+            .and_then(|()| self.model.tag(name))
+            .filter(|t| t.instance() == inst);
+        match (actual, existing) {
+            (Ok(Ensured::Existing { tag, value }), Some(current)) => {
+                assert_eq!(tag, current, "{op:?}: existing tag");
+                assert!(Arc::ptr_eq(&value, passed), "{op:?}: value not handed back");
+            }
+            (Ok(Ensured::Existing { tag, .. }), None) => {
+                panic!(
+                    "{op:?}: answered Existing({tag:?}), model: {:?}",
+                    self.model.tag(name)
+                )
+            }
+            (_, Some(current)) => panic!("{op:?}: did not answer Existing({current:?})"),
+            (Ok(Ensured::Registered(g)), None) => {
+                let expect = self.model.expect_register(name);
+                self.registered(op, name, expect, Some(inst), mval, passed, Ok(g));
+            }
+            (Err(r), None) => {
+                let expect = self.model.expect_register(name);
+                self.registered(
+                    op,
+                    name,
+                    expect,
+                    Some(inst),
+                    mval,
+                    passed,
+                    Err::<Bound, _>(r),
+                );
+            }
+        }
+    }
+
     /// The weak owner an op names: an existing one, or a new one (kept by the harness).
     fn owner(&mut self, owner: OwnerSel) -> (u64, V) {
         let existing = match owner {
@@ -302,41 +349,7 @@ impl Harness {
                     Some(p) => p.ensure_registered(&name, inst, v.clone()),
                     None => reg.ensure_registered(&name, inst, v.clone()),
                 };
-                let existing = validate(&name)
-                    .ok()
-                    .and_then(|()| self.model.tag(&name))
-                    .filter(|t| t.instance() == inst);
-                match (actual, existing) {
-                    (Ok(Ensured::Existing { tag: t, value }), Some(current)) => {
-                        assert_eq!(t, current, "{op:?}: ensure_registered existing tag");
-                        assert!(Arc::ptr_eq(&value, &v), "{op:?}: value not handed back");
-                    }
-                    (Ok(Ensured::Existing { tag: t, .. }), None) => {
-                        panic!(
-                            "{op:?}: ensure_registered answered Existing({t:?}), model: {:?}",
-                            self.model.tag(&name)
-                        )
-                    }
-                    (_, Some(current)) => {
-                        panic!("{op:?}: ensure_registered did not answer Existing({current:?})")
-                    }
-                    (Ok(Ensured::Registered(g)), None) => {
-                        let expect = self.model.expect_register(&name);
-                        self.registered(op, &name, expect, Some(inst), MVal::Strong(*v), &v, Ok(g));
-                    }
-                    (Err(r), None) => {
-                        let expect = self.model.expect_register(&name);
-                        self.registered(
-                            op,
-                            &name,
-                            expect,
-                            Some(inst),
-                            MVal::Strong(*v),
-                            &v,
-                            Err::<Bound, _>(r),
-                        );
-                    }
-                }
+                self.ensured(op, &name, inst, MVal::Strong(*v), &v, actual);
             }
             Op::RegisterAuto { prefix } => {
                 let prefix = prefix.get();
@@ -392,44 +405,12 @@ impl Harness {
                 let name = name.get();
                 let inst = inst.get(&self.seen);
                 let (id, o) = self.owner(owner);
-                let existing = validate(&name)
-                    .ok()
-                    .and_then(|()| self.model.tag(&name))
-                    .filter(|t| t.instance() == inst);
                 let actual = reg.ensure_registered_weak(&name, inst, &o);
                 let mval = MVal::Weak {
                     owner: id,
                     value: *o,
                 };
-                match (actual, existing) {
-                    (Ok(Ensured::Existing { tag, value }), Some(current)) => {
-                        assert_eq!(tag, current, "{op:?}: existing tag");
-                        assert!(Arc::ptr_eq(&value, &o), "{op:?}: owner not handed back");
-                    }
-                    (Ok(Ensured::Existing { tag, .. }), None) => {
-                        panic!(
-                            "{op:?}: answered Existing({tag:?}), model: {:?}",
-                            self.model.tag(&name)
-                        )
-                    }
-                    (_, Some(current)) => panic!("{op:?}: did not answer Existing({current:?})"),
-                    (Ok(Ensured::Registered(g)), None) => {
-                        let expect = self.model.expect_register(&name);
-                        self.registered(op, &name, expect, Some(inst), mval, &o, Ok(g));
-                    }
-                    (Err(r), None) => {
-                        let expect = self.model.expect_register(&name);
-                        self.registered(
-                            op,
-                            &name,
-                            expect,
-                            Some(inst),
-                            mval,
-                            &o,
-                            Err::<Bound, _>(r),
-                        );
-                    }
-                }
+                self.ensured(op, &name, inst, mval, &o, actual);
             }
             Op::Collect => reg.collect(),
             Op::DropOwner { owner } => {
