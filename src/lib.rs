@@ -95,17 +95,19 @@
 //! helps and never waits (a walk does help, see above).
 //!
 //! **When a removed value is dropped.** A removal puts the removed node on a list of the
-//! registry's (the node itself is the list entry; one list per stripe of 16, each thread using
-//! its own). Every 32 removals on a list, the remover hands that list to the epoch collector's
-//! global queue; [`Registry::collect`], called from any thread, hands every list over at once,
-//! whatever their lengths, and runs the collector until they are dropped. So:
-//! - after `collect()` returns, every value removed before the call has been dropped, unless a
-//!   thread that was pinned at its removal is still pinned (the next collection after it
-//!   unpins drops it);
-//! - without `collect()`, at most 32 removed values per removing thread (per stripe: at most
-//!   512 in all) wait in an idle registry, plus what the collector has not yet expired of the
-//!   last hand-overs (a collection runs every 128 pins of each thread and at every
-//!   hand-over);
+//! registry's (the node itself is the list entry; one list per stripe, 16 stripes, each thread
+//! using its own). Every 32 removals on a list, the remover hands that list to the epoch
+//! collector's global queue, and the collector drops it once every thread pinned at that
+//! moment has unpinned. [`Registry::collect`], called from any thread, hands every list over at
+//! once, whatever their lengths, and runs collections until everything handed over has been
+//! dropped. So:
+//! - when `collect()` returns `true`, every value whose removal returned before the call has
+//!   been dropped; it returns `false` after a bounded amount of work if a thread that stays
+//!   pinned holds reclamation back (or other threads keep removing faster than it catches
+//!   up), and later collections drop the rest;
+//! - without `collect()`, about 32 removed values per stripe (at most ~512 in all) wait in an
+//!   idle registry, plus what the collector has not yet expired of the last hand-overs (a
+//!   collection runs every 128 pins of each thread and at every hand-over);
 //! - an orchestrator that waits for a removed value's drop (an agent's inbox closing) calls
 //!   `collect()` after the removal.
 //!
@@ -130,10 +132,11 @@
 //! unpinned. Registry methods pin only for the length of one call; keep `Pinned` handles short
 //! or [`Pinned::repin`] them.
 //!
-//! One more delay: a node removed *while a migration runs* can still be pointed at by the old
-//! table, so it is freed together with that table, once the migration completes; migrations
-//! advance as writers (and walks) come by, so a registry that goes idle mid-migration keeps a
-//! handful of such removed values until the next write.
+//! One more delay, for memory only: a node removed *while a migration runs* can still be
+//! pointed at by the old table, so its memory (not its value, which is dropped as any other)
+//! is freed together with that table, once the migration completes; migrations advance as
+//! writers (and walks) come by, so a registry that goes idle mid-migration keeps a handful of
+//! such nodes until the next write.
 //!
 //! A value's destructor runs on whichever thread collects the garbage, some time after the
 //! removal. A panic in it is caught and counted ([`dropped_value_panics`]); the registry is
@@ -147,7 +150,8 @@
 //! stays safe (a panic frees and overwrites nothing), but the name whose slot was being copied may stay
 //! frozen, and every later write of that name, and anything that finishes the migration
 //! (walks, inserts that need room), panics again: treat such a panic as a bug to report, and
-//! the registry as unusable for writes.
+//! the registry as unusable for writes. Dropping it is still safe and does not panic: the drop
+//! frees each node from the table that owns it, without finishing the migration.
 //!
 //! # Weak bindings
 //! [`Registry::register_weak`] (and [`register_weak_as`](Registry::register_weak_as),

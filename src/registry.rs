@@ -139,6 +139,25 @@ fn random_seed() -> u64 {
 }
 
 impl<V> Inner<V> {
+    /// Up to [`COLLECT_PASSES`] rounds of pin, `step`, flush, unpin, on one thread handle
+    /// (registered once, for an owned collector), until `step(guard, pass)` says it is done;
+    /// returns whether it did.
+    fn collect_passes(&self, mut step: impl FnMut(&Guard, usize) -> bool) -> bool {
+        let pass = |guard: Guard, n: usize, step: &mut dyn FnMut(&Guard, usize) -> bool| {
+            guard.flush();
+            let done = step(&guard, n);
+            drop(guard);
+            done
+        };
+        match &self.collector {
+            None => (0..COLLECT_PASSES).any(|n| pass(crossbeam_epoch::pin(), n, &mut step)),
+            Some(c) => {
+                let handle = c.register();
+                (0..COLLECT_PASSES).any(|n| pass(handle.pin(), n, &mut step))
+            }
+        }
+    }
+
     /// Pins the current thread on the registry's collector.
     pub(crate) fn pin(&self) -> (Guard, Option<LocalHandle>) {
         match &self.collector {
@@ -305,31 +324,31 @@ impl<V: Send + Sync + 'static> Registry<V> {
     ///
     /// Hands every removed value still waiting in the registry to the epoch collector (see
     /// the crate docs, "Memory"), from whichever thread calls it, then runs collection passes
-    /// (each advances the epoch if the pinned threads allow, and runs what has expired) until
-    /// everything handed over so far has been dropped, or no more passes can help. So when it
-    /// returns, every value removed before the call has been dropped, unless a thread that was
-    /// pinned at its removal is still pinned (then the first collection after that thread
-    /// unpins drops it). Its work is bounded (at most 4,096 passes), and it never waits for
-    /// another thread.
+    /// (each advances the epoch if no pinned thread holds it back, and runs what has expired)
+    /// until every value ever handed over has been dropped. Returns `true` then: every value
+    /// whose removal returned before the call has been dropped.
+    ///
+    /// Returns `false` if it stopped at its bound (4,096 passes) first: a thread that stays
+    /// pinned (a [`Pinned`] handle or an iterator held somewhere) holds every later collection
+    /// back, or other threads kept removing faster than the passes caught up. The values are
+    /// then dropped by later collections, once that thread unpins. It never blocks and never
+    /// waits for another thread.
     ///
     /// Never needed for correctness; call it after removing something whose drop you wait for
     /// (an agent's inbox), before measuring memory, or in tests that count drops.
-    pub fn collect(&self) {
+    pub fn collect(&self) -> bool {
         let map = &self.inner.map;
-        let target = {
-            let pinned = self.pin();
-            map.hand_over_removed(&pinned.guard)
-        };
         // Each pass pins afresh (a pin held across would stall the epoch itself), advances the
         // epoch if every pinned thread allows and runs up to a few expired batches, ours or
-        // anyone's (the collector's queue is first in, first out). Bounded: a thread that
-        // stays pinned stops all progress, and then nothing more can be done here.
-        for _ in 0..COLLECT_PASSES {
-            self.pin().flush();
-            if map.removed_lists_freed() >= target {
-                break;
+        // anyone's (the collector's queue is first in, first out). Done when every list handed
+        // over so far has run: counts, so exact only when they are equal (jobs can finish out
+        // of order), which is why it waits for all of them rather than for the first `n`.
+        self.inner.collect_passes(|guard, pass| {
+            if pass == 0 {
+                map.hand_over_removed(guard);
             }
-        }
+            map.removed_lists_freed() >= map.removed_lists_handed()
+        })
     }
 
     /// The number of slots of the current table (for monitoring; the table grows by itself).

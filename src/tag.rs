@@ -88,8 +88,10 @@ impl fmt::Display for InstanceId {
     }
 }
 
-/// Says *which binding* an entry is: a number from a registry-wide, strictly increasing counter
-/// (like etcd's revision). Never reused for the life of the registry.
+/// Says *which binding* an entry is: a number drawn from a registry-wide counter that only
+/// increases, never reused for the life of the registry. Threads draw them in blocks, so they
+/// increase along one thread's operations (and a replacement's is above the one it replaces),
+/// but are not in time order across threads: they identify bindings, they do not order them.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Generation(u64);
 

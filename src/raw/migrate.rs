@@ -36,13 +36,23 @@
 //! then sees `Done` in the old slot, because the writer set `Done` first.
 //!
 //! # Room in the next table
-//! An install must always find an `Empty` slot. A root table never has more than
-//! [`hard_limit`] (7/8) of its slots claimed, so a migration copies fewer nodes than the next
-//! table (never smaller) has slots. And the next table admits a new name only while it still has
-//! room for every copy that may yet come (copies come at most one per old slot that is not final):
-//! `claimed + (old capacity − sealed) < capacity` (`reserve` in `raw/mod.rs`). Claims are
-//! counted *before* their CAS, so the bound holds under any interleaving. A writer refused there
-//! copies another chunk and tries again.
+//! An install must always find an `Empty` slot. A table that starts migrating has fewer slots
+//! claimed than its capacity (a root refuses claims past [`hard_limit`], 7/8; a promoted next
+//! table kept its claims under its capacity, see below), so a migration copies fewer nodes than
+//! the next table (never smaller) has slots. And the next table admits a new name only while it
+//! still has room for every copy that may yet come (at most one per old slot that is not final):
+//! `claimed + (old capacity − sealed) < capacity` (`reserve` in `raw/mod.rs`).
+//!
+//! The two numbers are read in an order that makes the check sound under any interleaving:
+//! `sealed` first, then the claim is counted (a `fetch_add` on `claimed`). A copy is counted in
+//! `claimed` (by its `install`) before its slot is final and counted in `sealed`; so a copy in
+//! the `sealed` we read happens-before that read, hence before our `fetch_add`, which therefore
+//! counts it too; a copy not in it is counted as still to come. Either way every copy is counted
+//! once or twice, never zero times. (The other order misses a copy that lands between the two
+//! steps, and two claims caught that way can take one slot too many: the last copy then finds
+//! no room. A deterministic replay and a three-thread loom model keep it fixed.) Claims are
+//! counted before their CAS and uncounted if it fails. A writer refused room copies another
+//! chunk and tries again.
 //!
 //! # Completion
 //! Each slot's final transition is a CAS won exactly once, and its winner counts it in `sealed`
@@ -173,7 +183,7 @@ impl<V> RawMap<V> {
     }
 
     /// Copies every slot that is not final yet; returns how many this call finished. Does not
-    /// promote (the map's destructor uses it with an unprotected guard).
+    /// promote.
     pub(crate) fn copy_all(&self, table: &Table<V>, m: &Migration<V>, guard: &Guard) -> usize {
         (0..table.capacity())
             .filter(|&i| self.copy_slot(table, m, i, guard))
@@ -261,8 +271,9 @@ impl<V> RawMap<V> {
                 Slot::Tomb(k) => (Shared::null().with_tag(TOMB | FROZEN), Some(k)),
                 Slot::SealedEmpty | Slot::SealedTomb | Slot::Done(_) => return false,
                 // A weak binding whose owner died is invisible and stays dead: it is not copied
-                // but removed here, as a purge would (one CAS on its own node), so that dead
-                // weak bindings never outlive a migration. (A committed removal like any other:
+                // but removed here, as a purge would (one CAS on its own node), so that a
+                // binding already dead when the migration reaches it does not survive it (one
+                // that dies after its slot is frozen is copied, and met by the next one). (A committed removal like any other:
                 // once changes are observed, it is one whose reason is "weak owner dead".)
                 Slot::Live(n) if !n.is_visible() => {
                     if table.cas(i, cur, node_word(n, TOMB), guard).is_ok() {

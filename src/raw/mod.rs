@@ -62,9 +62,10 @@ pub(crate) const MIN_CAPACITY: usize = 4;
 #[cfg(not(loom))]
 pub(crate) const MIN_CAPACITY: usize = 16;
 
-/// The largest table ever allocated: 2^(pointer bits - 8) slots, far beyond any memory, so
-/// only a corrupt size could reach it; sizes are clamped here rather than overflow.
-pub(crate) const MAX_CAPACITY: usize = 1 << (usize::BITS - 8);
+/// The largest table ever allocated: 2^(pointer bits - 4) slots, more than the address space
+/// can hold (a slot is a word), so only a corrupt size could reach it; sizes are clamped here
+/// rather than overflow.
+pub(crate) const MAX_CAPACITY: usize = 1 << (usize::BITS - 4);
 
 /// The map.
 pub(crate) struct RawMap<V> {
@@ -662,9 +663,13 @@ impl<V> RawMap<V> {
 
 impl<V> RawMap<V> {
     /// Hands every removed value waiting in this map to the epoch collector (see
-    /// `pending.rs`). Returns how many lists have been handed over, this one included.
-    pub(crate) fn hand_over_removed(&self, guard: &Guard) -> usize {
+    /// `pending.rs`).
+    pub(crate) fn hand_over_removed(&self, guard: &Guard) {
         self.pending.hand_over(guard);
+    }
+
+    /// How many lists of removed nodes have been handed over.
+    pub(crate) fn removed_lists_handed(&self) -> usize {
         self.pending.handed()
     }
 
@@ -677,8 +682,8 @@ impl<V> RawMap<V> {
 impl<V> Drop for RawMap<V> {
     fn drop(&mut self) {
         self.free_tables();
-        // Nothing can reach the removed nodes waiting here: free them now. Last, because
-        // settling a migration above may still add to the list (a dead weak binding it drops).
+        // Nothing can reach the removed nodes waiting here: free them now (their tombstone
+        // shares, if any, were released above).
         self.pending.free_all();
     }
 }
@@ -696,16 +701,51 @@ impl<V> RawMap<V> {
             unsafe { free_table_and_nodes(root) };
             return;
         };
-        // Settle every node into the next table, which then owns all of them. (No promotion:
-        // with an unprotected guard it would free the old table under our feet.)
-        self.copy_all(table, m, guard);
+        // A migration is in progress. Nothing runs concurrently, so rather than finish it
+        // (which frees nodes through `retire` while they are borrowed, and could meet a broken
+        // invariant and panic again inside a destructor), free each node from the one table
+        // that owns it: the next table owns what it holds; the old table owns its live and
+        // frozen nodes that were never installed, and its share of its tombstones (`Done`
+        // nodes belong to the next table or to the old table's graveyard).
         let next = Shared::from(m.next);
-        // SAFETY: after `copy_all` the next table owns every node; the old table owns only its
-        // migration record and graveyard, which its `Drop` frees.
+        // SAFETY: the next table is live for as long as the migration record is.
+        let next_table = unsafe { next.deref() };
+        for i in 0..table.capacity() {
+            match Slot::decode(table.load(i, guard)) {
+                // SAFETY: never frozen, so never installed: the old table's alone.
+                Slot::Live(n) => unsafe { drop_node(ptr::from_ref(n).cast_mut()) },
+                Slot::Frozen(n) if !installed(next_table, m, i, n, guard) => {
+                    // SAFETY: frozen but not (yet) installed: still the old table's alone.
+                    unsafe { drop_node(ptr::from_ref(n).cast_mut()) }
+                }
+                // SAFETY: the old table's share of its own tombstone.
+                Slot::Tomb(k) => unsafe { drop_tomb(ptr::from_ref(k).cast_mut()) },
+                _ => {}
+            }
+        }
+        // SAFETY: the next table now owns every node it holds, and nothing else does; the old
+        // table owns only its migration record and graveyard, which its `Drop` frees.
         unsafe {
             free_table_and_nodes(next);
             drop(root.into_owned());
         }
+    }
+}
+
+/// Whether the frozen node `n` of old slot `i` is in the next table already (at its one
+/// destination, `dest[i]`, see `migrate.rs`). Only for a map being dropped: nothing runs
+/// concurrently, and the next table changes a name only after its old slot is `Done`, so the
+/// destination holds `n` itself or does not hold it at all.
+fn installed<V>(
+    next: &Table<V>,
+    m: &table::Migration<V>,
+    i: usize,
+    n: &Node<V>,
+    guard: &Guard,
+) -> bool {
+    match m.dest[i].load(Ordering::Relaxed) {
+        0 => false,
+        d => matches!(Slot::decode(next.load(d - 1, guard)), Slot::Live(x) if ptr::eq(x, n)),
     }
 }
 

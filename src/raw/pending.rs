@@ -18,8 +18,9 @@
 //! whole list, defers one job that frees it, and flushes that job to the global queue;
 //! [`Pending::hand_over`] (which `Registry::collect` calls) does the same for every stripe, from
 //! any thread, whatever the counts. So at most [`BATCH`] removed values per stripe wait in a
-//! registry between hand-overs, and every value removed before a `collect()` is then dropped by
-//! the epoch collector as soon as no thread pinned at its removal is still pinned.
+//! registry between hand-overs. A handed-over list is freed by the epoch collector once every
+//! thread pinned at its hand-over has unpinned; `collect()` then runs collections until every
+//! list handed over so far has been freed (or a bounded number of passes is spent).
 //!
 //! # Why deferring late is sound
 //! A node is pushed after the CAS that unlinked it, and the job that frees it is deferred later

@@ -14,8 +14,11 @@
 //! One case needs more: during a migration a node can be reachable from *two* tables, the old
 //! one (as `Done`, still read by threads that have not moved on) and the new one, where it is
 //! removed. Unlinking it from the new table does not make it unreachable, so while the new table
-//! still has a `prev`, the node is buried in the previous table's graveyard and freed with that
-//! table, which is itself retired only after the migration completes and nobody can reach it.
+//! still has a `prev`, the node's memory is buried in the previous table's graveyard and freed
+//! with that table, which is itself retired only after the migration completes and nobody can
+//! reach it. Its value is not: a `Done` slot is matched by name only, never read as a binding,
+//! so the value goes through the registry's list of removed values like any other
+//! (`pending.rs`), and is dropped as promptly.
 //!
 //! # Panicking destructors
 //! Values are dropped inside crossbeam-epoch's garbage collection, on whichever thread happens to
@@ -132,9 +135,20 @@ pub(crate) unsafe fn retire<V>(
 ) {
     let ptr = node as *const Node<V> as *mut Node<V>;
     match (table.prev(guard), share) {
-        // The previous table may still hold this node as `Done`: keep it until that table is
-        // freed.
-        (Some(prev), _) => prev.bury(ptr, share),
+        // The previous table may still hold this node as `Done`: keep its memory until that
+        // table is freed. Its value, though, nobody can read any more (a `Done` slot is matched
+        // by name only), so it goes through the registry's list like any removed value (as
+        // for a tombstone, the node then has two owners: the grave and the value job).
+        (Some(prev), Share::Whole) => {
+            // Relaxed: as in `retire_value`.
+            node.refs.fetch_add(1, Ordering::Relaxed);
+            prev.bury(ptr, Share::Tomb);
+            // SAFETY: the node is unlinked from the next table, so only threads pinned now can
+            // read its value (the old table's `Done` slot does not), and the list's job runs
+            // after they unpin; the job owns the share just added.
+            unsafe { pending.push(node, Kind::Value, guard) }
+        }
+        (Some(prev), Share::Tomb) => prev.bury(ptr, share),
         // A binding's value goes through the registry's list, so that any thread can hand it
         // over (see `pending.rs`).
         // SAFETY: the node is unlinked from the only table that can reach it (a table whose

@@ -447,19 +447,66 @@ fn next_table_room_is_never_granted_twice() {
     assert_eq!(map.len(), 17);
 }
 
-/// A map dropped in the middle of a migration settles it first, and a dead weak binding met
-/// there is dropped, not copied: its removal goes through the pending list, which the drop
-/// frees last (Miri checks that nothing leaks).
+/// A map dropped in the middle of a migration frees every node exactly once, from the table
+/// that owns it: live and tombstoned nodes of the old table, nodes already copied (`Done` in
+/// the old table, live in the next), a node removed from the next table while the old one
+/// still points at it (the graveyard), and dead weak bindings, more of them than a batch of
+/// the pending list. (Miri checks that nothing leaks and nothing is freed while borrowed.)
 #[test]
-fn dropping_a_migrating_map_frees_dead_weak_bindings() {
+fn dropping_a_migrating_map_frees_every_node_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
     let collector = Collector::new();
     let handle = collector.register();
-    let map = RawMap::<Arc<u32>>::new(16, 3);
+    let map = RawMap::<Counted>::new(256, 11);
+    let mut created = 0;
+    {
+        let guard = &handle.pin();
+        // Tombstones, then names up to the soft limit: the last insert starts a migration and
+        // copies the first chunk.
+        for i in 0..8u64 {
+            created += 1;
+            let name = format!("gone{i}");
+            assert!(matches!(
+                map.insert(node(&map, &name, i, &drops), |_| false, guard),
+                Insert::Inserted
+            ));
+            let w = map.write_if(map.hash(&name), &name, |_| Some(Write::Remove), guard);
+            assert!(matches!(w, Written::Done(_)));
+        }
+        let mut i = 100;
+        while map.root(guard).migration(guard).is_none() {
+            created += 1;
+            let inserted = map.insert(node(&map, &format!("n{i}"), i, &drops), |_| false, guard);
+            assert!(matches!(inserted, Insert::Inserted));
+            i += 1;
+        }
+        // Remove a name copied by that chunk (its node goes to the old table's graveyard).
+        let root = map.root(guard);
+        let copied = (100..i)
+            .map(|k| format!("n{k}"))
+            .find(|name| super::table::home(map.hash(name), root.mask) < 8)
+            .expect("a name in the first chunk");
+        let w = map.write_if(map.hash(&copied), &copied, |_| Some(Write::Remove), guard);
+        assert!(matches!(w, Written::Done(_)));
+    }
+    drop(map);
+    drop(handle);
+    drop(collector);
+    assert_eq!(
+        drops.load(StdOrdering::Relaxed),
+        created,
+        "every value dropped exactly once"
+    );
+
+    // Dead weak bindings in a migrating map, more than a pending batch.
+    let collector = Collector::new();
+    let handle = collector.register();
+    let map = RawMap::<Arc<u32>>::new(256, 3);
     {
         let guard = &handle.pin();
         let owner = Arc::new(5u32);
         map.note_weak();
-        for i in 0..3u64 {
+        for i in 0..70u64 {
             let name = format!("w{i}");
             let weak: Box<dyn super::node::WeakRef<Arc<u32>>> = Box::new(Arc::downgrade(&owner));
             let n = Owned::new(Node::new(
@@ -470,13 +517,6 @@ fn dropping_a_migrating_map_frees_dead_weak_bindings() {
             ));
             assert!(matches!(map.insert(n, |_| false, guard), Insert::Inserted));
         }
-        let n = Owned::new(Node::new(
-            map.hash("s"),
-            Tag::new(InstanceId::from_raw(2), Generation::from_raw(9)),
-            NameBuf::new("s"),
-            Stored::Strong(Arc::new(7)),
-        ));
-        assert!(matches!(map.insert(n, |_| false, guard), Insert::Inserted));
         drop(owner);
         map.start_migration(map.root(guard), guard);
         assert!(map.root(guard).migration(guard).is_some());

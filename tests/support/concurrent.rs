@@ -317,7 +317,9 @@ impl Worker {
                     }
                 }
             }
-            Op::Collect => reg.collect(),
+            Op::Collect => {
+                reg.collect();
+            }
             Op::DropOwner { owner } => {
                 if !self.owners.is_empty() {
                     let i = usize::from(owner) % self.owners.len();

@@ -412,7 +412,9 @@ impl Harness {
                 };
                 self.ensured(op, &name, inst, mval, &o, actual);
             }
-            Op::Collect => reg.collect(),
+            Op::Collect => {
+                reg.collect();
+            }
             Op::DropOwner { owner } => {
                 if let Some(i) = idx(owner, self.owners.len()) {
                     let (id, o) = self.owners.swap_remove(i);
