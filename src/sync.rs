@@ -24,3 +24,8 @@ pub(crate) use std::sync::atomic::Ordering;
 /// registry of the process, so it has to be a `static`, and loom atomics cannot be statics.
 /// Its only operation is one `fetch_add`, which cannot race with anything.
 pub(crate) use std::sync::atomic::AtomicU64 as StaticAtomicU64;
+
+/// A counter that loom does not model: progress counts that no protocol depends on (how many
+/// lists of removed values were handed over, and how many have been freed; see
+/// `raw/pending.rs`), shared with jobs that may run after a model's map is gone.
+pub(crate) use std::sync::atomic::AtomicUsize as UnmodelledAtomicUsize;

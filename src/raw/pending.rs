@@ -37,12 +37,14 @@
 //!   never come back to a value the pusher read before a take.
 //! - `count` is `Relaxed`: a heuristic for when to hand over, never used for memory.
 
+use std::sync::Arc;
+
 use crossbeam_epoch::Guard;
 
 use super::len::{STRIPES, stripe};
 use super::node::Node;
 use super::reclaim::{drop_node, drop_value_job};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicUsize, Ordering, UnmodelledAtomicUsize};
 
 /// Entries that trigger a hand-over. One under loom: models then see every free as soon as
 /// it is retired, as they would without this list.
@@ -66,11 +68,11 @@ pub(crate) struct Pending<V> {
     /// pushes onto its own stripe, as it counts the length (`len.rs`).
     stripes: Box<[Stripe]>,
     /// Lists handed over so far, and how many of their jobs have run: `Registry::collect`
-    /// collects until the second reaches what the first was after its own hand-over. Plain std
-    /// atomics (progress counters, not part of any protocol a model checks); `ran` is shared
-    /// with the jobs, which may run after the map is gone.
-    handed: std::sync::atomic::AtomicUsize,
-    ran: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// collects until the two are equal (every list handed over has been freed). Progress
+    /// counters, not part of any protocol a model checks; `ran` is shared with the jobs, which
+    /// may run after the map is gone.
+    handed: UnmodelledAtomicUsize,
+    ran: Arc<UnmodelledAtomicUsize>,
     _nodes: std::marker::PhantomData<*mut Node<V>>,
 }
 
@@ -98,8 +100,8 @@ impl<V> Pending<V> {
                     count: AtomicUsize::new(0),
                 })
                 .collect(),
-            handed: std::sync::atomic::AtomicUsize::new(0),
-            ran: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            handed: UnmodelledAtomicUsize::new(0),
+            ran: Arc::new(UnmodelledAtomicUsize::new(0)),
             _nodes: std::marker::PhantomData,
         }
     }
@@ -150,16 +152,15 @@ impl<V> Pending<V> {
         if list == 0 {
             return;
         }
-        self.handed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ran = std::sync::Arc::clone(&self.ran);
+        self.handed.fetch_add(1, Ordering::Relaxed);
+        let ran = Arc::clone(&self.ran);
         // SAFETY: every entry is unlinked and owned by the list (see `push`); the job runs after
         // every thread pinned now has unpinned (see the module docs).
         unsafe {
             guard.defer_unchecked(move || {
                 free_list::<V>(list);
                 // Release: whoever sees the count sees the drops.
-                ran.fetch_add(1, std::sync::atomic::Ordering::Release);
+                ran.fetch_add(1, Ordering::Release);
             })
         };
         #[cfg(not(loom))]
@@ -168,12 +169,12 @@ impl<V> Pending<V> {
 
     /// Lists handed over so far.
     pub(crate) fn handed(&self) -> usize {
-        self.handed.load(std::sync::atomic::Ordering::Relaxed)
+        self.handed.load(Ordering::Relaxed)
     }
 
     /// Handed-over lists whose job has run (Acquire: their drops happened before).
     pub(crate) fn ran(&self) -> usize {
-        self.ran.load(std::sync::atomic::Ordering::Acquire)
+        self.ran.load(Ordering::Acquire)
     }
 
     /// Frees every entry now (the map is being dropped: nobody can reach them).
