@@ -67,6 +67,7 @@
 use crossbeam_epoch::{Guard, Owned, Shared};
 
 use super::RawMap;
+use super::commit::{Cause, Change};
 use super::node::Node;
 use super::reclaim::{Share, retire, retire_value};
 use super::table::{DONE, FROZEN, Migration, Slot, TOMB, Table};
@@ -271,13 +272,14 @@ impl<V> RawMap<V> {
                 Slot::Tomb(k) => (Shared::null().with_tag(TOMB | FROZEN), Some(k)),
                 Slot::SealedEmpty | Slot::SealedTomb | Slot::Done(_) => return false,
                 // A weak binding whose owner died is invisible and stays dead: it is not copied
-                // but removed here, as a purge would (one CAS on its own node), so that a
-                // binding already dead when the migration reaches it does not survive it (one
-                // that dies after its slot is frozen is copied, and met by the next one). (A committed removal like any other:
-                // once changes are observed, it is one whose reason is "weak owner dead".)
+                // but removed here, as a purge would (one CAS on its own node, a committed
+                // removal like any other), so that a binding already dead when the migration
+                // reaches it does not survive it (one that dies after its slot is frozen is
+                // copied, and met by the next migration, a read or a write).
                 Slot::Live(n) if !n.is_visible() => {
                     if table.cas(i, cur, node_word(n, TOMB), guard).is_ok() {
-                        self.len.add(-1);
+                        let cause = Cause::DeadWeak;
+                        self.commit(Change::Removed { old: n, cause });
                         // SAFETY: our CAS made the binding `n` a tombstone.
                         unsafe { retire_value(&self.pending, n, guard) };
                         cur = node_word(n, TOMB);

@@ -8,6 +8,8 @@
 //! - `migrate.rs`: growth and tombstone shedding, incremental and lock-free.
 //! - `reclaim.rs`: when a node may be freed, and panicking destructors.
 //! - `len.rs`: the length, a counter striped over cache lines.
+//! - `commit.rs`: the one point where every committed change is reported.
+//! - `pending.rs`: removed values on their way to the epoch collector.
 //!
 //! # Operations
 //! Every operation starts at the root table and walks the name's probe chain (linear probing
@@ -34,6 +36,7 @@
 //! Each operation on one name is linearizable: at its linearization point (the successful CAS,
 //! or the load that decided the answer) the name's state is the one it reports.
 
+mod commit;
 mod len;
 mod migrate;
 pub(crate) mod node;
@@ -46,6 +49,7 @@ use std::ptr;
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
+use self::commit::{Cause, Change};
 use self::len::Len;
 use self::migrate::{hard_limit, soft_limit};
 use self::node::{Key, Node};
@@ -264,7 +268,8 @@ impl<V> RawMap<V> {
                         }
                         match table.cas(i, cur, new, guard) {
                             Ok(()) => {
-                                self.len.add(1);
+                                let purged = None;
+                                self.commit(Change::Bound { new: node, purged });
                                 return Insert::Inserted;
                             }
                             Err(_) => {
@@ -289,6 +294,10 @@ impl<V> RawMap<V> {
                             };
                         }
                         if table.cas(i, cur, new, guard).is_ok() {
+                            self.commit(Change::Bound {
+                                new: node,
+                                purged: Some(n),
+                            });
                             // SAFETY: our CAS unlinked `n`, a binding until now.
                             unsafe { retire(table, &self.pending, n, Share::Whole, guard) };
                             return Insert::Inserted;
@@ -322,7 +331,8 @@ impl<V> RawMap<V> {
                         // The name's own slot: reuse it (a tombstone holds no slot of another
                         // name, so no reservation is needed).
                         if table.cas(i, cur, new, guard).is_ok() {
-                            self.len.add(1);
+                            let purged = None;
+                            self.commit(Change::Bound { new: node, purged });
                             // SAFETY: our CAS unlinked the tombstone.
                             unsafe { retire(table, &self.pending, k, Share::Tomb, guard) };
                             return Insert::Inserted;
@@ -447,8 +457,9 @@ impl<V> RawMap<V> {
         }
     }
 
-    /// Retires the binding `n` that a conditional write just unlinked: a removal leaves the
-    /// node as the name's tombstone and defers only its value; a replacement retires it whole.
+    /// Commits, and retires the binding `n` that a conditional write just unlinked: a removal
+    /// leaves the node as the name's tombstone and defers only its value; a replacement
+    /// retires it whole.
     ///
     /// # Safety
     /// The caller's CAS just replaced `Live(n)` in slot of `table` per `write`, under `guard`.
@@ -459,14 +470,20 @@ impl<V> RawMap<V> {
         write: &Write<'_, V>,
         guard: &Guard,
     ) {
-        match write {
+        match *write {
             Write::Remove => {
-                self.len.add(-1);
+                let cause = Cause::Write;
+                self.commit(Change::Removed { old: n, cause });
                 // SAFETY: as the caller guarantees: `Live(n)` became `Tomb(n)`.
                 unsafe { retire_value(&self.pending, n, guard) }
             }
-            // SAFETY: as the caller guarantees: `n` is unlinked.
-            Write::Replace(_) => unsafe { retire(table, &self.pending, n, Share::Whole, guard) },
+            Write::Replace(new) => {
+                // SAFETY: `new` was published by the caller's CAS under `guard`: it is alive.
+                let new = unsafe { new.deref() };
+                self.commit(Change::Replaced { old: n, new });
+                // SAFETY: as the caller guarantees: `n` is unlinked.
+                unsafe { retire(table, &self.pending, n, Share::Whole, guard) }
+            }
         }
     }
 
@@ -782,6 +799,50 @@ pub(crate) mod hook {
         /// steps (reading `prev.sealed` and counting its claim).
         pub(crate) static RESERVE_WINDOW: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
             const { std::cell::RefCell::new(None) };
+    }
+
+    /// What the unit tests' commit recorder keeps of a change: the name, the tag it bound or
+    /// unbound, and which kind of change it was.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) type Recorded = (String, crate::tag::Tag, &'static str);
+
+    #[cfg(all(test, not(loom)))]
+    thread_local! {
+        /// When `Some`, every commit made by this thread is appended (see `commit.rs`).
+        pub(crate) static COMMITS: std::cell::RefCell<Option<Vec<Recorded>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    #[inline(always)]
+    pub(crate) fn record_commit<V>(_change: &super::commit::Change<'_, V>) {
+        #[cfg(all(test, not(loom)))]
+        {
+            use super::commit::{Cause, Change};
+            let entry = match _change {
+                Change::Bound { new, purged: None } => (new.name(), new.tag, "bound"),
+                Change::Bound {
+                    new,
+                    purged: Some(_),
+                } => (new.name(), new.tag, "bound over dead"),
+                Change::Replaced { old, new } => {
+                    assert_eq!(old.name(), new.name(), "a replacement keeps the name");
+                    (new.name(), new.tag, "replaced")
+                }
+                Change::Removed {
+                    old,
+                    cause: Cause::Write,
+                } => (old.name(), old.tag, "removed"),
+                Change::Removed {
+                    old,
+                    cause: Cause::DeadWeak,
+                } => (old.name(), old.tag, "removed dead weak"),
+            };
+            COMMITS.with(|c| {
+                if let Some(log) = c.borrow_mut().as_mut() {
+                    log.push((entry.0.to_owned(), entry.1, entry.2));
+                }
+            });
+        }
     }
 
     #[inline(always)]

@@ -177,7 +177,7 @@ impl NameBuf {
     }
 
     /// Whether the name is stored inline (for tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_inline(&self) -> bool {
         !self.is_boxed()
     }

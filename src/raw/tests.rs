@@ -525,3 +525,100 @@ fn dropping_a_migrating_map_frees_every_node_once() {
     drop(handle);
     drop(collector);
 }
+
+/// The commit point reports every committed change once, and nothing else: not a refused
+/// insert or write, not a copy, a seal or a tombstone's reuse as such.
+#[test]
+fn every_commit_is_reported_once() {
+    use super::hook::COMMITS;
+    let collector = Collector::new();
+    let handle = collector.register();
+    let map = RawMap::<Arc<u32>>::new(16, 5);
+    let guard = &handle.pin();
+    let strong = |name: &str, g: u64| {
+        Owned::new(Node::new(
+            map.hash(name),
+            Tag::new(InstanceId::from_raw(1), Generation::from_raw(g)),
+            NameBuf::new(name),
+            Stored::Strong(Arc::new(g as u32)),
+        ))
+    };
+    let weak = |name: &str, g: u64, owner: &Arc<u32>| {
+        let w: Box<dyn super::node::WeakRef<Arc<u32>>> = Box::new(Arc::downgrade(owner));
+        Owned::new(Node::new(
+            map.hash(name),
+            Tag::new(InstanceId::from_raw(2), Generation::from_raw(g)),
+            NameBuf::new(name),
+            Stored::Weak(w),
+        ))
+    };
+    let tag = |g: u64| Tag::new(InstanceId::from_raw(1), Generation::from_raw(g));
+    let wtag = |g: u64| Tag::new(InstanceId::from_raw(2), Generation::from_raw(g));
+    let dead = |n: &Node<Arc<u32>>| !n.is_visible();
+    COMMITS.with(|c| *c.borrow_mut() = Some(Vec::new()));
+
+    assert!(matches!(
+        map.insert(strong("a", 1), dead, guard),
+        Insert::Inserted
+    ));
+    assert!(matches!(
+        map.insert(strong("a", 2), dead, guard),
+        Insert::Exists { .. }
+    ));
+    let h = map.hash("a");
+    assert!(matches!(
+        map.write_if(h, "a", |_| None, guard),
+        Written::Refused(_)
+    ));
+    let new = strong("a", 3).into_shared(guard);
+    assert!(matches!(
+        map.write_if(h, "a", |_| Some(Write::Replace(new)), guard),
+        Written::Done(_)
+    ));
+    assert!(matches!(
+        map.write_if(h, "a", |_| Some(Write::Remove), guard),
+        Written::Done(_)
+    ));
+    assert!(matches!(
+        map.write_if(h, "a", |_| Some(Write::Remove), guard),
+        Written::NotFound
+    ));
+    assert!(matches!(
+        map.insert(strong("a", 4), dead, guard),
+        Insert::Inserted
+    )); // reuses its tombstone
+    let owner = Arc::new(0);
+    map.note_weak();
+    assert!(matches!(
+        map.insert(weak("w", 5, &owner), dead, guard),
+        Insert::Inserted
+    ));
+    assert!(matches!(
+        map.insert(weak("x", 6, &owner), dead, guard),
+        Insert::Inserted
+    ));
+    drop(owner);
+    let owner2 = Arc::new(1);
+    assert!(matches!(
+        map.insert(weak("w", 7, &owner2), dead, guard),
+        Insert::Inserted
+    ));
+    // A migration: copies report nothing; the dead weak `x` is dropped, and reported.
+    map.start_migration(map.root(guard), guard);
+    assert_eq!(map.iter(guard).count(), 2);
+
+    let log = COMMITS.with(|c| c.borrow_mut().take()).unwrap();
+    let want: Vec<(String, Tag, &str)> = vec![
+        ("a".into(), tag(1), "bound"),
+        ("a".into(), tag(3), "replaced"),
+        ("a".into(), tag(3), "removed"),
+        ("a".into(), tag(4), "bound"),
+        ("w".into(), wtag(5), "bound"),
+        ("x".into(), wtag(6), "bound"),
+        ("w".into(), wtag(7), "bound over dead"),
+        ("x".into(), wtag(6), "removed dead weak"),
+    ];
+    assert_eq!(log, want);
+    assert_eq!(map.len(), 2, "the length follows the commits");
+    drop(owner2);
+}

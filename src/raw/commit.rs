@@ -1,0 +1,62 @@
+//! The commit point: every change that commits (its CAS won) is reported here, once, and
+//! nothing that did not commit ever is.
+//!
+//! Whatever must follow the registry's state change by change hooks in here, never into the
+//! operations one by one: today the length (`len.rs`); the event log, indexes, capacity and
+//! pool accounting of later features belong here too. The sites that call [`RawMap::commit`]
+//! are exactly the winning CASes that change a name's binding:
+//! - `insert`: a fresh slot, the name's own tombstone, or over a dead weak binding
+//!   ([`Change::Bound`]);
+//! - `write_if`: a removal or a replacement ([`Change::Removed`], [`Change::Replaced`]);
+//! - a migration dropping a dead weak binding instead of copying it ([`Change::Removed`] with
+//!   [`Cause::DeadWeak`]).
+//!
+//! Copies between tables, sealing and tombstone reuse change no binding and are not reported.
+//! A commit is reported after its CAS, by the thread that won it, before that thread returns.
+
+use super::RawMap;
+use super::node::Node;
+
+/// A change that has just committed.
+// The nodes are for the observers: the unit tests' recorder today (`hook::record_commit`), the
+// event log and the indexes of later features.
+#[cfg_attr(not(all(test, not(loom))), allow(dead_code))]
+pub(crate) enum Change<'g, V> {
+    /// `new` is bound to its name; `purged` is the dead weak binding it took the place of, if
+    /// any (that binding was invisible already: the name was free).
+    Bound {
+        new: &'g Node<V>,
+        purged: Option<&'g Node<V>>,
+    },
+    /// `old`'s name is bound to `new` instead.
+    Replaced { old: &'g Node<V>, new: &'g Node<V> },
+    /// `old` is no longer bound (it is its name's tombstone now).
+    Removed { old: &'g Node<V>, cause: Cause },
+}
+
+/// Why a binding was removed, as far as the core knows (the facade knows more: explicit,
+/// conditional, a guard dropped, a purge on read).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Cause {
+    /// A conditional write asked for it.
+    Write,
+    /// A migration met a weak binding whose owner had died, and did not copy it.
+    DeadWeak,
+}
+
+impl<V> RawMap<V> {
+    /// Reports a committed change (see the module docs).
+    #[inline(always)]
+    pub(crate) fn commit(&self, change: Change<'_, V>) {
+        super::hook::record_commit(&change);
+        match change {
+            // A dead weak binding was not counted as gone yet: the count does not move.
+            Change::Bound {
+                purged: Some(_), ..
+            }
+            | Change::Replaced { .. } => {}
+            Change::Bound { purged: None, .. } => self.len.add(1),
+            Change::Removed { .. } => self.len.add(-1),
+        }
+    }
+}
