@@ -6,12 +6,12 @@
 use std::fmt;
 use std::ops::Deref;
 
-use crossbeam_epoch::{Guard, LocalHandle, Owned, Shared};
+use crossbeam_epoch::{Guard, LocalHandle};
 
 use crate::error::{Error, Rejected};
 use crate::name;
-use crate::raw::node::{NameBuf, Node, Stored};
-use crate::raw::{Insert, RawIter, Write, Written};
+use crate::raw::node::{Node, Stored};
+use crate::raw::{RawIter, Write, Written};
 use crate::registration::{Ensured, Registration};
 use crate::registry::Registry;
 use crate::sync::Ordering;
@@ -240,20 +240,15 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         }
         let inner = &self.registry.inner;
         let tag = Tag::new(instance, inner.generations.next());
-        let node = Owned::new(Node::new(
-            inner.map.hash(name),
-            tag,
-            NameBuf::new(name),
-            value,
-        ));
-        match inner.map.insert(node, |n| !n.is_visible(), &self.guard) {
-            Insert::Inserted => Ok(tag),
-            Insert::Exists { current, rejected } => Err((
+        let hash = inner.map.hash(name);
+        match inner.map.bind(hash, name, tag, value, &self.guard) {
+            Ok(()) => Ok(tag),
+            Err((current, value)) => Err((
                 Error::AlreadyRegistered {
                     name: name.into(),
                     current: current.tag,
                 },
-                (*rejected.into_box()).into_stored(),
+                value,
             )),
         }
     }
@@ -311,41 +306,24 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             tag.instance(),
             inner.generations.next_after(tag.generation()),
         );
-        // The new node is built when the binding is found, so that it can keep the binding's
-        // kind: a weak binding stays weak, with `value` as its new owner (held by the caller).
-        let mut value = Some(value);
-        let mut new: Option<Shared<'_, Node<V>>> = None;
-        let decide = |n: &Node<V>| {
-            if !(n.tag.matches(tag) && n.is_visible()) {
-                return None;
-            }
-            let new = *new.get_or_insert_with(|| {
-                let stored = match n.stored() {
-                    Stored::Strong(_) => Stored::Strong(value.take().expect("built once")),
-                    Stored::Weak(w) => Stored::Weak(w.rebind(value.as_ref().expect("kept"))),
-                };
-                Owned::new(Node::new(hash, new_tag, NameBuf::new(name), stored))
-                    .into_shared(&self.guard)
-            });
-            Some(Write::Replace(new))
-        };
-        let error = match inner.map.write_if(hash, name, decide, &self.guard) {
-            // A weak replacement leaves the caller's value here: dropped after the operation.
-            Written::Done(_) => return Ok(new_tag),
-            Written::Refused(n) if n.is_visible() => Error::TagMismatch {
+        let accept = |n: &Node<V>| n.tag.matches(tag) && n.is_visible();
+        let (refused, value) =
+            match inner
+                .map
+                .replace_if(hash, name, new_tag, value, accept, &self.guard)
+            {
+                Ok(()) => return Ok(new_tag),
+                Err(refusal) => refusal,
+            };
+        let error = match refused {
+            Some(n) if n.is_visible() => Error::TagMismatch {
                 name: name.into(),
                 expected: tag,
                 current: n.tag,
             },
-            Written::Refused(_) | Written::NotFound => not_found(name),
+            _ => not_found(name),
         };
-        if let Some(new) = new {
-            // SAFETY: the replace did not happen, so `new` was never published; it is ours.
-            if let Stored::Strong(v) = (*unsafe { new.into_owned() }.into_box()).into_stored() {
-                value = Some(v);
-            }
-        }
-        Err(Rejected::new(error, value.expect("handed back")))
+        Err(Rejected::new(error, value))
     }
 
     /// See [`Registry::unregister_instance`].

@@ -52,12 +52,13 @@ use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use self::commit::{Cause, Change};
 use self::len::Len;
 use self::migrate::{hard_limit, soft_limit};
-use self::node::{Key, Node};
+use self::node::{Key, NameBuf, Node, Stored};
 use self::pending::Pending;
 pub(crate) use self::reclaim::drop_panics;
 use self::reclaim::{Share, drop_node, drop_tomb, retire, retire_value};
 use self::table::{FROZEN, Slot, TOMB, Table, home};
 use crate::sync::{AtomicUsize, Ordering};
+use crate::tag::Tag;
 
 /// The smallest table allocated. Loom models use 4-slot tables, where every claim starts a
 /// migration, so that each model races one; real registries start at 16.
@@ -349,6 +350,76 @@ impl<V> RawMap<V> {
                 walked += 1;
             }
         }
+    }
+
+    /// Registers: binds `name` to a new node (`tag`, `value`) unless the name is bound to a
+    /// visible binding (a dead weak one is replaced). On refusal, the current binding and the
+    /// value handed back.
+    #[inline]
+    pub(crate) fn bind<'g>(
+        &self,
+        hash: u64,
+        name: &str,
+        tag: Tag,
+        value: Stored<V>,
+        guard: &'g Guard,
+    ) -> Result<(), (&'g Node<V>, Stored<V>)> {
+        let node = Owned::new(Node::new(hash, tag, NameBuf::new(name), value));
+        match self.insert(node, |n| !n.is_visible(), guard) {
+            Insert::Inserted => Ok(()),
+            Insert::Exists { current, rejected } => {
+                Err((current, (*rejected.into_box()).into_stored()))
+            }
+        }
+    }
+
+    /// Replaces the binding of `name` with a new node (`new_tag`, `value`) if `accept(current)`:
+    /// one CAS. The new node keeps the kind of the one it replaces: a weak binding stays weak,
+    /// with `value` as its new owner (the caller keeps it alive; the registry drops its own
+    /// copy of the `Arc` here). On refusal, the binding that refused (`None`: the name is not
+    /// bound) and `value` handed back.
+    #[inline]
+    pub(crate) fn replace_if<'g>(
+        &self,
+        hash: u64,
+        name: &str,
+        new_tag: Tag,
+        value: V,
+        accept: impl Fn(&Node<V>) -> bool,
+        guard: &'g Guard,
+    ) -> Result<(), (Option<&'g Node<V>>, V)> {
+        // The node is built when the binding is found and accepted (so that it can keep the
+        // binding's kind), once: a lost CAS decides again with the same node.
+        let mut value = Some(value);
+        let mut new: Option<Shared<'g, Node<V>>> = None;
+        let decide = |n: &'g Node<V>| {
+            if !accept(n) {
+                return None;
+            }
+            let new = *new.get_or_insert_with(|| {
+                let stored = match n.stored() {
+                    Stored::Strong(_) => Stored::Strong(value.take().expect("built once")),
+                    Stored::Weak(w) => Stored::Weak(w.rebind(value.as_ref().expect("kept"))),
+                };
+                Owned::new(Node::new(hash, new_tag, NameBuf::new(name), stored)).into_shared(guard)
+            });
+            Some(Write::Replace(new))
+        };
+        let refused = match self.write_if(hash, name, decide, guard) {
+            // A weak replacement leaves the caller's `Arc` in `value`: dropped here.
+            Written::Done(_) => return Ok(()),
+            Written::Refused(n) => Some(n),
+            Written::NotFound => None,
+        };
+        if let Some(new) = new {
+            // SAFETY: the replacement did not happen, so `new` was never published: it is
+            // still ours alone.
+            let node = unsafe { new.into_owned() }.into_box();
+            if let Stored::Strong(v) = (*node).into_stored() {
+                value = Some(v);
+            }
+        }
+        Err((refused, value.expect("handed back")))
     }
 
     /// Removes or replaces the node bound to `name`, as `decide(node)` says (`None` refuses):
