@@ -285,7 +285,7 @@ pub(crate) struct Node<V> {
     /// job is pending.
     pub(crate) refs: AtomicUsize,
     /// The next entry of the registry's list of pending removals, once this node is on it
-    /// (see `pending.rs`); never read before.
+    /// (see `pending.rs`); [`NOT_PENDING`] before.
     pub(crate) pending_next: AtomicUsize,
 }
 
@@ -297,7 +297,7 @@ impl<V> Node<V> {
             name,
             value: UnsafeCell::new(ManuallyDrop::new(value)),
             refs: AtomicUsize::new(1),
-            pending_next: AtomicUsize::new(0),
+            pending_next: AtomicUsize::new(NOT_PENDING),
         }
     }
 
@@ -363,6 +363,10 @@ impl<V> Node<V> {
         }
     }
 }
+
+/// `Node::pending_next` of a node never put on a pending list: no entry has this value (an
+/// entry is a node address, aligned, with at most its low bit set).
+pub(crate) const NOT_PENDING: usize = usize::MAX;
 
 /// `Node::refs` once the value is gone (dropped in place, or taken): the node's `Drop` then
 /// leaves it alone.

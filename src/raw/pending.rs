@@ -42,7 +42,7 @@ use std::sync::Arc;
 use crossbeam_epoch::Guard;
 
 use super::len::{STRIPES, stripe};
-use super::node::Node;
+use super::node::{NOT_PENDING, Node};
 use super::reclaim::{drop_node, drop_value_job};
 use crate::sync::{AtomicUsize, Ordering, UnmodelledAtomicUsize};
 
@@ -113,6 +113,13 @@ impl<V> Pending<V> {
     /// The caller's CAS unlinked `node` under `guard` and it gives up, to this list, what
     /// `kind` says (once).
     pub(crate) unsafe fn push(&self, node: &Node<V>, kind: Kind, guard: &Guard) {
+        // A node is retired once in its life; a second push would tie the lists into a knot
+        // (and free the node twice). Cheap to check, and a bug elsewhere shows here at once.
+        assert_eq!(
+            node.pending_next.load(Ordering::Relaxed),
+            NOT_PENDING,
+            "genreg internal invariant broken: a removed node was retired twice"
+        );
         let entry = std::ptr::from_ref(node) as usize | kind as usize;
         let stripe = &self.stripes[stripe()];
         let mut head = stripe.head.load(Ordering::Relaxed);
