@@ -26,7 +26,7 @@ use crate::tag::{InstanceId, Tag};
 pub struct Pinned<'r, V> {
     registry: &'r Registry<V>,
     // Field order: the guard is released before the thread's handle on an owned collector.
-    pub(crate) guard: Guard,
+    guard: Guard,
     _local: Option<LocalHandle>,
 }
 
