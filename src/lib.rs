@@ -178,6 +178,7 @@ mod registration;
 mod registry;
 mod sync;
 mod tag;
+mod watch;
 
 pub use crate::error::{Error, Rejected};
 pub use crate::name::{InvalidNameReason, MAX_AUTO_PREFIX_LEN, MAX_NAME_LEN, Name};
@@ -185,6 +186,10 @@ pub use crate::pinned::{EntryRef, Iter, Pinned};
 pub use crate::registration::{Ensured, Registration};
 pub use crate::registry::{Builder, Entry, Registry};
 pub use crate::tag::{Generation, InstanceId, Tag};
+pub use crate::watch::{
+    Counters, Event, EventKind, Filter, Reason, RestoreError, Revision, SNAPSHOT_FORMAT, Snapshot,
+    SnapshotEntry, WatchError, Watcher,
+};
 /// Re-exported so that callers can give a registry its own [`Collector`](epoch::Collector).
 pub use crossbeam_epoch as epoch;
 

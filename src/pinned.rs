@@ -16,6 +16,7 @@ use crate::registration::{Ensured, Registration};
 use crate::registry::Registry;
 use crate::sync::Ordering;
 use crate::tag::{InstanceId, Tag};
+use crate::watch::Reason;
 
 /// A registry handle with a pinned epoch guard: no re-pinning per call, and values borrowed
 /// rather than cloned. Get one from [`Registry::pin`].
@@ -253,15 +254,23 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         }
     }
 
+    /// Binds a validated name with a given tag (restore); on refusal, the current tag.
+    pub(crate) fn bind_tagged(&self, name: &str, tag: Tag, value: Stored<V>) -> Result<(), Tag> {
+        let map = &self.registry.inner.map;
+        let hash = map.hash(name);
+        map.bind(hash, name, tag, value, &self.guard)
+            .map_err(|(current, _value)| current.tag)
+    }
+
     /// See [`Registry::unregister_if_same`]; the removed binding stays readable through the
     /// returned reference while this handle lives.
     pub fn unregister_if_same(&self, name: &str, tag: Tag) -> Result<EntryRef<'_, V>, Error> {
-        self.remove(name, Some(tag))
+        self.remove(name, Some(tag), Reason::IfSame)
     }
 
     /// See [`Registry::unregister`].
     pub fn unregister(&self, name: &str) -> Result<EntryRef<'_, V>, Error> {
-        self.remove(name, None)
+        self.remove(name, None, Reason::Explicit)
     }
 
     /// Removes `name` if it carries `expected` (or unconditionally).
@@ -269,6 +278,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         &self,
         name: &str,
         expected: Option<Tag>,
+        reason: Reason,
     ) -> Result<EntryRef<'_, V>, Error> {
         // No validation up front: an invalid name is never bound, so the probe cannot find
         // it, and `not_found` tells the two apart only on that (rare) path.
@@ -277,7 +287,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         let decide = |n: &Node<V>| {
             expected
                 .is_none_or(|t| n.tag.matches(t))
-                .then_some(Write::Remove)
+                .then_some(Write::Remove(reason))
         };
         let not_found = || not_found(name);
         match map.write_if(hash, name, decide, &self.guard) {
@@ -338,7 +348,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             .collect();
         mine.into_iter()
             .filter_map(|(name, tag)| {
-                self.remove(name, Some(tag))
+                self.remove(name, Some(tag), Reason::IfSame)
                     .ok()
                     .map(|_| (name.to_owned(), tag))
             })
@@ -355,7 +365,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             .map(|n| (n.name(), n.tag))
             .collect();
         all.into_iter()
-            .filter(|(name, tag)| self.remove(name, Some(*tag)).is_ok())
+            .filter(|(name, tag)| self.remove(name, Some(*tag), Reason::Cleared).is_ok())
             .count()
     }
 
@@ -381,7 +391,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             map.write_if(
                 node.hash,
                 node.name(),
-                |n| (n.tag == tag).then_some(Write::Remove),
+                |n| (n.tag == tag).then_some(Write::Remove(Reason::WeakOwnerDead)),
                 &self.guard
             ),
             Written::Done(_)

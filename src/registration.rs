@@ -7,6 +7,7 @@ use crate::name::Name;
 use crate::raw::{Write, Written};
 use crate::registry::{Entry, Registry};
 use crate::tag::{InstanceId, Tag};
+use crate::watch::Reason;
 
 /// Owns one binding: dropping it unbinds the name **only if the binding is still this one**
 /// (an `unregister_if_same` with its own tag). So the destructor race that MARSYS patched by
@@ -119,7 +120,7 @@ impl<V> Registration<V> {
             inner.map.write_if(
                 hash,
                 self.name.as_str(),
-                |n| n.tag.matches(tag).then_some(Write::Remove),
+                |n| n.tag.matches(tag).then_some(Write::Remove(Reason::GuardDropped)),
                 &guard
             ),
             Written::Done(_)

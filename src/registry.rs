@@ -14,6 +14,7 @@ use crossbeam_epoch::{Collector, Guard, LocalHandle};
 use crate::error::{Error, Rejected};
 use crate::pinned::{EntryRef, Pinned};
 use crate::raw::RawMap;
+use crate::raw::log::{Capture, Log};
 use crate::raw::node::{Stored, WeakRef};
 use crate::registration::{Ensured, Registration};
 use crate::sync::AtomicU64;
@@ -58,6 +59,8 @@ pub struct Builder<V> {
     capacity: usize,
     collector: Option<Collector>,
     seed: Option<u64>,
+    /// The event log's history and how an event captures a value (see [`Builder::events`]).
+    events: Option<(usize, Capture<V>)>,
     _values: PhantomData<fn() -> V>,
 }
 
@@ -76,6 +79,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
             capacity: 0,
             collector: None,
             seed: None,
+            events: None,
             _values: PhantomData,
         }
     }
@@ -114,15 +118,45 @@ impl<V: Send + Sync + 'static> Builder<V> {
     /// Builds the registry.
     pub fn build(self) -> Registry<V> {
         let seed = self.seed.unwrap_or_else(random_seed);
+        let mut map = RawMap::new(self.capacity, seed);
+        if let Some((history, capture)) = self.events {
+            map = map.with_log(Log::new(history, capture));
+        }
         Registry {
             inner: Arc::new(Inner {
-                map: RawMap::new(self.capacity, seed),
+                map,
                 generations: GenerationCounter::new(),
                 auto: AtomicU64::new(1),
                 collector: self.collector,
             }),
         }
     }
+}
+
+impl<V: Clone + Send + Sync + 'static> Builder<V> {
+    /// Keeps an event log: every committed change gets a [`Revision`](crate::Revision) and an
+    /// [`Event`](crate::Event), and the last `history` of them (rounded up to a power of two,
+    /// at least 2, at most 2^30) stay readable for [`watch`](Registry::watch),
+    /// [`subscribe`](Registry::subscribe) and [`snapshot`](Registry::snapshot).
+    ///
+    /// Off by default. With it on, each write also draws a revision from one shared counter
+    /// and allocates its event (with a clone of the value); memory is the history (one event
+    /// per slot) plus what the epoch collector has not freed yet. See the crate docs for the
+    /// measured cost. [`DEFAULT_HISTORY`](Self::DEFAULT_HISTORY) suits most users.
+    pub fn events(mut self, history: usize) -> Self {
+        fn capture<V: Clone>(stored: &Stored<V>) -> Option<V> {
+            match stored {
+                Stored::Strong(v) => Some(v.clone()),
+                // The history must not keep a weak binding's owner alive.
+                Stored::Weak(_) => None,
+            }
+        }
+        self.events = Some((history, capture::<V>));
+        self
+    }
+
+    /// A history of 4,096 events: a watcher may fall that far behind before it lags.
+    pub const DEFAULT_HISTORY: usize = 4096;
 }
 
 fn random_seed() -> u64 {
@@ -139,6 +173,31 @@ fn random_seed() -> u64 {
 }
 
 impl<V> Inner<V> {
+    /// Whether the registry has a collector of its own (else crossbeam-epoch's global one).
+    pub(crate) fn has_own_collector(&self) -> bool {
+        self.collector.is_some()
+    }
+
+    /// Waits until every thread pinned on the registry's collector when it was called has
+    /// unpinned (a grace period): a job deferred now runs only then. False if that did not
+    /// happen within the collection passes of [`Inner::collect_passes`] (a thread that stays
+    /// pinned).
+    pub(crate) fn grace_period(&self) -> bool {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (guard, _local) = self.pin();
+            let flag = Arc::clone(&done);
+            guard.defer(move || flag.store(true, std::sync::atomic::Ordering::Release));
+            guard.flush();
+        }
+        self.collect_passes(|_, pass| {
+            if pass % 64 == 63 {
+                std::thread::yield_now();
+            }
+            done.load(std::sync::atomic::Ordering::Acquire)
+        })
+    }
+
     /// Up to [`COLLECT_PASSES`] rounds of pin, `step`, flush, unpin, on one thread handle
     /// (registered once, for an owned collector), until `step(guard, pass)` says it is done;
     /// returns whether it did.

@@ -24,10 +24,15 @@ use crate::sync::{AtomicU64, Ordering, StaticAtomicU64};
 ///
 /// [`Registry::unregister_instance`]: crate::Registry::unregister_instance
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct InstanceId(u64);
 
 /// The process-wide source of [`InstanceId::fresh`]. Starts at 1 so that 0 is never minted.
 static NEXT_INSTANCE: StaticAtomicU64 = StaticAtomicU64::new(1);
+
+/// No fresh id below this one is handed out any more (raised by a restore).
+static INSTANCE_FLOOR: StaticAtomicU64 = StaticAtomicU64::new(0);
 
 /// Ids a thread takes from [`NEXT_INSTANCE`] at once: registering threads then share that
 /// counter's cache line once per block instead of once per registration.
@@ -39,6 +44,19 @@ thread_local! {
 }
 
 impl InstanceId {
+    /// The next block of fresh ids to be reserved (every fresh id so far is below it).
+    pub(crate) fn peek_next() -> u64 {
+        NEXT_INSTANCE.load(Ordering::Relaxed)
+    }
+
+    /// Fresh ids from now on are above `raw` (a restore: restored instance ids stay distinct
+    /// from fresh ones).
+    pub(crate) fn advance_past(raw: u64) {
+        let floor = raw.saturating_add(1);
+        NEXT_INSTANCE.fetch_max(floor, Ordering::Relaxed);
+        INSTANCE_FLOOR.fetch_max(floor, Ordering::Relaxed);
+    }
+
     /// Mints an id that no other call in this process has returned or will return.
     ///
     /// Unique, not ordered: each thread hands out ids from a block of its own, so ids from
@@ -46,7 +64,8 @@ impl InstanceId {
     pub fn fresh() -> InstanceId {
         INSTANCE_IDS.with(|ids| {
             let (mut next, mut end) = ids.get();
-            if next == end {
+            // A block reserved before a restore moved the floor is given up.
+            if next == end || next < INSTANCE_FLOOR.load(Ordering::Relaxed) {
                 // Relaxed: uniqueness needs only the atomicity of the increment, no ordering.
                 next = NEXT_INSTANCE.fetch_add(INSTANCE_BLOCK, Ordering::Relaxed);
                 assert!(
@@ -93,6 +112,8 @@ impl fmt::Display for InstanceId {
 /// increase along one thread's operations (and a replacement's is above the one it replaces),
 /// but are not in time order across threads: they identify bindings, they do not order them.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct Generation(u64);
 
 impl Generation {
@@ -128,6 +149,7 @@ impl fmt::Display for Generation {
 /// [`replace_if_same`]: crate::Registry::replace_if_same
 /// [`get_if`]: crate::Registry::get_if
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Tag {
     instance: InstanceId,
     generation: Generation,
@@ -193,7 +215,9 @@ impl fmt::Display for Tag {
 pub(crate) struct GenerationCounter {
     next: AtomicU64,
     /// Which registry this is, for the per-thread caches (never reused within the process).
-    id: u64,
+    /// Changed by `advance_past`, so that blocks reserved before it are given up. Not part of
+    /// any protocol the loom models explore: std's atomic.
+    id: StaticAtomicU64,
 }
 
 /// Generations a thread takes at once. One under loom: a model has a handful of writes.
@@ -219,7 +243,7 @@ impl GenerationCounter {
         let id = NEXT_REGISTRY_ID.fetch_add(1, Ordering::Relaxed);
         GenerationCounter {
             next: AtomicU64::new(1),
-            id,
+            id: StaticAtomicU64::new(id),
         }
     }
 
@@ -233,7 +257,7 @@ impl GenerationCounter {
     /// registry returned: the counter has passed it, so a fresh block is always greater).
     #[inline]
     pub(crate) fn next_after(&self, floor: Generation) -> Generation {
-        let id = self.id;
+        let id = self.id.load(Ordering::Relaxed);
         GENERATIONS.with(|cache| {
             // Truncation is fine: any bits of the id pick a cache entry.
             let entry = &cache[id as usize % CACHED_REGISTRIES];
@@ -246,6 +270,22 @@ impl GenerationCounter {
             entry.set((id, start + 1, start + GENERATION_BLOCK));
             Generation(start)
         })
+    }
+
+    /// The next generation the counter would hand out as a block (every generation minted so
+    /// far is below it).
+    pub(crate) fn peek(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// Moves the counter past `generation` and gives up every block a thread has cached
+    /// (restore: no generation at or below `generation` is minted again by this registry).
+    pub(crate) fn advance_past(&self, generation: u64) {
+        self.next
+            .fetch_max(generation.saturating_add(1), Ordering::Relaxed);
+        // A new key: cached blocks under the old one no longer match.
+        let id = NEXT_REGISTRY_ID.fetch_add(1, Ordering::Relaxed);
+        self.id.store(id, Ordering::Relaxed);
     }
 
     #[cold]

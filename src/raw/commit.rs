@@ -14,7 +14,10 @@
 //! Copies between tables, sealing and tombstone reuse change no binding and are not reported.
 //! A commit is reported after its CAS, by the thread that won it, before that thread returns.
 
+use crossbeam_epoch::Guard;
+
 use super::RawMap;
+use crate::watch::Reason;
 use super::node::Node;
 
 /// A change that has just committed.
@@ -45,10 +48,15 @@ pub(crate) enum Cause {
 }
 
 impl<V> RawMap<V> {
-    /// Reports a committed change (see the module docs).
+    /// Reports a committed change (see the module docs): `rev` is the revision drawn for its
+    /// CAS (see `log.rs`), `reason` why a removal was asked for.
     #[inline(always)]
-    pub(crate) fn commit(&self, change: Change<'_, V>) {
+    pub(crate) fn commit(&self, change: Change<'_, V>, rev: u64, reason: Reason, guard: &Guard) {
         super::hook::record_commit(&change);
+        if let Some(log) = &self.log {
+            log.record(&change, rev, reason, guard);
+        }
+        self.wake.notify();
         match change {
             // A dead weak binding was not counted as gone yet: the count does not move.
             Change::Bound {

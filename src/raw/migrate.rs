@@ -72,6 +72,7 @@ use super::node::Node;
 use super::reclaim::{Share, retire, retire_value};
 use super::table::{DONE, FROZEN, Migration, Slot, TOMB, Table};
 use crate::sync::{AtomicUsize, Ordering};
+use crate::watch::Reason;
 
 /// Slots copied per helping writer. Small under loom so that models interleave copies.
 #[cfg(not(loom))]
@@ -277,13 +278,16 @@ impl<V> RawMap<V> {
                 // reaches it does not survive it (one that dies after its slot is frozen is
                 // copied, and met by the next migration, a read or a write).
                 Slot::Live(n) if !n.is_visible() => {
+                    let rev = self.draw(1);
                     if table.cas(i, cur, node_word(n, TOMB), guard).is_ok() {
                         let cause = Cause::DeadWeak;
-                        self.commit(Change::Removed { old: n, cause });
+                        let change = Change::Removed { old: n, cause };
+                        self.commit(change, rev, Reason::WeakOwnerDead, guard);
                         // SAFETY: our CAS made the binding `n` a tombstone.
                         unsafe { retire_value(&self.pending, n, guard) };
                         cur = node_word(n, TOMB);
                     } else {
+                        self.lost(rev, 1, guard);
                         cur = table.load(i, guard);
                     }
                     continue;

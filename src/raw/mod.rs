@@ -38,6 +38,7 @@
 
 mod commit;
 mod len;
+pub(crate) mod log;
 mod migrate;
 pub(crate) mod node;
 mod pending;
@@ -51,6 +52,7 @@ use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use self::commit::{Cause, Change};
 use self::len::Len;
+use self::log::{Log, Wake};
 use self::migrate::{hard_limit, soft_limit};
 use self::node::{Key, NameBuf, Node, Stored};
 use self::pending::Pending;
@@ -59,6 +61,7 @@ use self::reclaim::{Share, drop_node, drop_tomb, retire, retire_value};
 use self::table::{FROZEN, Slot, TOMB, Table, home};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tag::Tag;
+use crate::watch::Reason;
 
 /// The smallest table allocated. Loom models use 4-slot tables, where every claim starts a
 /// migration, so that each model races one; real registries start at 16.
@@ -85,6 +88,10 @@ pub(crate) struct RawMap<V> {
     weak_used: AtomicUsize,
     /// Removed values not yet handed to the epoch collector (see `pending.rs`).
     pending: Pending<V>,
+    /// The event log, if events are on (see `log.rs`): every commit is recorded there.
+    pub(crate) log: Option<Log<V>>,
+    /// Waiters for changes (watchers, `wait_for`, `evicted`): notified at every commit.
+    pub(crate) wake: Wake,
 }
 
 // SAFETY: the map owns `V`s and hands out `&V` to other threads: it is Send/Sync when `V` is.
@@ -105,7 +112,9 @@ pub(crate) enum Insert<'g, V> {
 
 /// What a conditional write does to a matching node.
 pub(crate) enum Write<'g, V> {
-    Remove,
+    /// Removes the binding, for this reason (the event log's; a dead weak binding's removal is
+    /// recorded as [`Reason::WeakOwnerDead`] whatever the reason given).
+    Remove(Reason),
     Replace(Shared<'g, Node<V>>),
 }
 
@@ -146,6 +155,33 @@ impl<V> RawMap<V> {
             len: Len::new(),
             weak_used: AtomicUsize::new(0),
             pending: Pending::new(),
+            log: None,
+            wake: Wake::new(),
+        }
+    }
+
+    /// Turns the event log on (at construction).
+    pub(crate) fn with_log(mut self, log: Log<V>) -> RawMap<V> {
+        self.log = Some(log);
+        self
+    }
+
+    /// Draws `n` revisions for a CAS about to be tried (0 if events are off). Call after loading
+    /// the slot word the CAS expects (see `log.rs`).
+    #[inline(always)]
+    fn draw(&self, n: u64) -> u64 {
+        match &self.log {
+            Some(log) => log.draw(n),
+            None => 0,
+        }
+    }
+
+    /// Publishes skips for revisions drawn for a CAS that lost.
+    #[inline(always)]
+    fn lost(&self, rev: u64, n: u64, guard: &Guard) {
+        if let Some(log) = &self.log {
+            log.skip(rev, n, guard);
+            self.wake.notify();
         }
     }
 
@@ -267,13 +303,16 @@ impl<V> RawMap<V> {
                                 continue 'tables;
                             }
                         }
+                        let rev = self.draw(1);
                         match table.cas(i, cur, new, guard) {
                             Ok(()) => {
                                 let purged = None;
-                                self.commit(Change::Bound { new: node, purged });
+                                let change = Change::Bound { new: node, purged };
+                                self.commit(change, rev, Reason::Explicit, guard);
                                 return Insert::Inserted;
                             }
                             Err(_) => {
+                                self.lost(rev, 1, guard);
                                 table.claimed.fetch_sub(1, Ordering::Relaxed);
                                 continue; // look at slot `i` again
                             }
@@ -294,15 +333,17 @@ impl<V> RawMap<V> {
                                 rejected,
                             };
                         }
+                        // Two revisions: the dead binding's removal, then the registration.
+                        let rev = self.draw(2);
                         if table.cas(i, cur, new, guard).is_ok() {
-                            self.commit(Change::Bound {
-                                new: node,
-                                purged: Some(n),
-                            });
+                            let purged = Some(n);
+                            let change = Change::Bound { new: node, purged };
+                            self.commit(change, rev, Reason::WeakOwnerDead, guard);
                             // SAFETY: our CAS unlinked `n`, a binding until now.
                             unsafe { retire(table, &self.pending, n, Share::Whole, guard) };
                             return Insert::Inserted;
                         }
+                        self.lost(rev, 2, guard);
                         continue;
                     }
                     Slot::Frozen(n) if n.is(&key) => {
@@ -331,13 +372,16 @@ impl<V> RawMap<V> {
                         }
                         // The name's own slot: reuse it (a tombstone holds no slot of another
                         // name, so no reservation is needed).
+                        let rev = self.draw(1);
                         if table.cas(i, cur, new, guard).is_ok() {
                             let purged = None;
-                            self.commit(Change::Bound { new: node, purged });
+                            let change = Change::Bound { new: node, purged };
+                            self.commit(change, rev, Reason::Explicit, guard);
                             // SAFETY: our CAS unlinked the tombstone.
                             unsafe { retire(table, &self.pending, k, Share::Tomb, guard) };
                             return Insert::Inserted;
                         }
+                        self.lost(rev, 1, guard);
                         continue; // look at slot `i` again
                     }
                     Slot::Tomb(_)
@@ -479,23 +523,30 @@ impl<V> RawMap<V> {
                         };
                         let new = match write {
                             // The node itself becomes the name's tombstone.
-                            Write::Remove => Shared::from(ptr::from_ref(n)).with_tag(TOMB),
+                            Write::Remove(_) => Shared::from(ptr::from_ref(n)).with_tag(TOMB),
                             Write::Replace(new) => new,
                         };
+                        #[cfg(not(genreg_mutant = "rev_after_cas"))]
+                        let rev = self.draw(1);
                         #[cfg(genreg_mutant = "cas_unregister")]
                         {
                             // The mutant: check, then store, instead of one CAS.
                             table.store_unchecked(i, new);
                             // SAFETY: none: the store may have unlinked someone else's node.
-                            unsafe { self.retire_written(table, n, &write, guard) };
+                            unsafe { self.retire_written(table, n, &write, rev, guard) };
                             return Written::Done(n);
                         }
                         #[allow(unreachable_code)]
                         if table.cas(i, cur, new, guard).is_ok() {
+                            // The mutant: the revision drawn after the CAS (see `log.rs`).
+                            #[cfg(genreg_mutant = "rev_after_cas")]
+                            let rev = self.draw(1);
                             // SAFETY: our CAS unlinked `n` as a binding.
-                            unsafe { self.retire_written(table, n, &write, guard) };
+                            unsafe { self.retire_written(table, n, &write, rev, guard) };
                             return Written::Done(n);
                         }
+                        #[cfg(not(genreg_mutant = "rev_after_cas"))]
+                        self.lost(rev, 1, guard);
                         #[cfg(genreg_mutant = "loser_frees")]
                         // SAFETY: none: the mutant frees a node it did not unlink, on purpose.
                         unsafe {
@@ -539,19 +590,20 @@ impl<V> RawMap<V> {
         table: &Table<V>,
         n: &Node<V>,
         write: &Write<'_, V>,
+        rev: u64,
         guard: &Guard,
     ) {
         match *write {
-            Write::Remove => {
+            Write::Remove(reason) => {
                 let cause = Cause::Write;
-                self.commit(Change::Removed { old: n, cause });
+                self.commit(Change::Removed { old: n, cause }, rev, reason, guard);
                 // SAFETY: as the caller guarantees: `Live(n)` became `Tomb(n)`.
                 unsafe { retire_value(&self.pending, n, guard) }
             }
             Write::Replace(new) => {
                 // SAFETY: `new` was published by the caller's CAS under `guard`: it is alive.
                 let new = unsafe { new.deref() };
-                self.commit(Change::Replaced { old: n, new });
+                self.commit(Change::Replaced { old: n, new }, rev, Reason::Explicit, guard);
                 // SAFETY: as the caller guarantees: `n` is unlinked.
                 unsafe { retire(table, &self.pending, n, Share::Whole, guard) }
             }

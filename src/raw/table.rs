@@ -194,7 +194,9 @@ impl<V> Table<V> {
             .compare_exchange(
                 encode(current),
                 encode(new),
-                Ordering::AcqRel,
+                // SeqCst (the same instruction as AcqRel on x86): the writer's half of the
+                // Dekker pair with waiters (see `log.rs`, `Wake`).
+                Ordering::SeqCst,
                 Ordering::Acquire,
             )
             .map(|_| ())

@@ -11,6 +11,7 @@ use super::node::{INLINE, Key, NameBuf, Node, Stored};
 use super::table::{DONE, FROZEN, Slot, TOMB};
 use super::{Insert, RawMap, Write, Written};
 use crate::tag::{Generation, InstanceId, Tag};
+use crate::watch::Reason;
 
 /// A value that counts its drops.
 struct Counted(Arc<AtomicUsize>);
@@ -158,7 +159,7 @@ fn single_thread_walk_through_migrations() {
             let w = map.write_if(
                 hash,
                 &name,
-                |n| (n.tag.generation().as_raw() == i).then_some(Write::Remove),
+                |n| (n.tag.generation().as_raw() == i).then_some(Write::Remove(Reason::Explicit)),
                 guard,
             );
             assert!(matches!(w, Written::Done(_)));
@@ -212,7 +213,7 @@ fn single_thread_walk_through_migrations() {
             let w = map.write_if(
                 hash,
                 "churn",
-                |n| (n.tag.generation().as_raw() == round).then_some(Write::Remove),
+                |n| (n.tag.generation().as_raw() == round).then_some(Write::Remove(Reason::Explicit)),
                 guard,
             );
             assert!(matches!(w, Written::Done(_)));
@@ -264,7 +265,7 @@ fn removal_during_migration_uses_the_graveyard() {
     let w = map.write_if(
         hash,
         &name,
-        |n| (n.tag.generation().as_raw() == g).then_some(Write::Remove),
+        |n| (n.tag.generation().as_raw() == g).then_some(Write::Remove(Reason::Explicit)),
         guard,
     );
     assert!(matches!(w, Written::Done(_)));
@@ -345,7 +346,7 @@ fn next_table_room_is_never_granted_twice() {
     assert!(root.migration(guard).is_none());
     for i in 4..10u64 {
         let name = format!("old{i}");
-        let w = map.write_if(map.hash(&name), &name, |_| Some(Write::Remove), guard);
+        let w = map.write_if(map.hash(&name), &name, |_| Some(Write::Remove(Reason::Explicit)), guard);
         assert!(matches!(w, Written::Done(_)));
     }
     map.start_migration(root, guard);
@@ -470,7 +471,7 @@ fn dropping_a_migrating_map_frees_every_node_once() {
                 map.insert(node(&map, &name, i, &drops), |_| false, guard),
                 Insert::Inserted
             ));
-            let w = map.write_if(map.hash(&name), &name, |_| Some(Write::Remove), guard);
+            let w = map.write_if(map.hash(&name), &name, |_| Some(Write::Remove(Reason::Explicit)), guard);
             assert!(matches!(w, Written::Done(_)));
         }
         let mut i = 100;
@@ -486,7 +487,7 @@ fn dropping_a_migrating_map_frees_every_node_once() {
             .map(|k| format!("n{k}"))
             .find(|name| super::table::home(map.hash(name), root.mask) < 8)
             .expect("a name in the first chunk");
-        let w = map.write_if(map.hash(&copied), &copied, |_| Some(Write::Remove), guard);
+        let w = map.write_if(map.hash(&copied), &copied, |_| Some(Write::Remove(Reason::Explicit)), guard);
         assert!(matches!(w, Written::Done(_)));
     }
     drop(map);
@@ -576,11 +577,11 @@ fn every_commit_is_reported_once() {
         Written::Done(_)
     ));
     assert!(matches!(
-        map.write_if(h, "a", |_| Some(Write::Remove), guard),
+        map.write_if(h, "a", |_| Some(Write::Remove(Reason::Explicit)), guard),
         Written::Done(_)
     ));
     assert!(matches!(
-        map.write_if(h, "a", |_| Some(Write::Remove), guard),
+        map.write_if(h, "a", |_| Some(Write::Remove(Reason::Explicit)), guard),
         Written::NotFound
     ));
     assert!(matches!(

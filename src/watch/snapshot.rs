@@ -1,0 +1,448 @@
+//! [`Snapshot`]: the registry's bindings at one revision; [`Registry::restore`] rebuilds them.
+//!
+//! # How a snapshot is consistent at one revision
+//! A walk of the table alone is only weakly consistent: each name is read at its own instant.
+//! The snapshot makes it exact with the event log:
+//! 1. `h0` = the next revision to be drawn; then a grace period: every thread pinned at that
+//!    moment unpins. Writers draw their revision and commit inside one pinned section, so
+//!    every commit with a revision below `h0` has landed in the table.
+//! 2. The walk: each name's binding at the instant its slot is read.
+//! 3. `h1` = the next revision to be drawn, then a second grace period: every commit below
+//!    `h1` has landed and its event is published. A commit with a revision at or above `h1`
+//!    cannot have been seen by the walk (it drew its revision after our read of `h1`, and its
+//!    CAS came after its draw).
+//! 4. The events `h0 .. h1` are applied over the walk, in revision order. For a name the walk
+//!    read mid-way through them, the last of them decides its state whichever prefix the walk
+//!    saw; for the others the walk's state was the state throughout. The result is the state
+//!    at revision `h1 - 1`, exactly.
+//!
+//! If the history no longer holds every revision of `h0 .. h1` (writers outran it), the
+//! snapshot starts again, a bounded number of times, then reports [`WatchError::Busy`].
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use super::{EventKind, Filter, Revision, WatchError, Watcher};
+use crate::name::{self, InvalidNameReason};
+use crate::raw::log::Read;
+use crate::raw::node::Stored;
+use crate::registry::Registry;
+use crate::sync::Ordering;
+use crate::tag::{InstanceId, Tag};
+
+/// The snapshot format this version writes and reads. [`Registry::restore`] refuses others.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// How many times a snapshot starts again before it reports [`WatchError::Busy`].
+const ATTEMPTS: usize = 16;
+
+/// The registry's counters at a snapshot: restore moves a registry's counters past them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Counters {
+    /// The registry's next generation (every generation minted so far is below it).
+    pub generation: u64,
+    /// The next number [`register_auto`](Registry::register_auto) would use.
+    pub auto_name: u64,
+    /// The process's next fresh [`InstanceId`].
+    pub instance: u64,
+}
+
+/// One binding of a [`Snapshot`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SnapshotEntry<V> {
+    /// The name.
+    pub name: String,
+    /// Its tag: [`Registry::restore`] binds it with this very tag.
+    pub tag: Tag,
+    /// The value (or, after [`Snapshot::map_values`], the caller's descriptor of it).
+    pub value: V,
+}
+
+/// The registry's bindings at one revision, with its counters.
+///
+/// From [`Registry::snapshot`] or [`Registry::subscribe`]. With the `serde` feature a
+/// `Snapshot<D>` is serialisable: turn the values into descriptors first
+/// ([`map_values`](Snapshot::map_values)), as MARSYS saves an agent's type and configuration
+/// rather than the agent. Weak bindings are included with a strong value (the snapshot keeps
+/// their owners alive while it lives) and restored as strong bindings.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Snapshot<V> {
+    format: u32,
+    revision: Revision,
+    counters: Counters,
+    entries: Vec<SnapshotEntry<V>>,
+}
+
+impl<V> Snapshot<V> {
+    /// The revision the snapshot is exact at: every change up to it, none after it.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// The format version ([`SNAPSHOT_FORMAT`] when made by this version).
+    pub fn format(&self) -> u32 {
+        self.format
+    }
+
+    /// The counters at the snapshot.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The bindings, sorted by name.
+    pub fn entries(&self) -> &[SnapshotEntry<V>] {
+        &self.entries
+    }
+
+    /// The bindings, owned.
+    pub fn into_entries(self) -> Vec<SnapshotEntry<V>> {
+        self.entries
+    }
+
+    /// How many bindings.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The binding of `name`.
+    pub fn get(&self, name: &str) -> Option<&SnapshotEntry<V>> {
+        self.entries
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    /// The same snapshot with each value turned into something else (a descriptor to save, or
+    /// an instance rebuilt from one).
+    pub fn map_values<D>(self, mut f: impl FnMut(&str, V) -> D) -> Snapshot<D> {
+        self.try_map_values(|name, v| Ok::<D, std::convert::Infallible>(f(name, v)))
+            .unwrap_or_else(|never| match never {})
+    }
+
+    /// As [`map_values`](Snapshot::map_values), stopping at the first error.
+    pub fn try_map_values<D, E>(
+        self,
+        mut f: impl FnMut(&str, V) -> Result<D, E>,
+    ) -> Result<Snapshot<D>, E> {
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|e| {
+                Ok(SnapshotEntry {
+                    value: f(&e.name, e.value)?,
+                    name: e.name,
+                    tag: e.tag,
+                })
+            })
+            .collect::<Result<_, E>>()?;
+        Ok(Snapshot {
+            format: self.format,
+            revision: self.revision,
+            counters: self.counters,
+            entries,
+        })
+    }
+}
+
+/// Why [`Registry::restore`] refused a snapshot.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// Restore rebuilds a registry from nothing: this one has bindings.
+    NotEmpty {
+        /// How many it has.
+        len: usize,
+    },
+    /// The snapshot was written in another format.
+    UnsupportedFormat {
+        /// The snapshot's format.
+        found: u32,
+        /// The format this version reads ([`SNAPSHOT_FORMAT`]).
+        supported: u32,
+    },
+    /// A name in the snapshot is not a valid name.
+    InvalidName {
+        /// The name (as found, possibly very long).
+        name: String,
+        /// What is wrong with it.
+        reason: InvalidNameReason,
+    },
+    /// A name appears twice.
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// A tag no registry mints (generation 0).
+    InvalidTag {
+        /// The name it is bound to.
+        name: String,
+        /// The tag.
+        tag: Tag,
+    },
+    /// A concurrent registration took a name while the restore ran. Names restored before it
+    /// stay bound.
+    Conflict {
+        /// The name.
+        name: String,
+        /// The binding found there.
+        current: Tag,
+    },
+}
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |n: &str| name::for_display(n).to_string();
+        match self {
+            RestoreError::NotEmpty { len } => {
+                write!(f, "restore needs an empty registry; this one has {len} bindings")
+            }
+            RestoreError::UnsupportedFormat { found, supported } => write!(
+                f,
+                "snapshot format {found} is not supported (this version reads format {supported})"
+            ),
+            RestoreError::InvalidName { name, reason } => {
+                write!(f, "snapshot holds an invalid name {}: {reason}", shown(name))
+            }
+            RestoreError::DuplicateName { name } => {
+                write!(f, "snapshot binds {} twice", shown(name))
+            }
+            RestoreError::InvalidTag { name, tag } => {
+                write!(f, "snapshot binds {} with tag {tag}, which no registry mints", shown(name))
+            }
+            RestoreError::Conflict { name, current } => write!(
+                f,
+                "{} was registered (as {current}) while the restore ran",
+                shown(name)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
+impl<V: Clone + Send + Sync + 'static> Registry<V> {
+    /// The latest revision drawn (a change at it may still be committing; see
+    /// [`subscribe`](Registry::subscribe) for an exact starting point). `Revision::ZERO` if
+    /// the registry keeps no event log or nothing has changed.
+    pub fn revision(&self) -> Revision {
+        match &self.inner.map.log {
+            Some(log) => Revision::from_raw(log.head() - 1),
+            None => Revision::ZERO,
+        }
+    }
+
+    /// The events after `since` whose names pass `filter`, in revision order, each once.
+    ///
+    /// `since` is a revision already seen: `Revision::ZERO` for everything the history still
+    /// holds, an event's [`revision`](super::Event::revision) or a watcher's
+    /// [`revision`](Watcher::revision) to resume after it, a snapshot's to continue from it.
+    /// Refused with [`WatchError::Compacted`] if the history no longer holds the revision
+    /// after `since` (then [`subscribe`](Registry::subscribe) again), and with
+    /// [`WatchError::Disabled`] if the registry keeps no event log.
+    pub fn watch(&self, filter: Filter, since: Revision) -> Result<Watcher<V>, WatchError> {
+        let log = self.inner.map.log.as_ref().ok_or(WatchError::Disabled)?;
+        let requested = since.as_raw().saturating_add(1);
+        let oldest = log.oldest();
+        if requested < oldest {
+            return Err(WatchError::Compacted {
+                requested: Revision::from_raw(requested),
+                oldest: Revision::from_raw(oldest),
+            });
+        }
+        Ok(Watcher::new(self.clone(), filter, since))
+    }
+
+    /// The bindings whose names pass `filter` at a revision R, and a watcher of every change
+    /// after R: together, the registry's state and its changes with no gap and no duplicate
+    /// (list-then-watch, done right).
+    pub fn subscribe(&self, filter: Filter) -> Result<(Snapshot<V>, Watcher<V>), WatchError> {
+        let snapshot = self.snapshot_filtered(&filter)?;
+        let watcher = Watcher::new(self.clone(), filter, snapshot.revision);
+        Ok((snapshot, watcher))
+    }
+
+    /// Every binding at one revision, exactly (not a weakly consistent walk), with the
+    /// counters; see [`Snapshot`].
+    ///
+    /// Needs the event log ([`WatchError::Disabled`] without it). It waits for two grace
+    /// periods of the epoch collector (every thread pinned when it asks must unpin), so it
+    /// must not be called from a thread that holds a [`Pinned`](crate::Pinned) handle of a
+    /// registry on the same collector ([`WatchError::Busy`] when that can be detected),
+    /// and a thread that stays pinned elsewhere delays it.
+    pub fn snapshot(&self) -> Result<Snapshot<V>, WatchError> {
+        self.snapshot_filtered(&Filter::all())
+    }
+
+    fn snapshot_filtered(&self, filter: &Filter) -> Result<Snapshot<V>, WatchError> {
+        let inner = &self.inner;
+        let log = inner.map.log.as_ref().ok_or(WatchError::Disabled)?;
+        if !inner.has_own_collector() && crossbeam_epoch::is_pinned() {
+            return Err(WatchError::Busy);
+        }
+        'attempt: for _ in 0..ATTEMPTS {
+            let h0 = log.head();
+            if !inner.grace_period() {
+                continue;
+            }
+            // The walk: each visible binding with its value (a weak one's owner, upgraded).
+            let mut state: HashMap<String, (Tag, Option<V>)> = HashMap::new();
+            {
+                let (guard, _local) = inner.pin();
+                for n in inner.map.iter(&guard) {
+                    if !filter.matches(n.name()) {
+                        continue;
+                    }
+                    let value = match n.stored() {
+                        Stored::Strong(v) => Some(v.clone()),
+                        Stored::Weak(w) => w.upgrade(),
+                    };
+                    if let Some(v) = value {
+                        state.insert(n.name().to_owned(), (n.tag, Some(v)));
+                    }
+                }
+            }
+            let h1 = log.head();
+            if !inner.grace_period() {
+                continue;
+            }
+            {
+                let (guard, _local) = inner.pin();
+                for r in h0..h1 {
+                    let record = match log.read(r, &guard) {
+                        Read::Got(record) => record,
+                        // Overwritten (or a straggler's record dropped): start again.
+                        Read::Pending | Read::Overwritten => continue 'attempt,
+                    };
+                    let Some(event) = &record.event else { continue };
+                    if !filter.matches(event.name()) {
+                        continue;
+                    }
+                    match &event.kind {
+                        EventKind::Registered { tag, value }
+                        | EventKind::Replaced { tag, value, .. } => {
+                            let name = event.name();
+                            let kept = match (value, state.get(name)) {
+                                (Some(v), _) => Some(v.clone()),
+                                // A weak binding's event has no value: the walk's, if it read
+                                // this very binding; else fetched below.
+                                (None, Some((t, v))) if t == tag => v.clone(),
+                                (None, _) => None,
+                            };
+                            state.insert(name.to_owned(), (*tag, kept));
+                        }
+                        EventKind::Unregistered { .. } => {
+                            state.remove(event.name());
+                        }
+                    }
+                }
+            }
+            let mut entries: Vec<SnapshotEntry<V>> = state
+                .into_iter()
+                .filter_map(|(name, (tag, value))| {
+                    // A weak binding the walk did not read: its value now, if it is still
+                    // that binding and alive (else its owner died: it is invisible).
+                    let value = value.or_else(|| self.get_if(&name, tag))?;
+                    Some(SnapshotEntry { name, tag, value })
+                })
+                .collect();
+            entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            return Ok(Snapshot {
+                format: SNAPSHOT_FORMAT,
+                revision: Revision::from_raw(h1 - 1),
+                counters: Counters {
+                    generation: inner.generations.peek(),
+                    auto_name: inner.auto.load(Ordering::Relaxed),
+                    instance: InstanceId::peek_next(),
+                },
+                entries,
+            });
+        }
+        Err(WatchError::Busy)
+    }
+}
+
+impl<V: Send + Sync + 'static> Registry<V> {
+    /// Rebuilds a snapshot's bindings, **with their original tags**, into this registry, which
+    /// must be empty; returns how many were bound.
+    ///
+    /// First every counter moves past the snapshot's: generations (and every generation a
+    /// thread of this process had reserved for this registry is given up), fresh instance ids,
+    /// `register_auto` numbers, and revisions. So a tag held from before a restart matches
+    /// its own restored binding or nothing, never a newer one, and the restored bindings'
+    /// events come after the snapshot's revision.
+    ///
+    /// Validated before anything changes: format version, names, duplicates, tags. A
+    /// concurrent registration of a snapshot's name during the restore is reported as
+    /// [`RestoreError::Conflict`] (bindings restored before it stay). Values whose bindings
+    /// were not made are dropped.
+    pub fn restore(&self, snapshot: Snapshot<V>) -> Result<usize, RestoreError> {
+        if snapshot.format != SNAPSHOT_FORMAT {
+            return Err(RestoreError::UnsupportedFormat {
+                found: snapshot.format,
+                supported: SNAPSHOT_FORMAT,
+            });
+        }
+        let mut seen = HashSet::with_capacity(snapshot.entries.len());
+        let (mut max_generation, mut max_instance) = (0u64, 0u64);
+        for e in &snapshot.entries {
+            if let Err(reason) = name::validate(&e.name) {
+                return Err(RestoreError::InvalidName {
+                    name: e.name.clone(),
+                    reason,
+                });
+            }
+            if !seen.insert(e.name.as_str()) {
+                return Err(RestoreError::DuplicateName {
+                    name: e.name.clone(),
+                });
+            }
+            if e.tag.generation().as_raw() == 0 {
+                return Err(RestoreError::InvalidTag {
+                    name: e.name.clone(),
+                    tag: e.tag,
+                });
+            }
+            max_generation = max_generation.max(e.tag.generation().as_raw());
+            max_instance = max_instance.max(e.tag.instance().as_raw());
+        }
+        let inner = &self.inner;
+        let len = {
+            let (guard, _local) = inner.pin();
+            inner.map.iter(&guard).count()
+        };
+        if len != 0 {
+            return Err(RestoreError::NotEmpty { len });
+        }
+        let c = snapshot.counters;
+        inner
+            .generations
+            .advance_past(c.generation.saturating_sub(1).max(max_generation));
+        InstanceId::advance_past(c.instance.saturating_sub(1).max(max_instance));
+        inner.auto.fetch_max(c.auto_name, Ordering::Relaxed);
+        if let Some(log) = &inner.map.log {
+            log.advance_past(snapshot.revision.as_raw());
+        }
+        let mut bound = 0;
+        let pinned = self.pin();
+        for e in snapshot.entries {
+            match pinned.bind_tagged(&e.name, e.tag, Stored::Strong(e.value)) {
+                Ok(()) => bound += 1,
+                Err(current) => {
+                    return Err(RestoreError::Conflict {
+                        name: e.name,
+                        current,
+                    });
+                }
+            }
+        }
+        Ok(bound)
+    }
+}
