@@ -120,7 +120,10 @@ impl<V> Registration<V> {
             inner.map.write_if(
                 hash,
                 self.name.as_str(),
-                |n| n.tag.matches(tag).then_some(Write::Remove(Reason::GuardDropped)),
+                |n| n
+                    .tag
+                    .matches(tag)
+                    .then_some(Write::Remove(Reason::GuardDropped)),
                 &guard
             ),
             Written::Done(_)

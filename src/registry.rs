@@ -24,6 +24,10 @@ use crate::tag::{GenerationCounter, InstanceId, Tag};
 /// batches of garbage; a pinned thread can keep any of them from freeing anything).
 const COLLECT_PASSES: usize = 4096;
 
+/// How long a snapshot waits for one grace period before it starts again (a thread that
+/// stays pinned that long holds it back).
+const GRACE_PERIOD_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A lock-free, generation-tagged registry of named values.
 ///
 /// Cheap to clone: clones share one registry, so a [`Registration`] guard (which holds a clone)
@@ -179,23 +183,42 @@ impl<V> Inner<V> {
     }
 
     /// Waits until every thread pinned on the registry's collector when it was called has
-    /// unpinned (a grace period): a job deferred now runs only then. False if that did not
-    /// happen within the collection passes of [`Inner::collect_passes`] (a thread that stays
-    /// pinned).
-    pub(crate) fn grace_period(&self) -> bool {
+    /// unpinned (a grace period): a job deferred now runs only then. `each(guard)` runs at
+    /// every pass (the snapshot reads the event log there); it returns false to give up.
+    /// `Some(true)`: the grace period ended; `Some(false)`: `each` gave up; `None`: it did not
+    /// end within [`GRACE_PERIOD_LIMIT`] (a thread that stays pinned).
+    pub(crate) fn grace_period(&self, mut each: impl FnMut(&Guard) -> bool) -> Option<bool> {
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        {
-            let (guard, _local) = self.pin();
-            let flag = Arc::clone(&done);
-            guard.defer(move || flag.store(true, std::sync::atomic::Ordering::Release));
+        let (guard, local) = self.pin();
+        let flag = Arc::clone(&done);
+        guard.defer(move || flag.store(true, std::sync::atomic::Ordering::Release));
+        drop(guard);
+        let pin = || match &local {
+            Some(handle) => handle.pin(),
+            None => crossbeam_epoch::pin(),
+        };
+        let start = std::time::Instant::now();
+        for pass in 0u64.. {
+            let guard = pin();
+            // Pushes our bag (the job) to the global queue, advances the epoch if every pinned
+            // thread has caught up, and frees what has expired.
             guard.flush();
-        }
-        self.collect_passes(|_, pass| {
-            if pass % 64 == 63 {
-                std::thread::yield_now();
+            if !each(&guard) {
+                return Some(false);
             }
-            done.load(std::sync::atomic::Ordering::Acquire)
-        })
+            drop(guard);
+            if done.load(std::sync::atomic::Ordering::Acquire) {
+                return Some(true);
+            }
+            if pass % 64 == 63 {
+                // A thread preempted while pinned holds the epoch back for its time slice.
+                if start.elapsed() > GRACE_PERIOD_LIMIT {
+                    return None;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// Up to [`COLLECT_PASSES`] rounds of pin, `step`, flush, unpin, on one thread handle

@@ -17,8 +17,8 @@
 use crossbeam_epoch::Guard;
 
 use super::RawMap;
-use crate::watch::Reason;
 use super::node::Node;
+use crate::watch::Reason;
 
 /// A change that has just committed.
 // The nodes are for the observers: the unit tests' recorder today (`hook::record_commit`), the

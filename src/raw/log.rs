@@ -107,7 +107,9 @@ impl<V> Log<V> {
 
     /// Moves the counter past `rev` (restore).
     pub(crate) fn advance_past(&self, rev: u64) {
-        self.next.0.fetch_max(rev.saturating_add(1), Ordering::AcqRel);
+        self.next
+            .0
+            .fetch_max(rev.saturating_add(1), Ordering::AcqRel);
     }
 
     /// Publishes the changes a commit made (see the module docs), `rev` being what
@@ -215,7 +217,6 @@ impl<V> Log<V> {
             Some(_) => Read::Overwritten,
         }
     }
-
 }
 
 /// Wakes threads and tasks that wait for a change: watchers at a revision not yet published,

@@ -603,7 +603,12 @@ impl<V> RawMap<V> {
             Write::Replace(new) => {
                 // SAFETY: `new` was published by the caller's CAS under `guard`: it is alive.
                 let new = unsafe { new.deref() };
-                self.commit(Change::Replaced { old: n, new }, rev, Reason::Explicit, guard);
+                self.commit(
+                    Change::Replaced { old: n, new },
+                    rev,
+                    Reason::Explicit,
+                    guard,
+                );
                 // SAFETY: as the caller guarantees: `n` is unlinked.
                 unsafe { retire(table, &self.pending, n, Share::Whole, guard) }
             }

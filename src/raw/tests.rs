@@ -213,7 +213,10 @@ fn single_thread_walk_through_migrations() {
             let w = map.write_if(
                 hash,
                 "churn",
-                |n| (n.tag.generation().as_raw() == round).then_some(Write::Remove(Reason::Explicit)),
+                |n| {
+                    (n.tag.generation().as_raw() == round)
+                        .then_some(Write::Remove(Reason::Explicit))
+                },
                 guard,
             );
             assert!(matches!(w, Written::Done(_)));
@@ -346,7 +349,12 @@ fn next_table_room_is_never_granted_twice() {
     assert!(root.migration(guard).is_none());
     for i in 4..10u64 {
         let name = format!("old{i}");
-        let w = map.write_if(map.hash(&name), &name, |_| Some(Write::Remove(Reason::Explicit)), guard);
+        let w = map.write_if(
+            map.hash(&name),
+            &name,
+            |_| Some(Write::Remove(Reason::Explicit)),
+            guard,
+        );
         assert!(matches!(w, Written::Done(_)));
     }
     map.start_migration(root, guard);
@@ -471,7 +479,12 @@ fn dropping_a_migrating_map_frees_every_node_once() {
                 map.insert(node(&map, &name, i, &drops), |_| false, guard),
                 Insert::Inserted
             ));
-            let w = map.write_if(map.hash(&name), &name, |_| Some(Write::Remove(Reason::Explicit)), guard);
+            let w = map.write_if(
+                map.hash(&name),
+                &name,
+                |_| Some(Write::Remove(Reason::Explicit)),
+                guard,
+            );
             assert!(matches!(w, Written::Done(_)));
         }
         let mut i = 100;
@@ -487,7 +500,12 @@ fn dropping_a_migrating_map_frees_every_node_once() {
             .map(|k| format!("n{k}"))
             .find(|name| super::table::home(map.hash(name), root.mask) < 8)
             .expect("a name in the first chunk");
-        let w = map.write_if(map.hash(&copied), &copied, |_| Some(Write::Remove(Reason::Explicit)), guard);
+        let w = map.write_if(
+            map.hash(&copied),
+            &copied,
+            |_| Some(Write::Remove(Reason::Explicit)),
+            guard,
+        );
         assert!(matches!(w, Written::Done(_)));
     }
     drop(map);

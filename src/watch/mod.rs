@@ -13,7 +13,7 @@ mod watcher;
 use std::fmt;
 
 pub use self::event::{Event, EventKind, Reason, Revision};
-pub use self::snapshot::{Counters, RestoreError, Snapshot, SnapshotEntry, SNAPSHOT_FORMAT};
+pub use self::snapshot::{Counters, RestoreError, SNAPSHOT_FORMAT, Snapshot, SnapshotEntry};
 pub use self::watcher::Watcher;
 
 /// Which names a watcher or a subscription sees.

@@ -16,15 +16,21 @@
 //!    saw; for the others the walk's state was the state throughout. The result is the state
 //!    at revision `h1 - 1`, exactly.
 //!
-//! If the history no longer holds every revision of `h0 .. h1` (writers outran it), the
-//! snapshot starts again, a bounded number of times, then reports [`WatchError::Busy`].
+//! The snapshot reads the events from `h0` on as they are published, all along (between the
+//! passes of the grace periods and every 256 bindings of the walk), so the history must hold
+//! only what writers publish between two such reads. If it did not (writers outran it), the
+//! snapshot starts again, up to 16 times, then reports [`WatchError::Busy`]; also if a grace
+//! period does not end within 2 seconds (a thread that stays pinned, such as the caller's own
+//! [`Pinned`](crate::Pinned) handle on a registry with an owned collector).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use super::{EventKind, Filter, Revision, WatchError, Watcher};
+use crossbeam_epoch::Guard;
+
+use super::{Event, EventKind, Filter, Revision, WatchError, Watcher};
 use crate::name::{self, InvalidNameReason};
-use crate::raw::log::Read;
+use crate::raw::log::{Log, Read};
 use crate::raw::node::Stored;
 use crate::registry::Registry;
 use crate::sync::Ordering;
@@ -77,6 +83,23 @@ pub struct Snapshot<V> {
 }
 
 impl<V> Snapshot<V> {
+    /// A snapshot from its parts, as read back from storage of the caller's own (with the
+    /// `serde` feature, deserialising does this). Nothing is checked here:
+    /// [`Registry::restore`] validates everything before it changes anything.
+    pub fn from_parts(
+        format: u32,
+        revision: Revision,
+        counters: Counters,
+        entries: Vec<SnapshotEntry<V>>,
+    ) -> Snapshot<V> {
+        Snapshot {
+            format,
+            revision,
+            counters,
+            entries,
+        }
+    }
+
     /// The revision the snapshot is exact at: every change up to it, none after it.
     pub fn revision(&self) -> Revision {
         self.revision
@@ -202,20 +225,31 @@ impl fmt::Display for RestoreError {
         let shown = |n: &str| name::for_display(n).to_string();
         match self {
             RestoreError::NotEmpty { len } => {
-                write!(f, "restore needs an empty registry; this one has {len} bindings")
+                write!(
+                    f,
+                    "restore needs an empty registry; this one has {len} bindings"
+                )
             }
             RestoreError::UnsupportedFormat { found, supported } => write!(
                 f,
                 "snapshot format {found} is not supported (this version reads format {supported})"
             ),
             RestoreError::InvalidName { name, reason } => {
-                write!(f, "snapshot holds an invalid name {}: {reason}", shown(name))
+                write!(
+                    f,
+                    "snapshot holds an invalid name {}: {reason}",
+                    shown(name)
+                )
             }
             RestoreError::DuplicateName { name } => {
                 write!(f, "snapshot binds {} twice", shown(name))
             }
             RestoreError::InvalidTag { name, tag } => {
-                write!(f, "snapshot binds {} with tag {tag}, which no registry mints", shown(name))
+                write!(
+                    f,
+                    "snapshot binds {} with tag {tag}, which no registry mints",
+                    shown(name)
+                )
             }
             RestoreError::Conflict { name, current } => write!(
                 f,
@@ -289,14 +323,26 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         }
         'attempt: for _ in 0..ATTEMPTS {
             let h0 = log.head();
-            if !inner.grace_period() {
+            // Events from `h0` on are read as they are published, all along (so the history
+            // has to hold only what is written between two reads, not the whole snapshot).
+            let mut tail = Tail {
+                next: h0,
+                events: Vec::new(),
+            };
+            if !inner
+                .grace_period(|guard| tail.pump(log, filter, guard))
+                .ok_or(WatchError::Busy)?
+            {
                 continue;
             }
             // The walk: each visible binding with its value (a weak one's owner, upgraded).
             let mut state: HashMap<String, (Tag, Option<V>)> = HashMap::new();
             {
                 let (guard, _local) = inner.pin();
-                for n in inner.map.iter(&guard) {
+                for (i, n) in inner.map.iter(&guard).enumerate() {
+                    if i % 256 == 255 && !tail.pump(log, filter, &guard) {
+                        continue 'attempt;
+                    }
                     if !filter.matches(n.name()) {
                         continue;
                     }
@@ -310,37 +356,35 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 }
             }
             let h1 = log.head();
-            if !inner.grace_period() {
+            if !inner
+                .grace_period(|guard| tail.pump(log, filter, guard))
+                .ok_or(WatchError::Busy)?
+            {
                 continue;
             }
             {
+                // Every revision below `h1` is published now (or was overwritten).
                 let (guard, _local) = inner.pin();
-                for r in h0..h1 {
-                    let record = match log.read(r, &guard) {
-                        Read::Got(record) => record,
-                        // Overwritten (or a straggler's record dropped): start again.
-                        Read::Pending | Read::Overwritten => continue 'attempt,
-                    };
-                    let Some(event) = &record.event else { continue };
-                    if !filter.matches(event.name()) {
-                        continue;
+                if !tail.pump(log, filter, &guard) || tail.next < h1 {
+                    continue 'attempt;
+                }
+            }
+            for event in tail.events.iter().filter(|e| e.revision.as_raw() < h1) {
+                match &event.kind {
+                    EventKind::Registered { tag, value }
+                    | EventKind::Replaced { tag, value, .. } => {
+                        let name = event.name();
+                        let kept = match (value, state.get(name)) {
+                            (Some(v), _) => Some(v.clone()),
+                            // A weak binding's event has no value: the walk's, if it read this
+                            // very binding; else fetched below.
+                            (None, Some((t, v))) if t == tag => v.clone(),
+                            (None, _) => None,
+                        };
+                        state.insert(name.to_owned(), (*tag, kept));
                     }
-                    match &event.kind {
-                        EventKind::Registered { tag, value }
-                        | EventKind::Replaced { tag, value, .. } => {
-                            let name = event.name();
-                            let kept = match (value, state.get(name)) {
-                                (Some(v), _) => Some(v.clone()),
-                                // A weak binding's event has no value: the walk's, if it read
-                                // this very binding; else fetched below.
-                                (None, Some((t, v))) if t == tag => v.clone(),
-                                (None, _) => None,
-                            };
-                            state.insert(name.to_owned(), (*tag, kept));
-                        }
-                        EventKind::Unregistered { .. } => {
-                            state.remove(event.name());
-                        }
+                    EventKind::Unregistered { .. } => {
+                        state.remove(event.name());
                     }
                 }
             }
@@ -366,6 +410,32 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             });
         }
         Err(WatchError::Busy)
+    }
+}
+
+/// The events a snapshot has read so far, from its `h0` on.
+struct Tail<V> {
+    next: u64,
+    events: Vec<Event<V>>,
+}
+
+impl<V: Clone> Tail<V> {
+    /// Reads every record published from `next` on; false if one was overwritten first.
+    fn pump(&mut self, log: &Log<V>, filter: &Filter, guard: &Guard) -> bool {
+        loop {
+            match log.read(self.next, guard) {
+                Read::Pending => return true,
+                Read::Overwritten => return false,
+                Read::Got(record) => {
+                    self.next += 1;
+                    if let Some(e) = &record.event {
+                        if filter.matches(e.name()) {
+                            self.events.push(e.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
