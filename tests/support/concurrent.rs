@@ -659,6 +659,7 @@ pub fn run_concurrent(input: &ConcurrentInput, cfg: Config) {
     let threads = 2 + usize::from(input.threads % 3);
     let rounds = 1 + input.rounds % 8;
     let reg = build_registry(cfg);
+    let mut mirror = EventMirror::new(&reg);
     let barrier = Barrier::new(threads);
     let finished: Vec<Finished> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -683,7 +684,20 @@ pub fn run_concurrent(input: &ConcurrentInput, cfg: Config) {
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
+    // Quiescent: a watcher's replay equals the final state.
+    if let Some(mirror) = mirror.as_mut() {
+        let visible = reg
+            .entries()
+            .into_iter()
+            .map(|(n, e)| (n, (e.tag(), **e.value())))
+            .collect();
+        mirror.check(&visible);
+    }
     check_concurrent(&reg, &finished);
+    if let Some(mirror) = mirror.as_mut() {
+        // check_concurrent removed everything: so do the events.
+        mirror.check(&Default::default());
+    }
 }
 
 /// The consistency checks after a concurrent run (see the module docs).

@@ -416,6 +416,9 @@ pub struct Config {
     pub capacity: usize,
     pub seed: u64,
     pub owned_collector: bool,
+    /// With the event log on, the harnesses also watch from revision zero and check that
+    /// replaying the events rebuilds the registry's state (`EventMirror`).
+    pub events: bool,
 }
 
 impl Default for Config {
@@ -424,6 +427,7 @@ impl Default for Config {
             capacity: 1,
             seed: 0x5eed,
             owned_collector: true,
+            events: true,
         }
     }
 }
@@ -438,7 +442,96 @@ pub fn build_registry(cfg: Config) -> Registry<V> {
     } else {
         b
     };
+    let b = if cfg.events { b.events(1 << 16) } else { b };
     b.build()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events: a mirror rebuilt from a watcher
+// ---------------------------------------------------------------------------------------------
+
+/// The registry's state as a watcher from revision zero rebuilds it: name -> (tag, value
+/// number; `None` for a weak binding, whose events carry no value).
+pub struct EventMirror {
+    watcher: genreg::Watcher<V>,
+    pub state: std::collections::BTreeMap<String, (Tag, Option<u64>)>,
+    last: genreg::Revision,
+    pub events: usize,
+}
+
+impl EventMirror {
+    /// Watches `reg` from revision zero, if it keeps an event log.
+    pub fn new(reg: &Registry<V>) -> Option<EventMirror> {
+        let watcher = reg
+            .watch(genreg::Filter::all(), genreg::Revision::ZERO)
+            .ok()?;
+        Some(EventMirror {
+            watcher,
+            state: Default::default(),
+            last: genreg::Revision::ZERO,
+            events: 0,
+        })
+    }
+
+    /// Applies every event published so far, checking that each is in revision order, seen
+    /// once, and consistent with the state it applies to.
+    pub fn catch_up(&mut self) {
+        use genreg::EventKind;
+        while let Some(item) = self.watcher.try_next() {
+            let e = item.expect("the history is large enough for any harness run");
+            assert!(
+                e.revision() > self.last,
+                "{e:?} delivered after revision {:?}",
+                self.last
+            );
+            self.last = e.revision();
+            self.events += 1;
+            let name = e.name().to_owned();
+            let current = self.state.get(&name).map(|(t, _)| *t);
+            match e.kind() {
+                EventKind::Registered { tag, value } => {
+                    assert_eq!(current, None, "{e:?}: registered over a binding");
+                    self.state.insert(name, (*tag, value.as_ref().map(|v| **v)));
+                }
+                EventKind::Replaced { old, tag, value } => {
+                    assert_eq!(current, Some(*old), "{e:?}: replaced another binding");
+                    self.state.insert(name, (*tag, value.as_ref().map(|v| **v)));
+                }
+                EventKind::Unregistered { tag, .. } => {
+                    assert_eq!(current, Some(*tag), "{e:?}: removed another binding");
+                    self.state.remove(&name);
+                }
+                other => panic!("unknown event kind {other:?}"),
+            }
+        }
+    }
+
+    /// Checks the mirror against the visible bindings (name -> (tag, value number)): equal,
+    /// but for weak bindings whose owner died and that no one has purged yet (invisible, so
+    /// missing from `visible`, still bound in the mirror).
+    pub fn check(&mut self, visible: &std::collections::BTreeMap<String, (Tag, u64)>) {
+        self.catch_up();
+        for (name, (tag, value)) in visible {
+            match self.state.get(name) {
+                Some((t, v)) => {
+                    assert_eq!(t, tag, "events rebuilt {name:?} with another tag");
+                    if let Some(v) = v {
+                        assert_eq!(v, value, "events rebuilt {name:?} with another value");
+                    }
+                }
+                None => panic!("events never bound {name:?} ({tag:?})"),
+            }
+        }
+        for (name, (tag, value)) in &self.state {
+            if !visible.contains_key(name) {
+                assert!(
+                    value.is_none(),
+                    "events left {name:?} ({tag:?}) bound, but it is not: a removal without \
+                     an event"
+                );
+            }
+        }
+    }
 }
 
 /// Borrowed entries kept while a `Pinned` handle lives, with what they showed when taken.

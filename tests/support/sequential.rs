@@ -121,17 +121,22 @@ pub struct Harness {
     /// Every tag the registry minted so far, in order.
     pub seen: Vec<Tag>,
     next_value: u64,
+    /// The registry's state rebuilt from its events (when the config turns events on).
+    pub mirror: Option<EventMirror>,
 }
 
 impl Harness {
     pub fn new(cfg: Config) -> Self {
+        let reg = build_registry(cfg);
+        let mirror = EventMirror::new(&reg);
         Harness {
             guards: Vec::new(),
             owners: Vec::new(),
-            reg: build_registry(cfg),
+            reg,
             model: Model::new(),
             seen: Vec::new(),
             next_value: 0,
+            mirror,
         }
     }
 
@@ -751,6 +756,17 @@ pub fn check_invariants(h: &mut Harness) {
     for g in &h.guards {
         let mine = h.model.tag(g.name()) == Some(g.tag());
         assert_eq!(g.is_current(), mine, "{g:?}.is_current()");
+    }
+    // Replaying the events gives the model's state (so, every change had its event, once, in
+    // order).
+    if let Some(mirror) = h.mirror.as_mut() {
+        let visible = h
+            .model
+            .map
+            .iter()
+            .map(|(n, (t, v))| (n.clone(), (*t, v.value())))
+            .collect();
+        mirror.check(&visible);
     }
 }
 
