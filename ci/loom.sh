@@ -22,10 +22,15 @@ unset LOOM_MAX_DURATION LOOM_MAX_PERMUTATIONS LOOM_CHECKPOINT_FILE
 export RUSTFLAGS="--cfg loom --cfg crossbeam_loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS=2
 
-step "build loom models" cargo test --release --test loom --lib --target-dir target/loom --no-run
+step "build loom models" cargo test --release --test loom --test loom_events --lib \
+    --target-dir target/loom --no-run
 # --nocapture: each model prints its bound, iteration count and time.
 step "run loom models (public API, tests/loom.rs)" \
     cargo test --release --test loom --target-dir target/loom -- --nocapture "$@"
+# The event log's publication protocol (tests/loom_events.rs): two writers on one name against
+# a watcher, a writer against subscribe, a slow watcher at the history bound.
+step "run loom models (events, tests/loom_events.rs)" \
+    cargo test --release --test loom_events --target-dir target/loom -- --nocapture "$@"
 # The raw core's models (src/raw/loom_models.rs): protocols whose state the public API cannot
 # set up, e.g. the next table's room check against copies, with three threads (~4 min).
 step "run loom models (raw core, src/raw/loom_models.rs)" \

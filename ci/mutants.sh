@@ -13,7 +13,8 @@
 #   bash ci/mutants.sh none                   # the control: no mutant, every layer must pass
 #   bash ci/mutants.sh loser_frees loom-each  # each loom model on its own: which ones catch it
 #
-# MUTANT: cas_unregister | no_generation | loser_frees | reserve_race | all (those four) |
+# MUTANT: cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas |
+#         all (those five) |
 #         none (control)
 # LAYER (limits in parentheses; each runs what the named ci/ script runs, plus the cfg):
 #   proptest     cargo test --release --test model -- --nocapture              (120 s)
@@ -79,7 +80,7 @@ T_BUILD="${GENREG_MUTANTS_T_BUILD:-2400}"
 REPEAT="${GENREG_MUTANTS_REPEAT:-1}"
 RUN="" # "#k" while repeating
 
-ALL_MUTANTS=(cas_unregister no_generation loser_frees reserve_race)
+ALL_MUTANTS=(cas_unregister no_generation loser_frees reserve_race rev_after_cas)
 TEST_LAYERS=(proptest api stress unit tags replay)
 MIRI_LAYERS=(miri-lib miri-api miri-tags miri-model miri-stress)
 FUZZ_LAYERS=(fuzz-ops fuzz-ops-empty fuzz-concurrent fuzz-concurrent-empty)
@@ -101,7 +102,7 @@ usage() {
 case "${1:-all}" in
     -h | --help) usage 0 ;;
     all) mutants=("${ALL_MUTANTS[@]}") ;;
-    none | cas_unregister | no_generation | loser_frees | reserve_race) mutants=("$1") ;;
+    none | cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas) mutants=("$1") ;;
     *) printf 'unknown mutant %q\n\n' "$1" >&2 && usage 3 ;;
 esac
 case "${2:-all}" in
@@ -201,7 +202,7 @@ build_cmd() { # MUTANT GROUP
     case "$2" in
         test) echo cargo test --release --lib --test model --test api --test stress --test tags \
             --test fuzz_replay --no-run -v --target-dir "$td" ;;
-        loom) echo cargo test --release --test loom --lib --no-run -v --target-dir "$td" ;;
+        loom) echo cargo test --release --test loom --test loom_events --lib --no-run -v --target-dir "$td" ;;
         miri) echo cargo "+$NIGHTLY" miri test --lib --test api --test tags --test model \
             --test stress --no-run -v ;;
         tsan) echo cargo "+$NIGHTLY" test -Zbuild-std --target "$TRIPLE" --release --test stress \
@@ -330,8 +331,8 @@ run_cell() {
             cmd=(cargo test --release --test fuzz_replay --target-dir "$td") ;;
         loom)
             limit=$T_LOOM re="$FAIL_RE|$PANIC_RE"
-            cmd=(cargo test --release --test loom --lib --target-dir "$td" -- --nocapture
-                ${GENREG_MUTANTS_LOOM_FILTER:+"$GENREG_MUTANTS_LOOM_FILTER"}) ;;
+            cmd=(cargo test --release --test loom --test loom_events --lib --target-dir "$td"
+                -- --nocapture ${GENREG_MUTANTS_LOOM_FILTER:+"$GENREG_MUTANTS_LOOM_FILTER"}) ;;
         loom:*)
             limit=$T_LOOM re="$FAIL_RE|$PANIC_RE"
             cmd=(cargo test --release --test loom --target-dir "$td" -- --nocapture

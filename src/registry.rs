@@ -210,6 +210,9 @@ impl<V> Inner<V> {
             if done.load(std::sync::atomic::Ordering::Acquire) {
                 return Some(true);
             }
+            // A spin, for the model checker: let the threads that hold the epoch back run.
+            #[cfg(loom)]
+            loom::thread::yield_now();
             if pass % 64 == 63 {
                 // A thread preempted while pinned holds the epoch back for its time slice.
                 if start.elapsed() > GRACE_PERIOD_LIMIT {

@@ -1972,3 +1972,134 @@ fn views_never_list_a_name_twice() {
         }
     });
 }
+
+/// Several writers (registrations, replacements, removals, guards, weak bindings whose owners
+/// die) and several watchers on real threads: every watcher's replay of the events equals the
+/// registry's state at quiescence, and no watcher sees a revision twice or out of order.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn watchers_replay_the_state_of_racing_writers() {
+    use genreg::{EventKind, Filter, Revision};
+    use std::collections::BTreeMap;
+
+    const WRITERS: usize = 3;
+    const WATCHERS: usize = 3;
+    const OPS: u64 = 100_000;
+    let reg: Registry<Arc<u64>> = Registry::builder().events(1 << 20).build();
+    let watchers: Vec<_> = (0..WATCHERS)
+        .map(|_| reg.watch(Filter::all(), Revision::ZERO).unwrap())
+        .collect();
+    let done = Arc::new(AtomicU64::new(u64::MAX));
+    let readers: Vec<_> = watchers
+        .into_iter()
+        .map(|mut w| {
+            let done = Arc::clone(&done);
+            thread::spawn(move || {
+                let mut state: BTreeMap<String, (Tag, Option<u64>)> = BTreeMap::new();
+                let mut last = Revision::ZERO;
+                loop {
+                    let target = done.load(Ordering::Acquire);
+                    if last.as_raw() >= target {
+                        return state;
+                    }
+                    let Some(item) = w.next_timeout(std::time::Duration::from_millis(50)) else {
+                        continue;
+                    };
+                    let e = item.expect("the history holds the whole run");
+                    assert!(e.revision() > last, "{e:?} after {last:?}");
+                    last = e.revision();
+                    let name = e.name().to_owned();
+                    let current = state.get(&name).map(|s| s.0);
+                    match e.kind() {
+                        EventKind::Registered { tag, value } => {
+                            assert_eq!(current, None, "{e:?}");
+                            state.insert(name, (*tag, value.as_ref().map(|v| **v)));
+                        }
+                        EventKind::Replaced { old, tag, value } => {
+                            assert_eq!(current, Some(*old), "{e:?}");
+                            state.insert(name, (*tag, value.as_ref().map(|v| **v)));
+                        }
+                        EventKind::Unregistered { tag, .. } => {
+                            assert_eq!(current, Some(*tag), "{e:?}");
+                            state.remove(&name);
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let writers: Vec<_> = (0..WRITERS as u64)
+        .map(|t| {
+            let (reg, barrier) = (reg.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                let mut guards = Vec::new();
+                let mut owners = Vec::new();
+                for i in 0..OPS {
+                    // Names shared by all writers, so that they race on them.
+                    let name = format!("n{}", (i * 7 + t) % 40);
+                    match i % 6 {
+                        0 | 1 => {
+                            if let Ok(tag) = reg.register_detached(&name, Arc::new(i)) {
+                                let _ = reg.replace_if_same(&name, tag, Arc::new(i + 1));
+                            }
+                        }
+                        2 => {
+                            if let Ok(g) = reg.register(&name, Arc::new(i)) {
+                                guards.push(g);
+                            }
+                        }
+                        3 => {
+                            let owner = Arc::new(i);
+                            if reg.register_weak(&name, &owner).is_ok_and(|g| {
+                                g.detach();
+                                true
+                            }) && i % 12 == 3
+                            {
+                                owners.push(owner); // the others die at once
+                            }
+                        }
+                        4 => {
+                            let _ = reg.unregister(&name);
+                        }
+                        _ => {
+                            if guards.len() > 4 {
+                                drop(guards.swap_remove(0));
+                            }
+                            let _ = reg.get(&name); // may purge a dead weak binding
+                        }
+                    }
+                }
+                drop(guards);
+                owners.len()
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    reg.purge_dead();
+    done.store(reg.revision().as_raw(), Ordering::Release);
+    let now: BTreeMap<String, (Tag, u64)> = reg
+        .entries()
+        .into_iter()
+        .map(|(n, e)| (n, (e.tag(), **e.value())))
+        .collect();
+    for r in readers {
+        let replayed = r.join().unwrap();
+        let replayed_tags: BTreeMap<&String, Tag> =
+            replayed.iter().map(|(n, (t, _))| (n, *t)).collect();
+        let now_tags: BTreeMap<&String, Tag> = now.iter().map(|(n, (t, _))| (n, *t)).collect();
+        assert_eq!(
+            replayed_tags, now_tags,
+            "a watcher's replay differs from the state"
+        );
+        for (n, (_, v)) in &replayed {
+            if let Some(v) = v {
+                assert_eq!(*v, now[n].1, "{n:?}: replayed value");
+            }
+        }
+    }
+}
