@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Stage "fuzz": builds the two fuzz targets and runs each for a minute.
+# Stage "fuzz": builds the three fuzz targets and runs each for a minute.
 #
-#   bash ci/fuzz.sh                          # what CI runs: ops and concurrent, 60 s each
+#   bash ci/fuzz.sh                          # what CI runs: ops, concurrent, snapshot, 60 s each
 #   bash ci/fuzz.sh ops                      # one target
 #   GENREG_FUZZ_SECONDS=600 bash ci/fuzz.sh  # longer runs
 #
@@ -9,7 +9,9 @@
 #   ops         a sequence of operations against the registry and a sequential model,
 #               compared after every step
 #   concurrent  an operation sequence dealt to 2-4 threads on one registry, then a
-#               consistency check of everything the threads saw
+#               consistency check of everything the threads saw (and a watcher's replay of the
+#               events against the final state)
+#   snapshot    the snapshot decoder: bytes as a JSON snapshot, restored when they parse
 #
 # The build is what `cargo fuzz build` does, spelled out, so CI needs no
 # `cargo install cargo-fuzz`: nightly, sanitizer-coverage instrumentation, AddressSanitizer,
@@ -33,7 +35,7 @@ SECONDS_PER_TARGET="${GENREG_FUZZ_SECONDS:-60}"
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    targets=(ops concurrent)
+    targets=(ops concurrent snapshot)
 fi
 
 triple="$(host_triple "$NIGHTLY")"

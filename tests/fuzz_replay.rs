@@ -1,4 +1,4 @@
-//! Replays the checked-in fuzz corpus (`fuzz/corpus/{ops,concurrent}`) on the stable toolchain,
+//! Replays the checked-in fuzz corpus (`fuzz/corpus/{ops,concurrent,snapshot}`) on the stable toolchain,
 //! through the same harness the fuzz targets use (`tests/support/ops.rs`), decoding each file
 //! exactly as libfuzzer-sys does (`Unstructured::new(data)` + `arbitrary_take_rest`). So plain
 //! `cargo test` covers every input the fuzzers found interesting, and every crash they ever
@@ -62,6 +62,23 @@ fn replay_concurrent_corpus() {
             // The same ops sequentially against the model, then on real threads.
             run_sequential(&input.ops, Config::default());
             run_concurrent(&input, Config::default());
+        }
+    });
+}
+
+/// The snapshot decoder's corpus: each file read as a JSON snapshot and, when it parses,
+/// restored (as `fuzz/fuzz_targets/snapshot.rs` does); nothing may panic.
+#[cfg(feature = "serde")]
+#[test]
+fn replay_snapshot_corpus() {
+    replay("snapshot", |data| {
+        if let Ok(snapshot) = serde_json::from_slice::<genreg::Snapshot<String>>(data) {
+            let registry: genreg::Registry<String> = genreg::Registry::builder().events(64).build();
+            let expected = snapshot.len();
+            if let Ok(n) = registry.restore(snapshot) {
+                assert_eq!(n, expected);
+                assert_eq!(registry.len(), n);
+            }
         }
     });
 }

@@ -364,6 +364,25 @@ fn restore_refuses_bad_snapshots_with_typed_errors() {
     let err = bad(SNAPSHOT_FORMAT, vec![entry("z", zero)]).unwrap_err();
     assert!(matches!(err, RestoreError::InvalidTag { .. }));
     assert!(err.to_string().contains("no registry mints"), "{err}");
+    let huge = Tag::new(genreg::InstanceId::from_raw(u64::MAX), tag.generation());
+    assert!(matches!(
+        bad(SNAPSHOT_FORMAT, vec![entry("h", huge)]).unwrap_err(),
+        RestoreError::InvalidTag { .. }
+    ));
+    let far = genreg::Counters {
+        instance: u64::MAX,
+        ..counters
+    };
+    let err = target
+        .restore(Snapshot::from_parts(SNAPSHOT_FORMAT, rev, far, vec![]))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RestoreError::CounterOutOfRange {
+            counter: "instance",
+            value: u64::MAX
+        }
+    );
     // Nothing was bound by any refused restore.
     assert!(target.is_empty());
     assert_eq!(target.restore(snap).unwrap(), 1);

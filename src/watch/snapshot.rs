@@ -83,6 +83,11 @@ pub struct Snapshot<V> {
 }
 
 impl<V> Snapshot<V> {
+    /// The largest counter, revision, generation or instance id a restore accepts: 2^62. A
+    /// registry counts far below it in practice; the limit leaves room to count on after a
+    /// restore (and keeps a corrupt snapshot from exhausting the process's instance ids).
+    pub const MAX_COUNTER: u64 = 1 << 62;
+
     /// A snapshot from its parts, as read back from storage of the caller's own (with the
     /// `serde` feature, deserialising does this). Nothing is checked here:
     /// [`Registry::restore`] validates everything before it changes anything.
@@ -203,12 +208,21 @@ pub enum RestoreError {
         /// The name.
         name: String,
     },
-    /// A tag no registry mints (generation 0).
+    /// A tag no registry mints: generation 0, or a generation or instance id above
+    /// [`Snapshot::MAX_COUNTER`].
     InvalidTag {
         /// The name it is bound to.
         name: String,
         /// The tag.
         tag: Tag,
+    },
+    /// A counter (or the revision) above [`Snapshot::MAX_COUNTER`]: restoring it would leave
+    /// the registry, or the process's instance ids, with no room to count on.
+    CounterOutOfRange {
+        /// Which: `"generation"`, `"auto_name"`, `"instance"` or `"revision"`.
+        counter: &'static str,
+        /// Its value.
+        value: u64,
     },
     /// A concurrent registration took a name while the restore ran. Names restored before it
     /// stay bound.
@@ -251,6 +265,11 @@ impl fmt::Display for RestoreError {
                     shown(name)
                 )
             }
+            RestoreError::CounterOutOfRange { counter, value } => write!(
+                f,
+                "snapshot's {counter} counter is {value}, above the largest a restore accepts ({})",
+                Snapshot::<()>::MAX_COUNTER
+            ),
             RestoreError::Conflict { name, current } => write!(
                 f,
                 "{} was registered (as {current}) while the restore ran",
@@ -474,7 +493,8 @@ impl<V: Send + Sync + 'static> Registry<V> {
                     name: e.name.clone(),
                 });
             }
-            if e.tag.generation().as_raw() == 0 {
+            let (g, i) = (e.tag.generation().as_raw(), e.tag.instance().as_raw());
+            if g == 0 || g > Snapshot::<V>::MAX_COUNTER || i > Snapshot::<V>::MAX_COUNTER {
                 return Err(RestoreError::InvalidTag {
                     name: e.name.clone(),
                     tag: e.tag,
@@ -482,6 +502,17 @@ impl<V: Send + Sync + 'static> Registry<V> {
             }
             max_generation = max_generation.max(e.tag.generation().as_raw());
             max_instance = max_instance.max(e.tag.instance().as_raw());
+        }
+        let c = snapshot.counters;
+        for (counter, value) in [
+            ("generation", c.generation),
+            ("auto_name", c.auto_name),
+            ("instance", c.instance),
+            ("revision", snapshot.revision.as_raw()),
+        ] {
+            if value > Snapshot::<V>::MAX_COUNTER {
+                return Err(RestoreError::CounterOutOfRange { counter, value });
+            }
         }
         let inner = &self.inner;
         let len = {
@@ -491,7 +522,6 @@ impl<V: Send + Sync + 'static> Registry<V> {
         if len != 0 {
             return Err(RestoreError::NotEmpty { len });
         }
-        let c = snapshot.counters;
         inner
             .generations
             .advance_past(c.generation.saturating_sub(1).max(max_generation));
