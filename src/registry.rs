@@ -144,23 +144,46 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
     /// [`subscribe`](Registry::subscribe) and [`snapshot`](Registry::snapshot).
     ///
     /// Off by default. With it on, each write also draws a revision from one shared counter
-    /// and allocates its event (with a clone of the value); memory is the history (one event
-    /// per slot) plus what the epoch collector has not freed yet. See the crate docs for the
+    /// and allocates its event (with a clone of the value, unless
+    /// [`event_values(false)`](Self::event_values)); memory is the history (one event per
+    /// slot) plus what the epoch collector has not freed yet. See the crate docs for the
     /// measured cost. [`DEFAULT_HISTORY`](Self::DEFAULT_HISTORY) suits most users.
     pub fn events(mut self, history: usize) -> Self {
-        fn capture<V: Clone>(stored: &Stored<V>) -> Option<V> {
-            match stored {
-                Stored::Strong(v) => Some(v.clone()),
-                // The history must not keep a weak binding's owner alive.
-                Stored::Weak(_) => None,
-            }
-        }
         self.events = Some((history, capture::<V>));
         self
     }
 
     /// A history of 4,096 events: a watcher may fall that far behind before it lags.
     pub const DEFAULT_HISTORY: usize = 4096;
+
+    /// Whether events carry a clone of the bound value (the default, once
+    /// [`events`](Self::events) is on) or only the tag (`false`).
+    ///
+    /// A value in the history lives until its event is overwritten, `history` changes later:
+    /// for `V = Arc<Agent>`, a removed agent is then dropped only after that, not when the
+    /// removal is collected. Turn values off when drops must be prompt (an agent's inbox that
+    /// must close), or values are costly to clone; watchers then fetch a value with
+    /// [`get_if(name, tag)`](Registry::get_if), and a snapshot reads values from the table
+    /// (starting again if a binding it needs changes meanwhile). Call after `events`.
+    pub fn event_values(mut self, on: bool) -> Self {
+        fn none<V>(_: &Stored<V>) -> Option<V> {
+            None
+        }
+        if let Some((history, _)) = self.events {
+            let capture: Capture<V> = if on { capture::<V> } else { none::<V> };
+            self.events = Some((history, capture));
+        }
+        self
+    }
+}
+
+/// How an event captures a value: a clone of a strong one; never a weak one's (the history
+/// must not keep the owner of a weak binding alive).
+fn capture<V: Clone>(stored: &Stored<V>) -> Option<V> {
+    match stored {
+        Stored::Strong(v) => Some(v.clone()),
+        Stored::Weak(_) => None,
+    }
 }
 
 fn random_seed() -> u64 {

@@ -476,3 +476,21 @@ async fn async_watch_and_waits_on_tokio() {
         .await
         .unwrap();
 }
+
+#[test]
+fn events_without_values_keep_no_value_alive() {
+    let r: Registry<Arc<u32>> = Registry::builder().events(64).event_values(false).build();
+    let mut w = r.watch(Filter::all(), Revision::ZERO).unwrap();
+    let v = Arc::new(5);
+    let tag = r.register_detached("a", Arc::clone(&v)).unwrap();
+    let e = w.try_next().unwrap().unwrap();
+    assert_eq!(e.kind(), &EventKind::Registered { tag, value: None });
+    // The value, from the registry itself.
+    assert_eq!(*r.get_if("a", tag).unwrap(), 5);
+    // A snapshot still has it.
+    assert_eq!(*r.snapshot().unwrap().get("a").unwrap().value, 5);
+    // Removed and collected: dropped, the history holds no clone.
+    r.unregister_if_same("a", tag).unwrap();
+    assert!(r.collect());
+    assert_eq!(Arc::strong_count(&v), 1);
+}

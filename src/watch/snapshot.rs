@@ -407,15 +407,17 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                     }
                 }
             }
-            let mut entries: Vec<SnapshotEntry<V>> = state
-                .into_iter()
-                .filter_map(|(name, (tag, value))| {
-                    // A weak binding the walk did not read: its value now, if it is still
-                    // that binding and alive (else its owner died: it is invisible).
-                    let value = value.or_else(|| self.get_if(&name, tag))?;
-                    Some(SnapshotEntry { name, tag, value })
-                })
-                .collect();
+            let mut entries: Vec<SnapshotEntry<V>> = Vec::with_capacity(state.len());
+            for (name, (tag, value)) in state {
+                // A binding whose event carried no value (a weak one, or events without
+                // values) and that the walk did not read: its value now, if it is still that
+                // binding. If it is not, the name changed after `h1`: start again (the next
+                // walk reads it, or it is gone, as a weak binding whose owner died).
+                let Some(value) = value.or_else(|| self.get_if(&name, tag)) else {
+                    continue 'attempt;
+                };
+                entries.push(SnapshotEntry { name, tag, value });
+            }
             entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             return Ok(Snapshot {
                 format: SNAPSHOT_FORMAT,

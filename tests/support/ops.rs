@@ -442,7 +442,12 @@ pub fn build_registry(cfg: Config) -> Registry<V> {
     } else {
         b
     };
-    let b = if cfg.events { b.events(1 << 16) } else { b };
+    // A quarter of the seeds keep events without values (tags only).
+    let b = if cfg.events {
+        b.events(1 << 16).event_values(cfg.seed % 4 != 2)
+    } else {
+        b
+    };
     b.build()
 }
 
