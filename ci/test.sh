@@ -10,3 +10,7 @@ step "cargo test --release --features serde" cargo test --release --features ser
 # The README's first command, shortened to one second: the example asserts its own invariants
 # (B survives every late destructor, versions never go back, nothing leaks) and panics otherwise.
 step "cargo run --release --example orchestrator -- 1" cargo run --release --example orchestrator -- 1
+
+# MARSYS's save_state / load_state through JSON (the demo's `json` feature: genreg's serde).
+step "cargo run --release -p genreg-demo --example persistence --features json" \
+    cargo run --release -p genreg-demo --example persistence --features json

@@ -19,18 +19,28 @@
 //!   has taken the name. A's guard tries to unbind the name, is refused because the binding is
 //!   no longer A's, and B stays bound;
 //! - a **finalizer** thread is where those late destructors run, like a garbage collector's
-//!   finalizer thread in a managed runtime.
+//!   finalizer thread in a managed runtime;
+//! - a **monitor** thread keeps a live mirror of the registry from its events: `subscribe`
+//!   (a snapshot at revision R plus every change after R, no gap, no duplicate), then the
+//!   watcher; if it ever falls a whole history behind it gets `Lagged` and subscribes again.
+//!   At the end its mirror must equal the registry, name by name and tag by tag.
+//!
+//! `main` also waits for the coordinator's name (`wait_for`), wakes a supervisor blocked on
+//! `Registration::wait_evicted` by evicting its agent, and saves the registry with `snapshot`
+//! and restores it into a fresh one (MARSYS's `save_state`/`load_state`, here with agents
+//! turned into descriptors and back; `--example persistence` does it through JSON): the tags
+//! survive, and a tag from before the restore matches nothing newer.
 //!
 //! Every thread checks the registry's promises as it goes and panics if one breaks; `main`
 //! checks the final state and prints a summary.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use genreg::{Error, Registration, Registry};
+use genreg::{Error, EventKind, Filter, Reason, Registration, Registry, Tag, WatchError, Watcher};
 
 /// Well-known services: registered once by `main`, upgraded by clients, never removed.
 const SERVICES: [&str; 4] = ["critic", "planner", "researcher", "writer"];
@@ -50,6 +60,7 @@ const CLIENT_THREADS: usize = 2;
 static AGENTS_ALIVE: AtomicU64 = AtomicU64::new(0);
 
 /// A simulated agent. `version` is bumped by every hot reload (a reload is a new `Agent`).
+#[derive(Debug)]
 struct Agent {
     role: &'static str,
     version: u64,
@@ -471,6 +482,153 @@ fn late_destructor_race(registry: &Agents, finalizer: &Finalizer, round: u64, s:
     s.ops += 1;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The monitor: a live mirror of the registry, from its events
+// ---------------------------------------------------------------------------------------------
+
+/// What the monitor saw.
+#[derive(Default)]
+struct Monitor {
+    /// Name -> tag, as the events built it.
+    mirror: BTreeMap<String, Tag>,
+    events: u64,
+    /// Removals by reason: guard dropped, by tag (`unregister_if_same`), weak owner dead, other.
+    guard_dropped: u64,
+    if_same: u64,
+    weak_dead: u64,
+    other_removals: u64,
+    /// `subscribe` calls (1, plus one per `Lagged`).
+    subscriptions: u64,
+}
+
+/// A snapshot at revision R and a watcher from R: the mirror starts from the snapshot.
+fn subscribe(registry: &Agents, m: &mut Monitor) -> Watcher<Arc<Agent>> {
+    loop {
+        match registry.subscribe(Filter::all()) {
+            Ok((snapshot, watcher)) => {
+                m.subscriptions += 1;
+                m.mirror = snapshot
+                    .into_entries()
+                    .into_iter()
+                    .map(|e| (e.name, e.tag))
+                    .collect();
+                return watcher;
+            }
+            // Writers outran the history while the snapshot settled: try again.
+            Err(WatchError::Busy) => thread::yield_now(),
+            Err(e) => panic!("subscribe: {e}"),
+        }
+    }
+}
+
+/// Follows every change until it has applied every revision up to `caught_up_to` (set by
+/// `main` once the writers are done).
+fn monitor(registry: Agents, caught_up_to: &AtomicU64) -> Monitor {
+    let mut m = Monitor::default();
+    let mut watcher = subscribe(&registry, &mut m);
+    loop {
+        match watcher.next_timeout(Duration::from_millis(20)) {
+            Some(Ok(e)) => {
+                m.events += 1;
+                let current = m.mirror.get(e.name()).copied();
+                match e.kind() {
+                    EventKind::Registered { tag, .. } => {
+                        assert_eq!(current, None, "{e:?}: the name was free");
+                        m.mirror.insert(e.name().to_owned(), *tag);
+                    }
+                    EventKind::Replaced { old, tag, .. } => {
+                        assert_eq!(current, Some(*old), "{e:?}: replaces what was bound");
+                        m.mirror.insert(e.name().to_owned(), *tag);
+                    }
+                    EventKind::Unregistered { tag, reason } => {
+                        assert_eq!(current, Some(*tag), "{e:?}: removes what was bound");
+                        m.mirror.remove(e.name());
+                        match reason {
+                            Reason::GuardDropped => m.guard_dropped += 1,
+                            Reason::IfSame => m.if_same += 1,
+                            Reason::WeakOwnerDead => m.weak_dead += 1,
+                            _ => m.other_removals += 1,
+                        }
+                    }
+                    other => panic!("an event this monitor does not know: {other:?}"),
+                }
+            }
+            // A whole history behind: start again from a fresh snapshot.
+            Some(Err(WatchError::Lagged { .. })) => watcher = subscribe(&registry, &mut m),
+            Some(Err(e)) => panic!("watch: {e}"),
+            None => {}
+        }
+        if watcher.revision().as_raw() >= caught_up_to.load(Relaxed) {
+            return m;
+        }
+    }
+}
+
+/// A supervisor blocks until its agent is evicted (woken by the eviction's commit, not by
+/// polling); returns how long the wake-up took after the eviction.
+fn eviction_notice(registry: &Agents) -> Duration {
+    let guard = registry
+        .register("supervised", Agent::new("supervised", 0))
+        .expect("a free name");
+    let tag = guard.tag();
+    thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            assert!(guard.wait_evicted(Duration::from_secs(10)), "woken");
+            Instant::now()
+        });
+        thread::sleep(Duration::from_millis(5));
+        let evicted_at = Instant::now();
+        registry
+            .unregister_if_same("supervised", tag)
+            .expect("still the supervised agent");
+        let woken_at = waiter.join().expect("the supervisor");
+        woken_at.saturating_duration_since(evicted_at)
+    })
+}
+
+/// MARSYS's save_state / load_state: snapshot the registry, turn agents into descriptors
+/// (role, version), rebuild agents from them into a fresh registry. Checks that every tag
+/// survived and that `stale`, a tag from before the save, matches nothing after it. Returns
+/// the number of bindings restored.
+fn save_and_load(registry: &Agents, stale: (&str, Tag)) -> usize {
+    let saved = registry
+        .snapshot()
+        .expect("nothing is pinned here")
+        .map_values(|_, agent| (agent.role, agent.version));
+    let restarted: Agents = Registry::builder().events(1 << 10).build();
+    let expected: Vec<(String, Tag)> = saved
+        .entries()
+        .iter()
+        .map(|e| (e.name.clone(), e.tag))
+        .collect();
+    let n = restarted
+        .restore(saved.map_values(|_, (role, version)| Agent::new(role, version)))
+        .expect("an empty registry");
+    for (name, tag) in &expected {
+        assert_eq!(
+            restarted.tag_of(name),
+            Some(*tag),
+            "{name}: the tag survives"
+        );
+    }
+    assert!(
+        restarted.unregister_if_same(stale.0, stale.1).is_err(),
+        "a tag from before the save matches nothing newer"
+    );
+    // A new registration after the restore gets a generation past every restored one.
+    let fresh = restarted
+        .register_detached("after-restore", Agent::new("fresh", 0))
+        .expect("a free name");
+    assert!(
+        expected
+            .iter()
+            .all(|(_, t)| fresh.generation() > t.generation())
+    );
+    restarted.clear();
+    assert!(restarted.collect(), "nothing is pinned here");
+    n
+}
+
 fn coordinator(registry: Agents, stop: &AtomicBool) -> Stats {
     let mut s = Stats::default();
     let (finalizer, finalizer_thread) = Finalizer::start();
@@ -548,7 +706,12 @@ fn main() {
         Some(arg) => arg.parse().expect("usage: orchestrator [SECONDS]"),
         None => 3.0,
     };
-    let registry: Agents = Registry::new();
+    // With an event log of 64k changes, and events that carry tags only: removed agents are
+    // then dropped as soon as they are collected, not kept alive by the history.
+    let registry: Agents = Registry::builder()
+        .events(1 << 16)
+        .event_values(false)
+        .build();
 
     // The services live for the whole run: `detach` keeps their bindings past their guards.
     for name in SERVICES {
@@ -556,12 +719,18 @@ fn main() {
         guard.expect("a fresh registry").detach();
     }
     let upgrades: Vec<AtomicU64> = SERVICES.iter().map(|_| AtomicU64::new(0)).collect();
+    let first_service_tag = registry.tag_of(SERVICES[0]).expect("bound");
+    let caught_up_to = AtomicU64::new(u64::MAX);
 
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let mut total = Stats::default();
+    let mut watched = Monitor::default();
+    let mut coordinator_seen = false;
     thread::scope(|scope| {
-        let (stop, upgrades) = (&stop, &upgrades);
+        let (stop, upgrades, caught_up_to) = (&stop, &upgrades, &caught_up_to);
+        let r = registry.clone();
+        let monitor_thread = scope.spawn(move || monitor(r, caught_up_to));
         let mut threads = Vec::new();
         for id in 0..WORKER_THREADS {
             let r = registry.clone(); // clones share one registry
@@ -574,12 +743,23 @@ fn main() {
         let r = registry.clone();
         threads.push(scope.spawn(move || coordinator(r, stop)));
 
+        // Waits for the coordinator thread's first binding (woken by its commit).
+        coordinator_seen = registry
+            .wait_for(COORDINATOR, Duration::from_secs(10))
+            .is_some();
         thread::sleep(Duration::from_secs_f64(seconds));
         stop.store(true, Relaxed);
         for t in threads {
             total.add(&t.join().expect("a thread found a broken invariant"));
         }
+        // The writers are done: the monitor catches up with the last revision, then stops.
+        registry.purge_dead();
+        caught_up_to.store(registry.revision().as_raw(), Relaxed);
+        watched = monitor_thread
+            .join()
+            .expect("the monitor found a broken invariant");
     });
+    assert!(coordinator_seen, "wait_for saw the coordinator bound");
     let elapsed = started.elapsed().as_secs_f64();
 
     // Every guard has been dropped: only the four services are left, each at the version that
@@ -647,6 +827,40 @@ fn main() {
     );
     let names_note = format!("len() == names().len(): {names:?}");
     row("live entries at end", live as u64, &names_note);
+
+    // The monitor's mirror, built from events only, equals the registry.
+    let state: BTreeMap<String, Tag> = registry
+        .entries()
+        .into_iter()
+        .map(|(n, e)| (n, e.tag()))
+        .collect();
+    assert_eq!(
+        watched.mirror, state,
+        "the events rebuild the registry exactly"
+    );
+    let w = &watched;
+    let how = format!(
+        "{} subscribe(s); removals: {} guard dropped, {} by tag, {} weak owner dead, {} other",
+        w.subscriptions, w.guard_dropped, w.if_same, w.weak_dead, w.other_removals
+    );
+    row("events watched", w.events, &how);
+    row(
+        "mirror == registry",
+        w.mirror.len() as u64,
+        "entries, rebuilt from events alone",
+    );
+    let woke = eviction_notice(&registry);
+    row(
+        "evicted -> supervisor woken",
+        woke.as_micros() as u64,
+        "µs: wait_evicted, woken by the eviction's commit",
+    );
+    let restored = save_and_load(&registry, (SERVICES[0], first_service_tag));
+    row(
+        "saved and restored",
+        restored as u64,
+        "bindings, tags intact; stale tags match nothing newer",
+    );
 
     let waited = inbox_shutdown(&registry);
     row(
