@@ -846,7 +846,7 @@ impl Visit for Child<'_> {
                 }
                 let stable: Vec<String> = (0..table).map(|i| name(i as u64, NAME_LEN)).collect();
                 let start = Instant::now();
-                let sum = prof_loop(&p, op, n, &arena, &stable, &pool, &vals, &mut stale);
+                let sum = prof_dispatch(&p, op, n, &arena, &stable, &pool, &vals, &mut stale);
                 let ns = start.elapsed().as_nanos() as f64 / n as f64;
                 self.out = Some(format!("{sum} {ns:.1} ns/op"));
             }
@@ -854,10 +854,12 @@ impl Visit for Child<'_> {
     }
 }
 
-/// The loop that callgrind counts (`--toggle-collect='*prof_loop*'`).
-#[inline(never)]
+/// Runs the loop of `op` that callgrind counts (`--toggle-collect='*prof_loop*'`). Each op's
+/// loop is a function of its own, never inlined here: so the compiler's inlining decisions for
+/// one op (one big function holding every loop has one inlining budget) cannot change another
+/// op's count.
 #[allow(clippy::too_many_arguments)]
-fn prof_loop<P: Peer>(
+fn prof_dispatch<P: Peer>(
     p: &P,
     op: &str,
     n: usize,
@@ -867,60 +869,99 @@ fn prof_loop<P: Peer>(
     vals: &[Val],
     tags: &mut [P::Tag],
 ) -> u64 {
-    let mut sum = 0u64;
     let m = arena.len();
     assert!(m.is_power_of_two(), "PROF_NAMES must be a power of two");
     match op {
-        "hit" | "miss" => {
-            let h = p.handle();
-            for k in 0..n {
-                sum += std::hint::black_box(h.peek(arena.get(k & (m - 1)))).map_or(1, |x| x.1);
-            }
-        }
-        "peek" => {
-            for k in 0..n {
-                sum += std::hint::black_box(p.peek(arena.get(k & (m - 1)))).map_or(1, |x| x.1);
-            }
-        }
-        "get" => {
-            for k in 0..n {
-                sum += std::hint::black_box(p.get(arena.get(k & (m - 1)))).map_or(1, |x| x.1.id);
-            }
-        }
-        "cycle" => {
-            for k in 0..n {
-                let i = k % pool.len();
-                let t = p
-                    .register(&pool[i], &vals[i % vals.len()])
-                    .expect("register");
-                assert!(p.unregister_if_same(&pool[i], t));
-                sum += 1;
-            }
-        }
-        "stale" => {
-            for k in 0..n {
-                let i = k % stable.len();
-                assert!(!p.unregister_if_same(&stable[i], tags[i]));
-                sum += 1;
-            }
-        }
-        "replace" => {
-            for k in 0..n {
-                let i = k % stable.len();
-                tags[i] = p
-                    .replace_if_same(&stable[i], tags[i], &vals[i % vals.len()])
-                    .expect("replace");
-                sum += 1;
-            }
-        }
-        "iter" => {
-            for _ in 0..n {
-                sum += p.for_each(&mut |len, id| {
-                    std::hint::black_box((len, id));
-                }) as u64;
-            }
-        }
+        "hit" | "miss" => prof_loop_hit(p, n, arena),
+        "peek" => prof_loop_peek(p, n, arena),
+        "get" => prof_loop_get(p, n, arena),
+        "cycle" => prof_loop_cycle(p, n, pool, vals),
+        "stale" => prof_loop_stale(p, n, stable, tags),
+        "replace" => prof_loop_replace(p, n, stable, vals, tags),
+        "iter" => prof_loop_iter(p, n),
         _ => panic!("unknown op {op}"),
+    }
+}
+
+#[inline(never)]
+fn prof_loop_hit<P: Peer>(p: &P, n: usize, arena: &Arena) -> u64 {
+    let (mut sum, m) = (0u64, arena.len());
+    let h = p.handle();
+    for k in 0..n {
+        sum += std::hint::black_box(h.peek(arena.get(k & (m - 1)))).map_or(1, |x| x.1);
+    }
+    sum
+}
+
+#[inline(never)]
+fn prof_loop_peek<P: Peer>(p: &P, n: usize, arena: &Arena) -> u64 {
+    let (mut sum, m) = (0u64, arena.len());
+    for k in 0..n {
+        sum += std::hint::black_box(p.peek(arena.get(k & (m - 1)))).map_or(1, |x| x.1);
+    }
+    sum
+}
+
+#[inline(never)]
+fn prof_loop_get<P: Peer>(p: &P, n: usize, arena: &Arena) -> u64 {
+    let (mut sum, m) = (0u64, arena.len());
+    for k in 0..n {
+        sum += std::hint::black_box(p.get(arena.get(k & (m - 1)))).map_or(1, |x| x.1.id);
+    }
+    sum
+}
+
+#[inline(never)]
+fn prof_loop_cycle<P: Peer>(p: &P, n: usize, pool: &[String], vals: &[Val]) -> u64 {
+    let mut sum = 0u64;
+    for k in 0..n {
+        let i = k % pool.len();
+        let t = p
+            .register(&pool[i], &vals[i % vals.len()])
+            .expect("register");
+        assert!(p.unregister_if_same(&pool[i], t));
+        sum += 1;
+    }
+    sum
+}
+
+#[inline(never)]
+fn prof_loop_stale<P: Peer>(p: &P, n: usize, stable: &[String], tags: &[P::Tag]) -> u64 {
+    let mut sum = 0u64;
+    for k in 0..n {
+        let i = k % stable.len();
+        assert!(!p.unregister_if_same(&stable[i], tags[i]));
+        sum += 1;
+    }
+    sum
+}
+
+#[inline(never)]
+fn prof_loop_replace<P: Peer>(
+    p: &P,
+    n: usize,
+    stable: &[String],
+    vals: &[Val],
+    tags: &mut [P::Tag],
+) -> u64 {
+    let mut sum = 0u64;
+    for k in 0..n {
+        let i = k % stable.len();
+        tags[i] = p
+            .replace_if_same(&stable[i], tags[i], &vals[i % vals.len()])
+            .expect("replace");
+        sum += 1;
+    }
+    sum
+}
+
+#[inline(never)]
+fn prof_loop_iter<P: Peer>(p: &P, n: usize) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        sum += p.for_each(&mut |len, id| {
+            std::hint::black_box((len, id));
+        }) as u64;
     }
     sum
 }
@@ -1384,6 +1425,11 @@ fn main() {
             out: None,
         };
         each_peer(&mut c);
+        // Not in the grids, for `benches/instr.sh` only: genreg with its event log on. Behind a
+        // feature: a second instantiation of genreg's paths in this binary changes how the
+        // compiler inlines the first one's (reads measured ~10% more instructions with it).
+        #[cfg(feature = "events-peer")]
+        c.visit::<GenregWith<true>>();
         println!("RESULT {}", c.out.expect("unknown peer"));
         return;
     }

@@ -114,6 +114,8 @@ impl<V> Log<V> {
 
     /// Publishes the changes a commit made (see the module docs), `rev` being what
     /// [`Log::draw`] gave for it.
+    // Out of line: the write paths inline `commit`, and this is their rare branch's body.
+    #[inline(never)]
     pub(crate) fn record(&self, change: &Change<'_, V>, rev: u64, reason: Reason, guard: &Guard) {
         let event = |rev: u64, node: &Node<V>, kind| Event {
             revision: Revision::from_raw(rev),

@@ -250,6 +250,7 @@ impl<V> RawMap<V> {
 
     /// Binds `new.name` to `new` unless the name is bound. `vacant(current)` may declare an
     /// existing binding vacant (a dead weak binding), in which case it is replaced.
+    #[inline]
     pub(crate) fn insert<'g>(
         &self,
         new: Owned<Node<V>>,
@@ -469,6 +470,7 @@ impl<V> RawMap<V> {
     /// Removes or replaces the node bound to `name`, as `decide(node)` says (`None` refuses):
     /// one CAS. `decide` may be called more than once (again after a lost CAS), each time with
     /// the node bound then.
+    #[inline]
     pub(crate) fn write_if<'g>(
         &self,
         hash: u64,
@@ -479,6 +481,7 @@ impl<V> RawMap<V> {
         self.write_if_inner(&Key::new(hash, name), &mut decide, guard)
     }
 
+    #[inline]
     fn write_if_inner<'g>(
         &self,
         key: &Key<'_>,
@@ -585,6 +588,7 @@ impl<V> RawMap<V> {
     ///
     /// # Safety
     /// The caller's CAS just replaced `Live(n)` in slot of `table` per `write`, under `guard`.
+    #[inline(always)]
     unsafe fn retire_written(
         &self,
         table: &Table<V>,

@@ -64,7 +64,7 @@ unsafe impl Sync for NameBuf {}
 ///
 /// Built from overlapping loads rather than a copy into a zeroed buffer: this runs once per
 /// lookup, and a `memcpy` call would cost as much as the probe.
-#[inline]
+#[inline(always)]
 fn inline_words(name: &str) -> [u64; 3] {
     let b = name.as_bytes();
     let len = b.len();
@@ -83,7 +83,7 @@ fn inline_words(name: &str) -> [u64; 3] {
 }
 
 /// Eight bytes as a little-endian word.
-#[inline]
+#[inline(always)]
 fn full(b: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[..8]);
@@ -91,7 +91,7 @@ fn full(b: &[u8]) -> u64 {
 }
 
 /// Up to eight bytes as a little-endian word, zero-extended (overlapping loads, no loop).
-#[inline]
+#[inline(always)]
 fn partial(b: &[u8]) -> u64 {
     let len = b.len();
     debug_assert!(len <= 8);
@@ -347,7 +347,7 @@ impl<V> Node<V> {
     }
 
     /// The key of this node's own name (no hashing: the node keeps its hash).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn key(&self) -> Key<'_> {
         Key::new(self.hash, self.name())
     }

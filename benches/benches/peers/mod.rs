@@ -166,16 +166,27 @@ impl<P: Peer> Handle for PerCall<'_, P> {
 // ---------------------------------------------------------------------------------------------
 // genreg
 
-pub struct Genreg(pub genreg::Registry<Val>);
+/// genreg; `GenregWith<true>` keeps an event log (`Builder::events`, default history, no
+/// watcher): the cost of events to a registry nobody watches.
+pub struct GenregWith<const EVENTS: bool>(pub genreg::Registry<Val>);
 
-impl Peer for Genreg {
-    const NAME: &'static str = "genreg";
+/// genreg as it is built by default (no event log).
+pub type Genreg = GenregWith<false>;
+
+impl<const EVENTS: bool> Peer for GenregWith<EVENTS> {
+    const NAME: &'static str = if EVENTS { "genreg-events" } else { "genreg" };
     const HAS_HANDLE: bool = true;
     type Tag = genreg::Tag;
     type Handle<'a> = GenregPinned<'a>;
 
     fn with_capacity(names: usize) -> Self {
-        Genreg(genreg::Registry::builder().capacity(names).build())
+        let b = genreg::Registry::builder().capacity(names);
+        let b = if EVENTS {
+            b.events(genreg::Builder::<Val>::DEFAULT_HISTORY)
+        } else {
+            b
+        };
+        GenregWith(b.build())
     }
     fn handle(&self) -> GenregPinned<'_> {
         GenregPinned(self.0.pin())
