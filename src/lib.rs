@@ -163,6 +163,65 @@
 //! then it still counts in [`len`](Registry::len). A replacement of a weak binding stays weak,
 //! with the new value as its owner (keep a strong reference to it yourself).
 //!
+//! # Events, watch, snapshots
+//! Built with [`Builder::events`], a registry keeps an **event log**: every committed change
+//! (registered, replaced, unregistered, with its [`Reason`]) gets a [`Revision`] and an
+//! [`Event`], and the last `history` events stay readable.
+//!
+//! **Revisions.** A writer draws its revision from one registry-wide counter after it has read
+//! the binding its compare-and-swap expects and before the CAS, and publishes the event after
+//! the CAS (a writer whose CAS lost publishes a skip). So:
+//! - for any one name, revision order **is** commit order: replaying a name's events in
+//!   revision order rebuilds its exact history (generations do not give this: they are minted
+//!   before the CAS, and racing writers can commit them out of order);
+//! - across names, revision order respects causality: a change made after observing another
+//!   (a read that saw it, a write that replaced it) has a higher revision. Two unrelated
+//!   changes to different names may be delivered in the other order than the one in which
+//!   their CASes happened;
+//! - revisions are not dense (a lost CAS leaves a skipped one), and never reused.
+//!
+//! **Watching.** [`Registry::watch`]`(filter, since)` delivers every event after `since` whose
+//! name passes the [`Filter`], each exactly once, in revision order, as a blocking iterator or
+//! a `futures_core::Stream` (any executor; no runtime in this crate). A watcher waiting for the
+//! next revision is woken by the commit that publishes it, not by polling; a writer stalled
+//! between its CAS and its publication delays delivery of later revisions to watchers (never
+//! other writers). Writers never wait for watchers: the history is a ring of `history`
+//! events, and a watcher that falls a whole ring behind gets [`WatchError::Lagged`] once and
+//! ends; `watch` from a revision older than the ring is refused with
+//! [`WatchError::Compacted`]. Either way, [`subscribe`](Registry::subscribe) again.
+//!
+//! **What an event shows.** A registration or replacement carries a clone of the new value
+//! (which the history then keeps alive until its slot is reused), or no value with
+//! [`Builder::event_values`]`(false)` and for weak bindings (the history never keeps a weak
+//! binding's owner alive). A weak binding whose owner died becomes an `Unregistered` event
+//! with [`Reason::WeakOwnerDead`] when it is purged: by the first read or write that meets it,
+//! by the next migration of the table, or by [`Registry::purge_dead`], not at the moment the
+//! owner is dropped.
+//!
+//! **Snapshots.** [`Registry::snapshot`] is exact at one revision R (every change up to R, none
+//! after), not a weakly consistent walk: it walks the table and applies the events published
+//! meanwhile, after waiting for two grace periods of the epoch collector so that every change
+//! below R has landed. It waits for threads that stay pinned (and returns
+//! [`WatchError::Busy`] rather than wait forever, or at once when called from a thread that
+//! holds a [`Pinned`] handle on the default collector). [`subscribe`](Registry::subscribe) is
+//! a snapshot at R and a watcher from R: no gap, no duplicate.
+//! [`Registry::restore`] rebuilds a snapshot's bindings with their original tags into an empty
+//! registry, after moving the generation, instance-id, auto-name and revision counters past the
+//! snapshot's, so a tag from before a restart matches its own restored binding or nothing. With
+//! the `serde` feature, [`Snapshot`] is `Serialize + Deserialize`.
+//!
+//! **Waiting.** [`Registry::wait_for`] / [`Registry::bound`] (until a name is bound) and
+//! [`Registration::wait_evicted`] / [`Registration::evicted`] (until a guard's binding is gone)
+//! are woken by commits, whether or not the registry keeps an event log.
+//!
+//! **Cost.** With the log off, the core operations pay one load and branch per commit (for
+//! waiters) and a branch per CAS: measured with callgrind, within 2% of the instructions they
+//! took before the log existed. With the log on, each commit also draws from the shared
+//! revision counter and allocates its event (with the value's clone), and each event displaced
+//! from the ring is freed through the epoch collector: about 540 more instructions per commit
+//! (a register + unregister cycle went from ~1,360 to ~2,430 instructions, ~160 to ~270 ns on
+//! one thread), whether or not anyone watches.
+//!
 //! # What it does not do
 //! - No atomic multi-name transactions; `clear` is not a snapshot.
 //! - Capacity never shrinks: memory is bounded by the peak live set, not the current one.

@@ -30,6 +30,9 @@ pub struct Watcher<V> {
     ended: bool,
 }
 
+/// How many times a blocking watcher looks again (a few microseconds in all) before it sleeps.
+const SPINS: usize = 32;
+
 /// One step of a watcher.
 enum Step<V> {
     Item(Result<Event<V>, WatchError>),
@@ -79,6 +82,11 @@ impl<V: Clone + Send + Sync + 'static> Watcher<V> {
                 Step::End => return None,
                 Step::Wait => {}
             }
+            // A short spin first: a watcher that keeps up with a busy writer would otherwise
+            // sleep and be woken (a system call on each side) for every event.
+            if let Some(item) = self.spin() {
+                return item;
+            }
             let listener = wake.listen();
             // Recheck after counting ourselves (see `Wake`): a record published from here on
             // notifies the listener.
@@ -101,6 +109,22 @@ impl<V: Clone + Send + Sync + 'static> Watcher<V> {
                 Step::Wait => {}
             }
         }
+    }
+
+    /// Steps a few more times, with a pause between, before a blocking watcher sleeps: `None`
+    /// if the next revision is still not published.
+    fn spin(&mut self) -> Option<Option<Result<Event<V>, WatchError>>> {
+        for _ in 0..SPINS {
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+            match self.step() {
+                Step::Item(item) => return Some(Some(item)),
+                Step::End => return Some(None),
+                Step::Wait => {}
+            }
+        }
+        None
     }
 
     /// Reads revisions from `next` until one passes the filter, or one is not yet published.
