@@ -36,3 +36,7 @@ step "run benches (${args[*]})" cargo bench -p genreg-bench --bench '*' -- "${ar
 # The throughput harness, one short pass: it checks every result it gets from every peer under
 # concurrency and exits non-zero if an operation failed where it must succeed.
 step "throughput harness (--quick)" cargo run --release -p genreg-bench --bin throughput -- --quick
+
+# The events benchmark, one short pass (write path with the log off / on / watched, delivery
+# against tokio's broadcast, subscribe at 1k and 1M names); it asserts what it receives.
+step "events benchmark (--quick)" cargo run --release -p genreg-bench --bin events -- --quick

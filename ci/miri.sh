@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage "miri": the library's unit tests and the api, tags, model and stress suites (the stress tests small enough for Miri) under Miri, which
+# Stage "miri": the library's unit tests and the api, tags, model, stress and watch suites (the stress tests small enough for Miri) under Miri, which
 # reports undefined behaviour, use-after-free, data races and leaks on the paths it executes.
 #
 #   bash ci/miri.sh                   # what CI runs
@@ -20,7 +20,7 @@ step "miri sysroot" cargo "+$NIGHTLY" miri setup ||
 if [ "$#" -gt 0 ]; then
     selection=("$@")
 else
-    selection=(--lib --test api --test tags --test model --test stress)
+    selection=(--lib --test api --test tags --test model --test stress --test watch)
 fi
 step "miri test ${selection[*]}" env \
     MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-permissive-provenance" \
