@@ -230,6 +230,9 @@ impl<V> Log<V> {
 /// load of `sleepers` is SeqCst; the waiter's increment is followed by a SeqCst fence before
 /// its recheck. So either the writer sees the waiter counted (and notifies it: the listener
 /// was registered before the recheck), or the waiter's recheck sees the writer's CAS.
+// On a cache line pair of its own: waiters write `sleepers`, and the map's hot fields (the
+// root, the hasher) must not share its line.
+#[repr(align(128))]
 pub(crate) struct Wake {
     sleepers: AtomicUsize,
     event: event_listener::Event,
