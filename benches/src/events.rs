@@ -122,7 +122,10 @@ fn deliver_genreg(cycles: usize, history: usize) -> Delivery {
         match w.next() {
             Some(Ok(e)) => {
                 got += 1;
-                if let EventKind::Registered { value: Some(ts), .. } = e.kind() {
+                if let EventKind::Registered {
+                    value: Some(ts), ..
+                } = e.kind()
+                {
                     lags.push(epoch.elapsed().as_nanos() as u64 - ts);
                 }
             }

@@ -32,12 +32,18 @@ fuzz_target!(|data: &[u8]| {
             // A fresh registration mints a generation past every restored one.
             if let Ok(tag) = registry.register_detached("fuzz-fresh-name", String::new()) {
                 let max = expected.iter().map(|(_, t)| t.generation()).max();
-                assert!(max.is_none_or(|m| tag.generation() > m), "{tag:?} vs {max:?}");
+                assert!(
+                    max.is_none_or(|m| tag.generation() > m),
+                    "{tag:?} vs {max:?}"
+                );
             }
         }
         Err(e) => {
             assert!(!e.to_string().is_empty());
-            assert!(registry.is_empty(), "a refused restore bound something: {e}");
+            assert!(
+                registry.is_empty(),
+                "a refused restore bound something: {e}"
+            );
             let _: RestoreError = e;
         }
     }
