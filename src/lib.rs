@@ -184,8 +184,8 @@
 //! name passes the [`Filter`], each exactly once, in revision order, as a blocking iterator or
 //! a `futures_core::Stream` (any executor; no runtime in this crate). A watcher waiting for the
 //! next revision is woken by the commit that publishes it, not by polling; a writer stalled
-//! between its CAS and its publication delays delivery of later revisions to watchers (never
-//! other writers). Writers never wait for watchers: the history is a ring of `history`
+//! between drawing its revision and publishing it (around its CAS) delays delivery of later
+//! revisions to watchers (never other writers). Writers never wait for watchers: the history is a ring of `history`
 //! events, and a watcher that falls a whole ring behind gets [`WatchError::Lagged`] once and
 //! ends; `watch` from a revision older than the ring is refused with
 //! [`WatchError::Compacted`]. Either way, [`subscribe`](Registry::subscribe) again.
@@ -203,8 +203,13 @@
 //! meanwhile, after waiting for two grace periods of the epoch collector so that every change
 //! below R has landed. It waits for threads that stay pinned (and returns
 //! [`WatchError::Busy`] rather than wait forever, or at once when called from a thread that
-//! holds a [`Pinned`] handle on the default collector). [`subscribe`](Registry::subscribe) is
-//! a snapshot at R and a watcher from R: no gap, no duplicate.
+//! holds a [`Pinned`] handle on the default collector). It is a consistent cut at R, which
+//! respects causality; across unrelated names it need not be a state that existed at one
+//! instant (two names may have committed in the other order than their revisions).
+//! [`subscribe`](Registry::subscribe) is a snapshot at R and a watcher from R: no gap, no
+//! duplicate. (A weak binding whose owner had died before R but that nobody had purged is not
+//! in the snapshot, being invisible; its purge later arrives as an `Unregistered` event for a
+//! name the snapshot did not list.)
 //! [`Registry::restore`] rebuilds a snapshot's bindings with their original tags into an empty
 //! registry, after moving the generation, instance-id, auto-name and revision counters past the
 //! snapshot's, so a tag from before a restart matches its own restored binding or nothing. With
@@ -212,7 +217,9 @@
 //!
 //! **Waiting.** [`Registry::wait_for`] / [`Registry::bound`] (until a name is bound) and
 //! [`Registration::wait_evicted`] / [`Registration::evicted`] (until a guard's binding is gone)
-//! are woken by commits, whether or not the registry keeps an event log.
+//! are woken by commits, whether or not the registry keeps an event log. The death of a weak
+//! binding's owner is not a commit: its waiter wakes when the binding is purged (or at its
+//! timeout).
 //!
 //! **Cost.** With the log off, the core operations pay one load and branch per commit (for
 //! waiters) and a branch per CAS: measured with callgrind, within 2% of the instructions they

@@ -65,6 +65,8 @@ pub struct Builder<V> {
     seed: Option<u64>,
     /// The event log's history and how an event captures a value (see [`Builder::events`]).
     events: Option<(usize, Capture<V>)>,
+    /// Whether events carry values ([`Builder::event_values`]).
+    event_values: bool,
     _values: PhantomData<fn() -> V>,
 }
 
@@ -84,6 +86,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
             collector: None,
             seed: None,
             events: None,
+            event_values: true,
             _values: PhantomData,
         }
     }
@@ -124,6 +127,14 @@ impl<V: Send + Sync + 'static> Builder<V> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let mut map = RawMap::new(self.capacity, seed);
         if let Some((history, capture)) = self.events {
+            fn none<V>(_: &Stored<V>) -> Option<V> {
+                None
+            }
+            let capture: Capture<V> = if self.event_values {
+                capture
+            } else {
+                none::<V>
+            };
             map = map.with_log(Log::new(history, capture));
         }
         Registry {
@@ -164,15 +175,11 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
     /// removal is collected. Turn values off when drops must be prompt (an agent's inbox that
     /// must close), or values are costly to clone; watchers then fetch a value with
     /// [`get_if(name, tag)`](Registry::get_if), and a snapshot reads values from the table
-    /// (starting again if a binding it needs changes meanwhile). Call after `events`.
+    /// (starting again if a binding it needs changes meanwhile). Without
+    /// [`events`](Self::events) it has no effect; the two may come in either order. If a
+    /// value's `clone` panics while its event is recorded, that event carries no value.
     pub fn event_values(mut self, on: bool) -> Self {
-        fn none<V>(_: &Stored<V>) -> Option<V> {
-            None
-        }
-        if let Some((history, _)) = self.events {
-            let capture: Capture<V> = if on { capture::<V> } else { none::<V> };
-            self.events = Some((history, capture));
-        }
+        self.event_values = on;
         self
     }
 }

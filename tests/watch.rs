@@ -501,3 +501,74 @@ fn events_without_values_keep_no_value_alive() {
     assert!(r.collect());
     assert_eq!(Arc::strong_count(&v), 1);
 }
+
+/// A value whose `clone` panics on demand.
+#[derive(Debug)]
+struct Touchy(bool);
+
+impl Clone for Touchy {
+    fn clone(&self) -> Self {
+        assert!(!self.0, "this value refuses to be cloned");
+        Touchy(false)
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // unwinding through catch_unwind is fine under Miri, but slow
+fn a_panicking_clone_while_recording_leaves_everything_consistent() {
+    let r: Registry<Touchy> = with_events(16);
+    let mut w = r.watch(Filter::all(), Revision::ZERO).unwrap();
+    // Registered: the event is published without its value; the binding and the length stand.
+    let tag = r.register_detached("t", Touchy(true)).unwrap();
+    assert_eq!(r.len(), 1);
+    let e = w.try_next().unwrap().unwrap();
+    assert!(matches!(e.kind(), EventKind::Registered { value: None, tag: t } if *t == tag));
+    assert!(r.pin().unregister_if_same("t", tag).is_ok());
+    assert!(r.is_empty());
+    let e = w.try_next().unwrap().unwrap();
+    assert_eq!(reason_of(&e), Some(Reason::IfSame));
+}
+
+#[test]
+fn watchers_go_on_after_a_restore_jumps_the_revisions() {
+    let src: Registry<u32> = with_events(8);
+    for i in 0..40 {
+        let t = src.register_detached("x", i).unwrap();
+        src.unregister_if_same("x", t).unwrap();
+    }
+    src.register_detached("kept", 1).unwrap();
+    let snap = src.snapshot().unwrap();
+    assert!(snap.revision().as_raw() > 80);
+    let target: Registry<u32> = with_events(8);
+    let mut before = target.watch(Filter::all(), Revision::ZERO).unwrap();
+    target.restore(snap).unwrap();
+    target.register_detached("after", 2).unwrap();
+    // The jump reads as lag for a watcher from before it, never as a wait for ever.
+    match before.next_timeout(Duration::from_secs(5)) {
+        Some(Err(WatchError::Lagged { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    // A watcher from the restore on sees the restored binding and what followed.
+    let mut w = target
+        .watch(
+            Filter::all(),
+            Revision::from_raw(target.revision().as_raw() - 2),
+        )
+        .unwrap();
+    let names: Vec<String> = std::iter::from_fn(|| w.try_next())
+        .map(|e| e.unwrap().name().to_owned())
+        .collect();
+    assert_eq!(names, ["kept", "after"]);
+}
+
+#[test]
+fn event_values_may_come_before_events() {
+    let r: Registry<u32> = builder().event_values(false).events(8).build();
+    let mut w = r.watch(Filter::all(), Revision::ZERO).unwrap();
+    r.register_detached("a", 1).unwrap();
+    let e = w.try_next().unwrap().unwrap();
+    assert!(matches!(
+        e.kind(),
+        EventKind::Registered { value: None, .. }
+    ));
+}

@@ -32,6 +32,7 @@
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use super::commit::{Cause, Change};
+use super::drop_caught;
 use super::node::{Node, Stored};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::watch::{Event, EventKind, Reason, Revision};
@@ -105,11 +106,17 @@ impl<V> Log<V> {
         self.head().saturating_sub(self.capacity()).max(1)
     }
 
-    /// Moves the counter past `rev` (restore).
-    pub(crate) fn advance_past(&self, rev: u64) {
-        self.next
-            .0
-            .fetch_max(rev.saturating_add(1), Ordering::AcqRel);
+    /// Moves the counter past `rev` (restore), publishing the revisions it jumps over as
+    /// skips (the last ring's worth: older ones read as overwritten), so that no reader waits
+    /// for a revision nobody will publish.
+    pub(crate) fn advance_past(&self, rev: u64, guard: &Guard) {
+        let target = rev.saturating_add(1);
+        let old = self.next.0.fetch_max(target, Ordering::AcqRel);
+        if old < target {
+            for r in old.max(target.saturating_sub(self.capacity()))..target {
+                self.publish(r, None, guard);
+            }
+        }
     }
 
     /// Publishes the changes a commit made (see the module docs), `rev` being what
@@ -121,6 +128,14 @@ impl<V> Log<V> {
             revision: Revision::from_raw(rev),
             name: node.name().into(),
             kind,
+        };
+        // The CAS has committed: nothing here may unwind past the publication. A value whose
+        // `clone` panics is recorded without its value.
+        let capture = |node: &Node<V>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (self.capture)(node.stored())
+            }))
+            .unwrap_or(None)
         };
         match *change {
             Change::Bound { new, purged } => {
@@ -135,7 +150,7 @@ impl<V> Log<V> {
                 }
                 let kind = EventKind::Registered {
                     tag: new.tag,
-                    value: (self.capture)(new.stored()),
+                    value: capture(new),
                 };
                 self.publish(rev, Some(event(rev, new, kind)), guard);
             }
@@ -143,7 +158,7 @@ impl<V> Log<V> {
                 let kind = EventKind::Replaced {
                     old: old.tag,
                     tag: new.tag,
-                    value: (self.capture)(new.stored()),
+                    value: capture(new),
                 };
                 self.publish(rev, Some(event(rev, new, kind)), guard);
             }
@@ -184,7 +199,7 @@ impl<V> Log<V> {
             if let Some(old) = unsafe { cur.as_ref() } {
                 if old.rev >= rev {
                     // Lapped while stalled: readers of `rev` see "overwritten" (module docs).
-                    drop(record);
+                    drop_caught(record);
                     break;
                 }
             }
@@ -194,8 +209,9 @@ impl<V> Log<V> {
                 Ok(_) => {
                     if !cur.is_null() {
                         // SAFETY: our CAS unlinked `cur` from the ring; readers that loaded it
-                        // are pinned, and the destruction waits for them.
-                        unsafe { guard.defer_destroy(cur) };
+                        // are pinned, and the job runs after they unpin, once. Its value's
+                        // destructor may panic: caught and counted, as for removed values.
+                        unsafe { guard.defer_unchecked(move || drop_caught(cur.into_owned())) };
                     }
                     break;
                 }
@@ -285,7 +301,7 @@ impl<V> Drop for Log<V> {
                 let guard = crossbeam_epoch::unprotected();
                 let cur = slot.load(Ordering::Relaxed, guard);
                 if !cur.is_null() {
-                    drop(cur.into_owned());
+                    drop_caught(cur.into_owned());
                 }
             }
         }

@@ -56,6 +56,7 @@ use self::log::{Log, Wake};
 use self::migrate::{hard_limit, soft_limit};
 use self::node::{Key, NameBuf, Node, Stored};
 use self::pending::Pending;
+pub(crate) use self::reclaim::drop_caught;
 pub(crate) use self::reclaim::drop_panics;
 use self::reclaim::{Share, drop_node, drop_tomb, retire, retire_value};
 use self::table::{FROZEN, Slot, TOMB, Table, home};

@@ -43,6 +43,14 @@ pub(crate) fn drop_panics() -> u64 {
     DROP_PANICS.load(Ordering::Relaxed)
 }
 
+/// Drops `x`, catching a panic from its destructor (counted with the values' ones): for what
+/// the registry drops on a collector's thread besides values (the event log's records).
+pub(crate) fn drop_caught<T>(x: T) {
+    if catch_unwind(AssertUnwindSafe(move || drop(x))).is_err() {
+        DROP_PANICS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Drops a node's value in place, catching a panic from its destructor.
 ///
 /// # Safety

@@ -120,7 +120,7 @@ impl<V> Snapshot<V> {
         self.counters
     }
 
-    /// The bindings, sorted by name.
+    /// The bindings (sorted by name in a snapshot made by [`Registry::snapshot`]).
     pub fn entries(&self) -> &[SnapshotEntry<V>] {
         &self.entries
     }
@@ -140,12 +140,10 @@ impl<V> Snapshot<V> {
         self.entries.is_empty()
     }
 
-    /// The binding of `name`.
+    /// The binding of `name` (a linear search: a snapshot read back from storage need not be
+    /// sorted).
     pub fn get(&self, name: &str) -> Option<&SnapshotEntry<V>> {
-        self.entries
-            .binary_search_by(|e| e.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.entries[i])
+        self.entries.iter().find(|e| e.name == name)
     }
 
     /// The same snapshot with each value turned into something else (a descriptor to save, or
@@ -519,7 +517,7 @@ impl<V: Send + Sync + 'static> Registry<V> {
         let inner = &self.inner;
         let len = {
             let (guard, _local) = inner.pin();
-            inner.map.iter(&guard).count()
+            inner.map.iter(&guard).filter(|n| n.is_visible()).count()
         };
         if len != 0 {
             return Err(RestoreError::NotEmpty { len });
@@ -530,7 +528,8 @@ impl<V: Send + Sync + 'static> Registry<V> {
         InstanceId::advance_past(c.instance.saturating_sub(1).max(max_instance));
         inner.auto.fetch_max(c.auto_name, Ordering::Relaxed);
         if let Some(log) = &inner.map.log {
-            log.advance_past(snapshot.revision.as_raw());
+            let (guard, _local) = inner.pin();
+            log.advance_past(snapshot.revision.as_raw(), &guard);
         }
         let mut bound = 0;
         let pinned = self.pin();

@@ -87,7 +87,10 @@ impl<V: Send + Sync + 'static> Registration<V> {
     /// Blocks until this guard's binding is gone (removed, replaced by someone else, purged,
     /// cleared), for at most `timeout`; returns whether it is gone.
     ///
-    /// Its own [`replace`](Registration::replace) keeps the binding this guard's.
+    /// Its own [`replace`](Registration::replace) keeps the binding this guard's. Waiters are
+    /// woken by commits: a weak binding whose owner dies is gone at once for every read, but
+    /// its waiter wakes when the binding is purged (by a read or write that meets it,
+    /// [`purge_dead`](Registry::purge_dead), a migration) or at the timeout.
     pub fn wait_evicted(&self, timeout: Duration) -> bool {
         let wake = &self.registry().inner.map.wake;
         let gone = || (!self.is_current()).then_some(());
@@ -95,7 +98,8 @@ impl<V: Send + Sync + 'static> Registration<V> {
     }
 
     /// Resolves once this guard's binding is gone (see
-    /// [`wait_evicted`](Registration::wait_evicted)): a future for any executor.
+    /// [`wait_evicted`](Registration::wait_evicted), also for weak bindings): a future for any
+    /// executor.
     pub async fn evicted(&self) {
         let wake = &self.registry().inner.map.wake;
         until(wake, || (!self.is_current()).then_some(())).await

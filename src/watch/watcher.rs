@@ -172,7 +172,11 @@ impl<V: Clone + Send + Sync + 'static> Watcher<V> {
         };
         {
             let (guard, _local) = inner.pin();
-            while self.ready.len() < BATCH {
+            // Bounded in records read, not only in events kept: a narrow filter over a long
+            // backlog must not hold the pin (and reclamation) for a whole ring.
+            let mut reads = 0;
+            while self.ready.len() < BATCH && reads < 4 * BATCH {
+                reads += 1;
                 match log.read(self.next, &guard) {
                     Read::Pending => break,
                     Read::Overwritten => {
