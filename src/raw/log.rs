@@ -205,7 +205,8 @@ impl<V> Log<V> {
             }
             // SeqCst: pairs with the sleeper count (see `Log::wait_for`): a reader that counted
             // itself a sleeper after this store sees the record when it rechecks.
-            match slot.compare_exchange(cur, record, Ordering::SeqCst, Ordering::Acquire, guard) {
+            let seq = Ordering::SeqCst; // necessary: the writer's half of the sleepers pair
+            match slot.compare_exchange(cur, record, seq, Ordering::Acquire, guard) {
                 Ok(_) => {
                     if !cur.is_null() {
                         // SAFETY: our CAS unlinked `cur` from the ring; readers that loaded it
@@ -226,7 +227,10 @@ impl<V> Log<V> {
     /// Reads the record of revision `rev` (≥ 1).
     pub(crate) fn read<'g>(&self, rev: u64, guard: &'g Guard) -> Read<'g, V> {
         let slot = &self.slots[(rev & self.mask) as usize];
-        let cur: Shared<'g, Record<V>> = slot.load(Ordering::SeqCst, guard);
+        // SeqCst because a reader that counted itself a sleeper must see a record published
+        // before the writer read the count (`Wake`); a plain load on x86.
+        let order = Ordering::SeqCst; // the reader's half of the pair (see above)
+        let cur: Shared<'g, Record<V>> = slot.load(order, guard);
         // SAFETY: as in `publish`: the record outlives our guard.
         match unsafe { cur.as_ref() } {
             None => Read::Pending,
@@ -265,7 +269,8 @@ impl Wake {
     /// Wakes every waiter, if there are any. Called after a commit's CAS and its record.
     #[inline(always)]
     pub(crate) fn notify(&self) {
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
+        let order = Ordering::SeqCst; // necessary: the Dekker pair with `listen` (above)
+        if self.sleepers.load(order) != 0 {
             self.notify_slow();
         }
     }
@@ -280,15 +285,15 @@ impl Wake {
     /// calls [`Wake::unlisten`] (once per `listen`). Recheck the condition after this call,
     /// then wait on the listener.
     pub(crate) fn listen(&self) -> event_listener::EventListener {
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::SeqCst); // SeqCst: the Dekker pair (above)
         let listener = self.event.listen();
-        std::sync::atomic::fence(Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst); // orders the count before the recheck
         listener
     }
 
     /// Uncounts a waiter counted by [`Wake::listen`].
     pub(crate) fn unlisten(&self) {
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst); // SeqCst: simplest; off the hot path
     }
 }
 

@@ -196,7 +196,7 @@ impl<V> Table<V> {
                 encode(new),
                 // SeqCst (the same instruction as AcqRel on x86): the writer's half of the
                 // Dekker pair with waiters (see `log.rs`, `Wake`).
-                Ordering::SeqCst,
+                Ordering::SeqCst, // necessary: see the comment above
                 Ordering::Acquire,
             )
             .map(|_| ())
