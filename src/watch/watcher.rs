@@ -38,6 +38,16 @@ pub struct Watcher<V> {
 /// How many events a watcher reads from the log under one pin.
 const BATCH: usize = 64;
 
+/// How many drawn revisions a blocking watcher lets gather before it reads them (or half its
+/// spin, whichever comes first).
+const GATHER: usize = 64;
+
+/// CPU pauses between two looks of a spinning watcher at the log's head. The head is the line
+/// every writer's `fetch_add` takes: looked at too often, it bounces between the cores at the
+/// writers' expense (a register + unregister cycle with one watcher against none, in the
+/// events benchmark: 2.4x at 16 pauses, 1.9x at 128).
+const PAUSES: usize = 128;
+
 /// How many times a blocking watcher looks again (a few microseconds in all) before it sleeps.
 const SPINS: usize = 32;
 
@@ -89,10 +99,14 @@ impl<V: Clone + Send + Sync + 'static> Watcher<V> {
 
     fn next_blocking(&mut self, deadline: Option<Instant>) -> Option<Result<Event<V>, WatchError>> {
         loop {
-            match self.step() {
-                Step::Item(item) => return Some(item),
-                Step::End => return None,
-                Step::Wait => {}
+            // Events read ahead, an error or the end: no pin needed. Otherwise the spin below
+            // reads, once a batch has had a moment to gather.
+            if !self.ready.is_empty() || self.failed.is_some() || self.ended {
+                match self.step() {
+                    Step::Item(item) => return Some(item),
+                    Step::End => return None,
+                    Step::Wait => {}
+                }
             }
             // A short spin first: a watcher that keeps up with a busy writer would otherwise
             // sleep and be woken (a system call on each side) for every event.
@@ -134,14 +148,20 @@ impl<V: Clone + Send + Sync + 'static> Watcher<V> {
     /// tight loop slows every writer of the process (it keeps advancing the global epoch, whose
     /// cache line every pin reads), measured at 3x on a register + unregister cycle.
     fn spin(&mut self) -> Option<Option<Result<Event<V>, WatchError>>> {
-        self.registry.inner.map.log.as_ref()?;
-        for _ in 0..SPINS {
-            for _ in 0..16 {
-                std::hint::spin_loop();
-            }
+        if self.registry.inner.map.log.is_none() {
+            return Some(Some(Err(WatchError::Disabled)));
+        }
+        for i in 0..SPINS {
             let drawn = self.registry.inner.map.log.as_ref().map_or(0, |l| l.head());
-            if drawn <= self.next {
-                continue; // not even drawn yet
+            let waiting = drawn.saturating_sub(self.next);
+            // Read at once when a batch is there; else pause, and read what there is once
+            // half the spin has passed. Every read pins the epoch, and a reader that pins at
+            // the writers' pace slows them (see the type's docs).
+            if waiting == 0 || (waiting < GATHER as u64 && i < SPINS / 2) {
+                for _ in 0..PAUSES {
+                    std::hint::spin_loop();
+                }
+                continue;
             }
             match self.step() {
                 Step::Item(item) => return Some(Some(item)),
