@@ -226,8 +226,11 @@
 //! took before the log existed. With the log on, each commit also draws from the shared
 //! revision counter and allocates its event (with the value's clone), and each event displaced
 //! from the ring is freed through the epoch collector: about 540 more instructions per commit
-//! (a register + unregister cycle went from ~1,360 to ~2,430 instructions, ~160 to ~270 ns on
-//! one thread), whether or not anyone watches.
+//! (a register + unregister cycle went from ~1,360 to ~2,430 instructions, ~160 to ~265 ns on
+//! one thread), whether or not anyone watches. A blocking watcher that keeps up with a busy
+//! writer spins briefly and reads in batches (every read pins the epoch, which costs writers
+//! when done at their pace); with one such watcher the cycle took ~510 ns, and delivery ran at
+//! 85% of a `tokio::sync::broadcast` channel fed the same events, with lower median lag.
 //!
 //! # What it does not do
 //! - No atomic multi-name transactions; `clear` is not a snapshot.
