@@ -636,4 +636,8 @@ fn _assert_send_sync() {
     is::<Registry<Arc<str>>>();
     is::<Registration<Arc<str>>>();
     is::<Entry<Arc<str>>>();
+    // A watcher moves into a task or a thread, and so do snapshots and events.
+    is::<crate::Watcher<Arc<str>>>();
+    is::<crate::Snapshot<Arc<str>>>();
+    is::<crate::Event<Arc<str>>>();
 }

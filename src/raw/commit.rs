@@ -21,9 +21,8 @@ use super::node::Node;
 use crate::watch::Reason;
 
 /// A change that has just committed.
-// The nodes are for the observers: the unit tests' recorder today (`hook::record_commit`), the
-// event log and the indexes of later features.
-#[cfg_attr(not(all(test, not(loom))), allow(dead_code))]
+// The nodes are for the observers: the event log (`log.rs`), the unit tests' recorder
+// (`hook::record_commit`), and the indexes of later features.
 pub(crate) enum Change<'g, V> {
     /// `new` is bound to its name; `purged` is the dead weak binding it took the place of, if
     /// any (that binding was invisible already: the name was free).
