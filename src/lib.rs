@@ -174,10 +174,10 @@
 //! - for any one name, revision order **is** commit order: replaying a name's events in
 //!   revision order rebuilds its exact history (generations do not give this: they are minted
 //!   before the CAS, and racing writers can commit them out of order);
-//! - across names, revision order respects causality: a change made after observing another
-//!   (a read that saw it, a write that replaced it) has a higher revision. Two unrelated
-//!   changes to different names may be delivered in the other order than the one in which
-//!   their CASes happened;
+//! - across names, revision order extends real time and causality: a change whose call began
+//!   after another's had returned, or that was made after observing it (a read that saw it),
+//!   has the higher revision, whatever the names. Two changes to different names whose calls
+//!   overlapped may be delivered in the other order than the one in which their CASes landed;
 //! - revisions are not dense (a lost CAS leaves a skipped one), and never reused.
 //!
 //! **Watching.** [`Registry::watch`]`(filter, since)` delivers every event after `since` whose

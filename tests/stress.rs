@@ -2103,3 +2103,93 @@ fn watchers_replay_the_state_of_racing_writers() {
         }
     }
 }
+
+/// Revisions extend real time: whenever one committed write returned before another was
+/// called (whatever their names), the first has the lower revision. Several threads write a
+/// few shared names; every call is stamped on a shared SeqCst clock before and after; the
+/// events give each successful write its revision.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn revisions_extend_the_real_time_order_of_writes() {
+    use genreg::{EventKind, Filter, Revision};
+
+    const THREADS: usize = 3;
+    const OPS: usize = 20_000;
+    let reg: Registry<u64> = Registry::builder().events(1 << 18).build();
+    let mut w = reg.watch(Filter::all(), Revision::ZERO).unwrap();
+    let clock = Arc::new(AtomicU64::new(0));
+    let barrier = Arc::new(Barrier::new(THREADS));
+    // (called, returned, name, the tag the write made or removed, removal?)
+    type Done = (u64, u64, String, Tag, bool);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (reg, clock, barrier) = (reg.clone(), Arc::clone(&clock), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                let mut done: Vec<Done> = Vec::new();
+                for i in 0..OPS {
+                    let name = format!("n{}", (i * 5 + t) % 8);
+                    let called = clock.fetch_add(1, Ordering::SeqCst);
+                    let outcome = match i % 3 {
+                        0 => reg.register_detached(&name, i as u64).ok().map(|t| (t, false)),
+                        1 => reg.unregister(&name).ok().map(|e| (e.tag(), true)),
+                        _ => match reg.tag_of(&name) {
+                            Some(old) => reg
+                                .replace_if_same(&name, old, i as u64)
+                                .ok()
+                                .map(|t| (t, false)),
+                            None => None,
+                        },
+                    };
+                    let returned = clock.fetch_add(1, Ordering::SeqCst);
+                    if let Some((tag, removal)) = outcome {
+                        done.push((called, returned, name, tag, removal));
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let done: Vec<Done> = threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    // Each write's revision, from its event.
+    let mut revision: HashMap<(String, Tag, bool), u64> = HashMap::new();
+    while let Some(item) = w.try_next() {
+        let e = item.expect("the history holds the run");
+        let key = match e.kind() {
+            EventKind::Registered { tag, .. } | EventKind::Replaced { tag, .. } => {
+                (e.name().to_owned(), *tag, false)
+            }
+            EventKind::Unregistered { tag, .. } => (e.name().to_owned(), *tag, true),
+            other => panic!("{other:?}"),
+        };
+        assert!(revision.insert(key, e.revision().as_raw()).is_none());
+    }
+    let mut ops: Vec<(u64, u64, u64)> = done
+        .iter()
+        .map(|(called, returned, name, tag, removal)| {
+            let rev = revision[&(name.clone(), *tag, *removal)];
+            (*called, *returned, rev)
+        })
+        .collect();
+    assert!(ops.len() > OPS, "enough writes succeeded to test anything");
+    // Sweep: for each op in call order, every op that returned before its call has a lower
+    // revision (the largest of them, kept as a running maximum, is enough).
+    let mut by_return: Vec<(u64, u64)> = ops.iter().map(|&(_, r, rev)| (r, rev)).collect();
+    by_return.sort_unstable();
+    ops.sort_unstable();
+    let (mut k, mut max_before) = (0, 0u64);
+    for &(called, _, rev) in &ops {
+        while k < by_return.len() && by_return[k].0 < called {
+            max_before = max_before.max(by_return[k].1);
+            k += 1;
+        }
+        assert!(
+            max_before < rev,
+            "a write with revision {rev} was called after one with revision {max_before} \
+             had returned"
+        );
+    }
+}
