@@ -2131,7 +2131,10 @@ fn revisions_extend_the_real_time_order_of_writes() {
                     let name = format!("n{}", (i * 5 + t) % 8);
                     let called = clock.fetch_add(1, Ordering::SeqCst);
                     let outcome = match i % 3 {
-                        0 => reg.register_detached(&name, i as u64).ok().map(|t| (t, false)),
+                        0 => reg
+                            .register_detached(&name, i as u64)
+                            .ok()
+                            .map(|t| (t, false)),
                         1 => reg.unregister(&name).ok().map(|e| (e.tag(), true)),
                         _ => match reg.tag_of(&name) {
                             Some(old) => reg
