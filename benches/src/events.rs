@@ -87,6 +87,19 @@ struct Delivery {
     lagged: u64,
 }
 
+impl Delivery {
+    /// From what a reader received in `secs` and the lags it sampled (ns).
+    fn new(got: u64, secs: f64, lags: Vec<u64>, lagged: u64) -> Delivery {
+        let (p50_us, p99_us) = percentiles(lags);
+        Delivery {
+            events_per_s: got as f64 / secs,
+            p50_us,
+            p99_us,
+            lagged,
+        }
+    }
+}
+
 fn percentiles(mut lags: Vec<u64>) -> (f64, f64) {
     if lags.is_empty() {
         return (f64::NAN, f64::NAN);
@@ -141,13 +154,7 @@ fn deliver_genreg(cycles: usize, history: usize) -> Delivery {
     let lagged = last - got;
     let secs = start.elapsed().as_secs_f64();
     writer.join().unwrap();
-    let (p50_us, p99_us) = percentiles(lags);
-    Delivery {
-        events_per_s: got as f64 / secs,
-        p50_us,
-        p99_us,
-        lagged,
-    }
+    Delivery::new(got, secs, lags, lagged)
 }
 
 /// The same events through `tokio::sync::broadcast`, from a registry without a log.
@@ -206,13 +213,7 @@ fn deliver_broadcast(cycles: usize, capacity: usize) -> Delivery {
     }
     let secs = start.elapsed().as_secs_f64();
     writer.join().unwrap();
-    let (p50_us, p99_us) = percentiles(lags);
-    Delivery {
-        events_per_s: got as f64 / secs,
-        p50_us,
-        p99_us,
-        lagged,
-    }
+    Delivery::new(got, secs, lags, lagged)
 }
 
 /// Median seconds of `subscribe(Filter::all())` on a registry of `n` names.
