@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::discovery::ReservedNames;
 use crate::name::{InvalidNameReason, Name, for_display};
 use crate::tag::Tag;
 
@@ -33,6 +34,15 @@ pub enum Error {
         /// The tag of the binding there now.
         current: Tag,
     },
+    /// The name is one of the registry's reserved names
+    /// ([`Builder::reserved_names`](crate::Builder::reserved_names)), compared
+    /// case-insensitively.
+    Reserved {
+        /// The name as given.
+        name: Name,
+        /// Every reserved name (lower case).
+        reserved: ReservedNames,
+    },
     /// The name breaks the rules of [`crate::name`](crate#names).
     InvalidName {
         /// The name as given (never truncated).
@@ -61,6 +71,11 @@ impl fmt::Display for Error {
                 f,
                 "name {} is bound to {current}, not to {expected}: the binding was replaced, \
                  so nothing was changed",
+                for_display(name)
+            ),
+            Error::Reserved { name, reserved } => write!(
+                f,
+                "name {} is reserved (reserved names, in any case: {reserved})",
                 for_display(name)
             ),
             Error::InvalidName { name, reason } => {

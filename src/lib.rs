@@ -239,6 +239,7 @@
 //!   or [`Registry::pin`] to borrow.
 #![warn(missing_docs)]
 
+pub mod discovery;
 mod error;
 mod name;
 mod pinned;
@@ -249,6 +250,7 @@ mod sync;
 mod tag;
 mod watch;
 
+pub use crate::discovery::{Match, Metadata, MetadataError, Query};
 pub use crate::error::{Error, Rejected};
 pub use crate::name::{InvalidNameReason, MAX_AUTO_PREFIX_LEN, MAX_NAME_LEN, Name};
 pub use crate::pinned::{EntryRef, Iter, Pinned};

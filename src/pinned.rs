@@ -5,12 +5,14 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::Arc;
 
 use crossbeam_epoch::{Guard, LocalHandle};
 
+use crate::discovery::Metadata;
 use crate::error::{Error, Rejected};
 use crate::name;
-use crate::raw::node::{Node, Stored};
+use crate::raw::node::{Node, Stored, StoredRef};
 use crate::raw::{RawIter, Write, Written};
 use crate::registration::{Ensured, Registration};
 use crate::registry::Registry;
@@ -46,8 +48,8 @@ impl<'g, V> EntryRef<'g, V> {
     #[inline]
     fn of(node: &'g Node<V>) -> Option<EntryRef<'g, V>> {
         let upgraded = match node.stored() {
-            Stored::Strong(_) => None,
-            Stored::Weak(w) => Some(w.upgrade()?),
+            StoredRef::Strong(_) => None,
+            StoredRef::Weak(w) => Some(w.upgrade()?),
         };
         Some(EntryRef { node, upgraded })
     }
@@ -68,9 +70,15 @@ impl<'g, V> EntryRef<'g, V> {
     #[inline]
     pub fn value(&self) -> &V {
         match (&self.upgraded, self.node.stored()) {
-            (Some(v), _) | (None, Stored::Strong(v)) => v,
-            (None, Stored::Weak(_)) => unreachable!("a weak view holds its upgrade"),
+            (Some(v), _) | (None, StoredRef::Strong(v)) => v,
+            (None, StoredRef::Weak(_)) => unreachable!("a weak view holds its upgrade"),
         }
+    }
+
+    /// The binding's metadata, if it was registered with some (see [`Metadata`]).
+    #[inline]
+    pub fn metadata(&self) -> Option<&'g Arc<Metadata>> {
+        self.node.meta()
     }
 }
 
@@ -161,6 +169,12 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         }
     }
 
+    /// The epoch guard this handle holds.
+    #[inline]
+    pub(crate) fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
     /// See [`Registry::register`].
     pub fn register(&self, name: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
         self.register_as(name, InstanceId::fresh(), value)
@@ -168,7 +182,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
 
     /// See [`Registry::register_detached`].
     pub fn register_detached(&self, name: &str, value: V) -> Result<Tag, Rejected<V>> {
-        self.bind(name, InstanceId::fresh(), Stored::Strong(value))
+        self.bind(name, InstanceId::fresh(), Stored::Strong(value), None)
             .map_err(strong_refused)
     }
 
@@ -179,7 +193,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         instance: InstanceId,
         value: V,
     ) -> Result<Registration<V>, Rejected<V>> {
-        self.register_stored(name, instance, Stored::Strong(value))
+        self.register_stored(name, instance, Stored::Strong(value), None)
             .map_err(strong_refused)
     }
 
@@ -195,6 +209,16 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
 
     /// See [`Registry::register_auto`].
     pub fn register_auto(&self, prefix: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
+        self.register_auto_with(prefix, value, None)
+    }
+
+    /// [`register_auto`](Self::register_auto) with metadata.
+    pub(crate) fn register_auto_with(
+        &self,
+        prefix: &str,
+        value: V,
+        meta: Option<Arc<Metadata>>,
+    ) -> Result<Registration<V>, Rejected<V>> {
         if let Err(reason) = name::validate_prefix(prefix) {
             let error = Error::InvalidName {
                 name: prefix.into(),
@@ -207,7 +231,11 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             // Relaxed: only uniqueness of the number matters.
             let n = self.registry.inner.auto.fetch_add(1, Ordering::Relaxed);
             let name = format!("{prefix}-{n}");
-            match self.register(&name, value) {
+            let fresh = InstanceId::fresh();
+            let registered = self
+                .register_stored(&name, fresh, Stored::Strong(value), meta.clone())
+                .map_err(strong_refused);
+            match registered {
                 Ok(reg) => return Ok(reg),
                 Err(rejected) => match rejected.error() {
                     // Taken by a name chosen by hand: skip the number.
@@ -224,25 +252,32 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         name: &str,
         instance: InstanceId,
         value: Stored<V>,
+        meta: Option<Arc<Metadata>>,
     ) -> Result<Registration<V>, (Error, Stored<V>)> {
-        let tag = self.bind(name, instance, value)?;
+        let tag = self.bind(name, instance, value, meta)?;
         Ok(Registration::new(self.registry.clone(), name, tag))
     }
 
     /// Binds a prepared value and returns its tag; on refusal hands it back.
-    fn bind(
+    pub(crate) fn bind(
         &self,
         name: &str,
         instance: InstanceId,
         value: Stored<V>,
+        meta: Option<Arc<Metadata>>,
     ) -> Result<Tag, (Error, Stored<V>)> {
         if let Err(e) = invalid(name) {
             return Err((e, value));
         }
         let inner = &self.registry.inner;
+        if let Some(reserved) = &inner.reserved {
+            if reserved.contains(name) {
+                return Err((reserved.error(name), value));
+            }
+        }
         let tag = Tag::new(instance, inner.generations.next());
         let hash = inner.map.hash(name);
-        match inner.map.bind(hash, name, tag, value, &self.guard) {
+        match inner.map.bind(hash, name, tag, value, meta, &self.guard) {
             Ok(()) => Ok(tag),
             Err((current, value)) => Err((
                 Error::AlreadyRegistered {
@@ -255,10 +290,16 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
     }
 
     /// Binds a validated name with a given tag (restore); on refusal, the current tag.
-    pub(crate) fn bind_tagged(&self, name: &str, tag: Tag, value: Stored<V>) -> Result<(), Tag> {
+    pub(crate) fn bind_tagged(
+        &self,
+        name: &str,
+        tag: Tag,
+        value: Stored<V>,
+        meta: Option<Arc<Metadata>>,
+    ) -> Result<(), Tag> {
         let map = &self.registry.inner.map;
         let hash = map.hash(name);
-        map.bind(hash, name, tag, value, &self.guard)
+        map.bind(hash, name, tag, value, meta, &self.guard)
             .map_err(|(current, _value)| current.tag)
     }
 

@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
+use crate::discovery::Reserved;
 use crate::error::{Error, Rejected};
 use crate::pinned::{EntryRef, Pinned};
 use crate::raw::RawMap;
+use crate::raw::index::Index;
 use crate::raw::log::{Capture, Log};
-use crate::raw::node::{Stored, WeakRef};
+use crate::raw::node::{Stored, StoredRef, WeakRef};
 use crate::registration::{Ensured, Registration};
 use crate::sync::AtomicU64;
 use crate::tag::{GenerationCounter, InstanceId, Tag};
@@ -47,6 +49,8 @@ pub(crate) struct Inner<V> {
     pub(crate) generations: GenerationCounter,
     /// The number for the next `register_auto` name. Never restarts.
     pub(crate) auto: AtomicU64,
+    /// Names that may not be registered ([`Builder::reserved_names`]).
+    pub(crate) reserved: Option<Reserved>,
     collector: Option<Collector>,
 }
 
@@ -67,6 +71,7 @@ pub struct Builder<V> {
     events: Option<(usize, Capture<V>)>,
     /// Whether events carry values ([`Builder::event_values`]).
     event_values: bool,
+    reserved: Option<Reserved>,
     _values: PhantomData<fn() -> V>,
 }
 
@@ -87,6 +92,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
             seed: None,
             events: None,
             event_values: true,
+            reserved: None,
             _values: PhantomData,
         }
     }
@@ -122,12 +128,28 @@ impl<V: Send + Sync + 'static> Builder<V> {
         self
     }
 
+    /// Refuses these names at registration, in any case (`"Start"` is refused if `"start"`
+    /// is reserved), with [`Error::Reserved`], which lists them. MARSYS reserves
+    /// [`MARSYS_RESERVED`](crate::discovery::MARSYS_RESERVED) (`start`, `end`, `user`).
+    ///
+    /// Every way of binding a name checks it, restoring a snapshot included. Replaces any list
+    /// given before; an empty list reserves nothing. A name that could never be registered
+    /// anyway (empty, too long) may be listed and changes nothing.
+    pub fn reserved_names<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, names: I) -> Self {
+        self.reserved = Reserved::new(names);
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> Registry<V> {
         let seed = self.seed.unwrap_or_else(random_seed);
-        let mut map = RawMap::new(self.capacity, seed);
+        let collector = match &self.collector {
+            Some(c) => c.clone(),
+            None => crossbeam_epoch::default_collector().clone(),
+        };
+        let mut map = RawMap::new(self.capacity, seed).with_index(Index::new(collector));
         if let Some((history, capture)) = self.events {
-            fn none<V>(_: &Stored<V>) -> Option<V> {
+            fn none<V>(_: StoredRef<'_, V>) -> Option<V> {
                 None
             }
             let capture: Capture<V> = if self.event_values {
@@ -142,6 +164,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
                 map,
                 generations: GenerationCounter::new(),
                 auto: AtomicU64::new(1),
+                reserved: self.reserved,
                 collector: self.collector,
             }),
         }
@@ -186,10 +209,10 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
 
 /// How an event captures a value: a clone of a strong one; never a weak one's (the history
 /// must not keep the owner of a weak binding alive).
-fn capture<V: Clone>(stored: &Stored<V>) -> Option<V> {
+fn capture<V: Clone>(stored: StoredRef<'_, V>) -> Option<V> {
     match stored {
-        Stored::Strong(v) => Some(v.clone()),
-        Stored::Weak(_) => None,
+        StoredRef::Strong(v) => Some(v.clone()),
+        StoredRef::Weak(_) => None,
     }
 }
 
@@ -554,7 +577,7 @@ impl<T: ?Sized + Send + Sync + 'static> Registry<Arc<T>> {
         self.inner.map.note_weak();
         let weak: Box<dyn WeakRef<Arc<T>>> = Box::new(Arc::downgrade(owner));
         self.pin()
-            .register_stored(name, instance, Stored::Weak(weak))
+            .register_stored(name, instance, Stored::Weak(weak), None)
             .map_err(|(e, _)| Rejected::new(e, Arc::clone(owner)))
     }
 

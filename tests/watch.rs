@@ -347,6 +347,7 @@ fn restore_refuses_bad_snapshots_with_typed_errors() {
         name: name.to_owned(),
         tag,
         value: 1u32,
+        metadata: None,
     };
     let target: Registry<u32> = with_events(16);
     let bad =

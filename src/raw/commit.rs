@@ -17,6 +17,7 @@
 use crossbeam_epoch::Guard;
 
 use super::RawMap;
+use super::index::{self, Index};
 use super::node::Node;
 use crate::watch::Reason;
 
@@ -46,7 +47,61 @@ pub(crate) enum Cause {
     DeadWeak,
 }
 
+impl<V> Change<'_, V> {
+    /// Whether a node it involves carries metadata (only then does the index move).
+    #[inline(always)]
+    fn has_meta(&self) -> bool {
+        match *self {
+            Change::Bound { new, purged } => {
+                new.meta().is_some() || purged.is_some_and(|p| p.meta().is_some())
+            }
+            Change::Replaced { old, new } => old.meta().is_some() || new.meta().is_some(),
+            Change::Removed { old, .. } => old.meta().is_some(),
+        }
+    }
+}
+
 impl<V> RawMap<V> {
+    /// Keeps the discovery index (see `index.rs`): publishes the new binding's terms, and
+    /// retracts the old binding's that the new one does not carry.
+    #[cold]
+    #[inline(never)]
+    fn reindex(&self, index: &Index, change: &Change<'_, V>, guard: &Guard) {
+        let (old, new) = match *change {
+            Change::Bound { new, purged } => (purged, Some(new)),
+            Change::Replaced { old, new } => (Some(old), Some(new)),
+            Change::Removed { old, .. } => (Some(old), None),
+        };
+        let current = |name: &str| {
+            self.get(self.hash(name), name, guard)
+                .filter(|n| n.is_visible())
+                .and_then(|n| n.meta().map(|m| &**m))
+        };
+        if let Some(new) = new.filter(|n| n.meta().is_some()) {
+            let meta = new.meta().expect("filtered");
+            index.publish(new.name(), meta, guard);
+            #[cfg(not(genreg_mutant = "index_unchecked"))]
+            {
+                let now = self.get(new.hash, new.name(), guard);
+                if !now.is_some_and(|n| std::ptr::eq(n, new)) {
+                    for term in index::terms(meta) {
+                        index.tidy(term, new.name(), || current(new.name()), guard);
+                    }
+                }
+            }
+        }
+        if let Some(old) = old.and_then(|o| o.meta().map(|m| (o, m))) {
+            let (old, meta) = old;
+            let kept = new.and_then(|n| n.meta());
+            index.before_retract();
+            for term in index::terms(meta) {
+                if !kept.is_some_and(|k| term.held_by(k)) {
+                    index.tidy(term, old.name(), || current(old.name()), guard);
+                }
+            }
+        }
+    }
+
     /// Reports a committed change (see the module docs): `rev` is the revision drawn for its
     /// CAS (see `log.rs`), `reason` why a removal was asked for.
     #[inline(always)]
@@ -56,6 +111,11 @@ impl<V> RawMap<V> {
             log.record(&change, rev, reason, guard);
         }
         self.wake.notify();
+        if let Some(index) = &self.index {
+            if change.has_meta() {
+                self.reindex(index, &change, guard);
+            }
+        }
         match change {
             // A dead weak binding was not counted as gone yet: the count does not move.
             Change::Bound {

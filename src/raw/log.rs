@@ -33,7 +33,7 @@ use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use super::commit::{Cause, Change};
 use super::drop_caught;
-use super::node::{Node, Stored};
+use super::node::{Node, StoredRef};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::watch::{Event, EventKind, Reason, Revision};
 
@@ -44,7 +44,7 @@ pub(crate) struct Record<V> {
 }
 
 /// How an event captures a stored value (see `Log::capture`).
-pub(crate) type Capture<V> = fn(&Stored<V>) -> Option<V>;
+pub(crate) type Capture<V> = fn(StoredRef<'_, V>) -> Option<V>;
 
 /// What [`Log::read`] found at a revision.
 pub(crate) enum Read<'g, V> {
@@ -124,10 +124,14 @@ impl<V> Log<V> {
     // Out of line: the write paths inline `commit`, and this is their rare branch's body.
     #[inline(never)]
     pub(crate) fn record(&self, change: &Change<'_, V>, rev: u64, reason: Reason, guard: &Guard) {
-        let event = |rev: u64, node: &Node<V>, kind| Event {
-            revision: Revision::from_raw(rev),
-            name: node.name().into(),
-            kind,
+        let event = |rev: u64, node: &Node<V>, kind| {
+            let bound = !matches!(kind, EventKind::Unregistered { .. });
+            Event {
+                revision: Revision::from_raw(rev),
+                name: node.name().into(),
+                kind,
+                metadata: node.meta().filter(|_| bound).cloned(),
+            }
         };
         // The CAS has committed: nothing here may unwind past the publication. A value whose
         // `clone` panics is recorded without its value.
@@ -152,6 +156,11 @@ impl<V> Log<V> {
                     tag: new.tag,
                     value: capture(new),
                 };
+                self.publish(rev, Some(event(rev, new, kind)), guard);
+            }
+            // The same tag: only the metadata changed (`RawMap::update_meta`).
+            Change::Replaced { old, new } if old.tag == new.tag => {
+                let kind = EventKind::MetadataUpdated { tag: new.tag };
                 self.publish(rev, Some(event(rev, new, kind)), guard);
             }
             Change::Replaced { old, new } => {

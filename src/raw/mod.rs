@@ -37,6 +37,7 @@
 //! or the load that decided the answer) the name's state is the one it reports.
 
 mod commit;
+pub(crate) mod index;
 mod len;
 pub(crate) mod log;
 mod migrate;
@@ -47,19 +48,22 @@ mod table;
 
 use std::hash::BuildHasher;
 use std::ptr;
+use std::sync::Arc;
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use self::commit::{Cause, Change};
+use self::index::Index;
 use self::len::Len;
 use self::log::{Log, Wake};
 use self::migrate::{hard_limit, soft_limit};
-use self::node::{Key, NameBuf, Node, Stored};
+use self::node::{Key, NameBuf, Node, Stored, StoredRef};
 use self::pending::Pending;
 pub(crate) use self::reclaim::drop_caught;
 pub(crate) use self::reclaim::drop_panics;
 use self::reclaim::{Share, drop_node, drop_tomb, retire, retire_value};
 use self::table::{FROZEN, Slot, TOMB, Table, home};
+use crate::discovery::Metadata;
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tag::Tag;
 use crate::watch::Reason;
@@ -93,6 +97,8 @@ pub(crate) struct RawMap<V> {
     pub(crate) log: Option<Log<V>>,
     /// Waiters for changes (watchers, `wait_for`, `evicted`): notified at every commit.
     pub(crate) wake: Wake,
+    /// The discovery index (see `index.rs`), kept at every commit that involves metadata.
+    pub(crate) index: Option<Index>,
 }
 
 // SAFETY: the map owns `V`s and hands out `&V` to other threads: it is Send/Sync when `V` is.
@@ -158,7 +164,14 @@ impl<V> RawMap<V> {
             pending: Pending::new(),
             log: None,
             wake: Wake::new(),
+            index: None,
         }
+    }
+
+    /// Turns the discovery index on (at construction).
+    pub(crate) fn with_index(mut self, index: Index) -> RawMap<V> {
+        self.index = Some(index);
+        self
     }
 
     /// Turns the event log on (at construction).
@@ -408,9 +421,10 @@ impl<V> RawMap<V> {
         name: &str,
         tag: Tag,
         value: Stored<V>,
+        meta: Option<Arc<Metadata>>,
         guard: &'g Guard,
     ) -> Result<(), (&'g Node<V>, Stored<V>)> {
-        let node = Owned::new(Node::new(hash, tag, NameBuf::new(name), value));
+        let node = Owned::new(Node::with_meta(hash, tag, NameBuf::new(name), value, meta));
         match self.insert(node, |n| !n.is_visible(), guard) {
             Insert::Inserted => Ok(()),
             Insert::Exists { current, rejected } => {
@@ -420,8 +434,8 @@ impl<V> RawMap<V> {
     }
 
     /// Replaces the binding of `name` with a new node (`new_tag`, `value`) if `accept(current)`:
-    /// one CAS. The new node keeps the kind of the one it replaces: a weak binding stays weak,
-    /// with `value` as its new owner (the caller keeps it alive; the registry drops its own
+    /// one CAS. The new node keeps the kind of the one it replaces (a weak binding stays weak,
+    /// with `value` as its new owner) and its metadata (the caller keeps it alive; the registry drops its own
     /// copy of the `Arc` here). On refusal, the binding that refused (`None`: the name is not
     /// bound) and `value` handed back.
     #[inline]
@@ -444,10 +458,12 @@ impl<V> RawMap<V> {
             }
             let new = *new.get_or_insert_with(|| {
                 let stored = match n.stored() {
-                    Stored::Strong(_) => Stored::Strong(value.take().expect("built once")),
-                    Stored::Weak(w) => Stored::Weak(w.rebind(value.as_ref().expect("kept"))),
+                    StoredRef::Strong(_) => Stored::Strong(value.take().expect("built once")),
+                    StoredRef::Weak(w) => Stored::Weak(w.rebind(value.as_ref().expect("kept"))),
                 };
-                Owned::new(Node::new(hash, new_tag, NameBuf::new(name), stored)).into_shared(guard)
+                let meta = n.meta().cloned();
+                let node = Node::with_meta(hash, new_tag, NameBuf::new(name), stored, meta);
+                Owned::new(node).into_shared(guard)
             });
             Some(Write::Replace(new))
         };
@@ -466,6 +482,57 @@ impl<V> RawMap<V> {
             }
         }
         Err((refused, value.expect("handed back")))
+    }
+
+    /// Sets the metadata of `name`'s binding if `accept(current)`: one CAS of a new node with
+    /// the same tag and value (a clone of a strong value; a weak binding stays weak) and `meta`.
+    /// Committed as a [`Change::Replaced`] whose nodes share their tag. On refusal, the
+    /// binding that refused (`None`: the name is not bound, or is a dead weak binding).
+    pub(crate) fn update_meta<'g>(
+        &self,
+        hash: u64,
+        name: &str,
+        meta: Option<Arc<Metadata>>,
+        accept: impl Fn(&Node<V>) -> bool,
+        guard: &'g Guard,
+    ) -> Result<(), Option<&'g Node<V>>>
+    where
+        V: Clone,
+    {
+        // Built once, from the first accepted binding: a lost CAS that finds another node with
+        // the same tag finds the same binding (a tag is never reused), so the same value.
+        let mut new: Option<Shared<'g, Node<V>>> = None;
+        let mut dead = false;
+        let decide = |n: &'g Node<V>| {
+            if !accept(n) {
+                return None;
+            }
+            if new.is_none() {
+                let stored = match n.stored() {
+                    StoredRef::Strong(v) => Stored::Strong(v.clone()),
+                    StoredRef::Weak(w) => match w.upgrade() {
+                        Some(owner) => Stored::Weak(w.rebind(&owner)),
+                        None => {
+                            dead = true;
+                            return None;
+                        }
+                    },
+                };
+                let node = Node::with_meta(hash, n.tag, NameBuf::new(name), stored, meta.clone());
+                new = Some(Owned::new(node).into_shared(guard));
+            }
+            new.map(Write::Replace)
+        };
+        let refused = match self.write_if(hash, name, decide, guard) {
+            Written::Done(_) => return Ok(()),
+            Written::Refused(n) if !dead => Some(n),
+            Written::Refused(_) | Written::NotFound => None,
+        };
+        if let Some(new) = new {
+            // SAFETY: the write did not happen, so `new` was never published: it is ours.
+            drop(unsafe { new.into_owned() });
+        }
+        Err(refused)
     }
 
     /// Removes or replaces the node bound to `name`, as `decide(node)` says (`None` refuses):

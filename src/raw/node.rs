@@ -11,8 +11,10 @@
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
+use std::sync::Arc;
 use std::{fmt, ptr};
 
+use crate::discovery::Metadata;
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tag::Tag;
 
@@ -258,12 +260,40 @@ impl<T: ?Sized + Send + Sync + 'static> WeakRef<std::sync::Arc<T>> for std::sync
     }
 }
 
-/// What a node holds.
+/// A value as it is given to the map: owned by the registry, or weakly bound.
 pub(crate) enum Stored<V> {
     /// The registry owns the value.
     Strong(V),
     /// The registry does not keep the owner alive.
     Weak(Box<dyn WeakRef<V>>),
+}
+
+/// A node's value, borrowed: what reads match on.
+pub(crate) enum StoredRef<'a, V> {
+    Strong(&'a V),
+    Weak(&'a dyn WeakRef<V>),
+}
+
+/// What a node holds: a plain strong value inline (the common case, no indirection), or
+/// everything else behind one box, so that a node stays 72 bytes whatever an entry carries.
+enum Held<V> {
+    Strong(V),
+    Ext(Box<Ext<V>>),
+}
+
+/// The rest of what a binding may carry: a weak value, metadata (see `index.rs`).
+struct Ext<V> {
+    stored: Stored<V>,
+    meta: Option<Arc<Metadata>>,
+}
+
+impl<V> Held<V> {
+    fn new(value: Stored<V>, meta: Option<Arc<Metadata>>) -> Held<V> {
+        match (value, meta) {
+            (Stored::Strong(v), None) => Held::Strong(v),
+            (stored, meta) => Held::Ext(Box::new(Ext { stored, meta })),
+        }
+    }
 }
 
 /// One binding.
@@ -279,8 +309,8 @@ pub(crate) struct Node<V> {
     pub(crate) hash: u64,
     pub(crate) tag: Tag,
     pub(crate) name: NameBuf,
-    /// Read through [`Node::stored`]; dropped only through `reclaim.rs`.
-    value: UnsafeCell<ManuallyDrop<Stored<V>>>,
+    /// Read through [`Node::stored`] and [`Node::meta`]; dropped only through `reclaim.rs`.
+    value: UnsafeCell<ManuallyDrop<Held<V>>>,
     /// Owners of this node's memory: 1, or 2 while a removed node is a tombstone and its value
     /// job is pending.
     pub(crate) refs: AtomicUsize,
@@ -290,12 +320,24 @@ pub(crate) struct Node<V> {
 }
 
 impl<V> Node<V> {
+    #[cfg(any(test, loom))]
     pub(crate) fn new(hash: u64, tag: Tag, name: NameBuf, value: Stored<V>) -> Node<V> {
+        Node::with_meta(hash, tag, name, value, None)
+    }
+
+    /// A node that carries metadata (or none).
+    pub(crate) fn with_meta(
+        hash: u64,
+        tag: Tag,
+        name: NameBuf,
+        value: Stored<V>,
+        meta: Option<Arc<Metadata>>,
+    ) -> Node<V> {
         Node {
             hash,
             tag,
             name,
-            value: UnsafeCell::new(ManuallyDrop::new(value)),
+            value: UnsafeCell::new(ManuallyDrop::new(Held::new(value, meta))),
             refs: AtomicUsize::new(1),
             pending_next: AtomicUsize::new(NOT_PENDING),
         }
@@ -313,9 +355,29 @@ impl<V> Node<V> {
     /// only by the job its removal defers, or when it is freed whole, and both wait for every
     /// such guard. Tombstones (`Tomb` slots) are matched by name only and never read here.
     #[inline]
-    pub(crate) fn stored(&self) -> &Stored<V> {
-        // SAFETY: see above; no `&mut` to the value exists while it is alive (it is written
-        // only by its drop, which the conditions above order after every reader).
+    pub(crate) fn stored(&self) -> StoredRef<'_, V> {
+        match self.held() {
+            Held::Strong(v) => StoredRef::Strong(v),
+            Held::Ext(ext) => match &ext.stored {
+                Stored::Strong(v) => StoredRef::Strong(v),
+                Stored::Weak(w) => StoredRef::Weak(&**w),
+            },
+        }
+    }
+
+    /// The metadata the binding carries, if any. (As for [`Node::stored`].)
+    #[inline]
+    pub(crate) fn meta(&self) -> Option<&Arc<Metadata>> {
+        match self.held() {
+            Held::Strong(_) => None,
+            Held::Ext(ext) => ext.meta.as_ref(),
+        }
+    }
+
+    #[inline(always)]
+    fn held(&self) -> &Held<V> {
+        // SAFETY: see `stored`; no `&mut` to the value exists while it is alive (it is written
+        // only by its drop, which the conditions there order after every reader).
         unsafe { &*self.value.get() }
     }
 
@@ -324,9 +386,12 @@ impl<V> Node<V> {
         let node = self;
         // SAFETY: we own the node and its value is alive; marking it gone below keeps the
         // node's `Drop` from dropping it again.
-        let value = unsafe { ManuallyDrop::take(&mut *node.value.get()) };
+        let held = unsafe { ManuallyDrop::take(&mut *node.value.get()) };
         node.refs.store(VALUE_GONE, Ordering::Relaxed);
-        value
+        match held {
+            Held::Strong(v) => Stored::Strong(v),
+            Held::Ext(ext) => ext.stored,
+        }
     }
 
     /// Drops the value in place. The node must then be freed through `reclaim::release`,
@@ -358,8 +423,8 @@ impl<V> Node<V> {
     #[inline]
     pub(crate) fn is_visible(&self) -> bool {
         match self.stored() {
-            Stored::Strong(_) => true,
-            Stored::Weak(w) => w.is_alive(),
+            StoredRef::Strong(_) => true,
+            StoredRef::Weak(w) => w.is_alive(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! What the event log carries: [`Revision`], [`Event`], [`EventKind`] and [`Reason`].
 
 use std::fmt;
+use std::sync::Arc;
 
+use crate::discovery::Metadata;
 use crate::name::Name;
 use crate::tag::Tag;
 
@@ -99,6 +101,13 @@ pub enum EventKind<V> {
         /// The new value; `None` for a weak binding.
         value: Option<V>,
     },
+    /// The metadata of the binding `tag` was changed (by
+    /// [`Registry::update_metadata`](crate::Registry::update_metadata)); the binding and its
+    /// value are the same. The new metadata is [`Event::metadata`].
+    MetadataUpdated {
+        /// The binding's tag (unchanged).
+        tag: Tag,
+    },
     /// The binding `tag` was removed.
     Unregistered {
         /// The removed binding's tag.
@@ -114,6 +123,7 @@ pub struct Event<V> {
     pub(crate) revision: Revision,
     pub(crate) name: Name,
     pub(crate) kind: EventKind<V>,
+    pub(crate) metadata: Option<Arc<Metadata>>,
 }
 
 impl<V> Event<V> {
@@ -137,10 +147,18 @@ impl<V> Event<V> {
         self.kind
     }
 
+    /// The metadata of the binding after this change (`None` for a removal, or a binding
+    /// registered without metadata).
+    pub fn metadata(&self) -> Option<&Arc<Metadata>> {
+        self.metadata.as_ref()
+    }
+
     /// The tag bound after this change, or `None` if the change removed the binding.
     pub fn bound(&self) -> Option<Tag> {
         match &self.kind {
-            EventKind::Registered { tag, .. } | EventKind::Replaced { tag, .. } => Some(*tag),
+            EventKind::Registered { tag, .. }
+            | EventKind::Replaced { tag, .. }
+            | EventKind::MetadataUpdated { tag } => Some(*tag),
             EventKind::Unregistered { .. } => None,
         }
     }
@@ -152,6 +170,7 @@ impl<V: fmt::Debug> fmt::Debug for Event<V> {
             .field("revision", &self.revision)
             .field("name", &self.name.as_str())
             .field("kind", &self.kind)
+            .field("metadata", &self.metadata)
             .finish()
     }
 }

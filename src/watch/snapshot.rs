@@ -25,16 +25,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use crossbeam_epoch::Guard;
 
 use super::{Event, EventKind, Filter, Revision, WatchError, Watcher};
+use crate::discovery::Metadata;
 use crate::name::{self, InvalidNameReason};
 use crate::raw::log::{Log, Read};
-use crate::raw::node::Stored;
+use crate::raw::node::{Stored, StoredRef};
 use crate::registry::Registry;
 use crate::sync::Ordering;
 use crate::tag::{InstanceId, Tag};
+
+/// A binding as a snapshot assembles it: tag, value (if read yet), metadata.
+type Bound<V> = (Tag, Option<V>, Option<Arc<Metadata>>);
 
 /// The snapshot format this version writes and reads. [`Registry::restore`] refuses others.
 pub const SNAPSHOT_FORMAT: u32 = 1;
@@ -64,6 +69,12 @@ pub struct SnapshotEntry<V> {
     pub tag: Tag,
     /// The value (or, after [`Snapshot::map_values`], the caller's descriptor of it).
     pub value: V,
+    /// The binding's metadata, if it carries any; [`Registry::restore`] binds it with it.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub metadata: Option<Arc<Metadata>>,
 }
 
 /// The registry's bindings at one revision, with its counters.
@@ -166,6 +177,7 @@ impl<V> Snapshot<V> {
                     value: f(&e.name, e.value)?,
                     name: e.name,
                     tag: e.tag,
+                    metadata: e.metadata,
                 })
             })
             .collect::<Result<_, E>>()?;
@@ -200,6 +212,11 @@ pub enum RestoreError {
         name: String,
         /// What is wrong with it.
         reason: InvalidNameReason,
+    },
+    /// A name the registry reserves ([`Builder::reserved_names`](crate::Builder::reserved_names)).
+    Reserved {
+        /// The name.
+        name: String,
     },
     /// A name appears twice.
     DuplicateName {
@@ -252,6 +269,9 @@ impl fmt::Display for RestoreError {
                     "snapshot holds an invalid name {}: {reason}",
                     shown(name)
                 )
+            }
+            RestoreError::Reserved { name } => {
+                write!(f, "snapshot binds {}, a reserved name", shown(name))
             }
             RestoreError::DuplicateName { name } => {
                 write!(f, "snapshot binds {} twice", shown(name))
@@ -353,7 +373,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 continue;
             }
             // The walk: each visible binding with its value (a weak one's owner, upgraded).
-            let mut state: HashMap<String, (Tag, Option<V>)> = HashMap::new();
+            let mut state: HashMap<String, Bound<V>> = HashMap::new();
             {
                 let (guard, _local) = inner.pin();
                 for (i, n) in inner.map.iter(&guard).enumerate() {
@@ -364,11 +384,12 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                         continue;
                     }
                     let value = match n.stored() {
-                        Stored::Strong(v) => Some(v.clone()),
-                        Stored::Weak(w) => w.upgrade(),
+                        StoredRef::Strong(v) => Some(v.clone()),
+                        StoredRef::Weak(w) => w.upgrade(),
                     };
                     if let Some(v) = value {
-                        state.insert(n.name().to_owned(), (n.tag, Some(v)));
+                        let meta = n.meta().cloned();
+                        state.insert(n.name().to_owned(), (n.tag, Some(v), meta));
                     }
                 }
             }
@@ -395,10 +416,21 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                             (Some(v), _) => Some(v.clone()),
                             // A weak binding's event has no value: the walk's, if it read this
                             // very binding; else fetched below.
-                            (None, Some((t, v))) if t == tag => v.clone(),
+                            (None, Some((t, v, _))) if t == tag => v.clone(),
                             (None, _) => None,
                         };
-                        state.insert(name.to_owned(), (*tag, kept));
+                        state.insert(name.to_owned(), (*tag, kept, event.metadata.clone()));
+                    }
+                    EventKind::MetadataUpdated { tag } => {
+                        let name = event.name();
+                        let meta = event.metadata.clone();
+                        match state.get_mut(name) {
+                            Some((t, _, m)) if t == tag => *m = meta,
+                            // Not read by the walk: its value is fetched below.
+                            _ => {
+                                state.insert(name.to_owned(), (*tag, None, meta));
+                            }
+                        }
                     }
                     EventKind::Unregistered { .. } => {
                         state.remove(event.name());
@@ -406,7 +438,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 }
             }
             let mut entries: Vec<SnapshotEntry<V>> = Vec::with_capacity(state.len());
-            for (name, (tag, value)) in state {
+            for (name, (tag, value, metadata)) in state {
                 // A binding whose event carried no value (a weak one, or events without
                 // values) and that the walk did not read: its value now, if it is still that
                 // binding. If it is not, the name changed after `h1`: start again (the next
@@ -414,7 +446,12 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 let Some(value) = value.or_else(|| self.get_if(&name, tag)) else {
                     continue 'attempt;
                 };
-                entries.push(SnapshotEntry { name, tag, value });
+                entries.push(SnapshotEntry {
+                    name,
+                    tag,
+                    value,
+                    metadata,
+                });
             }
             entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             return Ok(Snapshot {
@@ -479,6 +516,7 @@ impl<V: Send + Sync + 'static> Registry<V> {
                 supported: SNAPSHOT_FORMAT,
             });
         }
+        let inner = &self.inner;
         let mut seen = HashSet::with_capacity(snapshot.entries.len());
         let (mut max_generation, mut max_instance) = (0u64, 0u64);
         for e in &snapshot.entries {
@@ -486,6 +524,11 @@ impl<V: Send + Sync + 'static> Registry<V> {
                 return Err(RestoreError::InvalidName {
                     name: e.name.clone(),
                     reason,
+                });
+            }
+            if inner.reserved.as_ref().is_some_and(|r| r.contains(&e.name)) {
+                return Err(RestoreError::Reserved {
+                    name: e.name.clone(),
                 });
             }
             if !seen.insert(e.name.as_str()) {
@@ -534,7 +577,7 @@ impl<V: Send + Sync + 'static> Registry<V> {
         let mut bound = 0;
         let pinned = self.pin();
         for e in snapshot.entries {
-            match pinned.bind_tagged(&e.name, e.tag, Stored::Strong(e.value)) {
+            match pinned.bind_tagged(&e.name, e.tag, Stored::Strong(e.value), e.metadata) {
                 Ok(()) => bound += 1,
                 Err(current) => {
                     return Err(RestoreError::Conflict {

@@ -1,0 +1,311 @@
+//! Metadata and discovery: find entries by capability, kind, label and name prefix.
+//!
+//! An entry registered through [`Registry::with_metadata`] carries [`Metadata`] (a kind, a set
+//! of capabilities, labels). Queries ([`Registry::find`] and the `find_by_*` shortcuts,
+//! [`Registry::best_match`]) are served from an index kept at the registry's commit point and
+//! checked against the table on every read, so that a query costs what it returns, not the
+//! registry's size, and never returns a binding that is gone. See the crate docs
+//! ("Discovery") for what a query promises when changes race with it.
+//!
+//! Entries registered without metadata pay nothing for any of this (no index entry, no
+//! allocation, the same 72-byte node) and are not found by queries.
+
+mod metadata;
+mod query;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use self::metadata::{
+    Field, MAX_CAPABILITIES, MAX_IDENT_LEN, MAX_LABEL_VALUE_LEN, MAX_LABELS, MAX_METADATA_BYTES,
+    Metadata, MetadataBuilder, MetadataError,
+};
+pub use self::query::{Match, Query};
+
+use crate::error::{Error, Rejected};
+use crate::raw::node::{Stored, WeakRef};
+use crate::registration::{Ensured, Registration};
+use crate::registry::Registry;
+use crate::tag::{InstanceId, Tag};
+
+/// The names MARSYS reserves for its control flow (`start`, `end`, `user`): pass them to
+/// [`Builder::reserved_names`](crate::Builder::reserved_names) to refuse them as MARSYS does.
+pub const MARSYS_RESERVED: [&str; 3] = ["start", "end", "user"];
+
+/// Names that may not be registered, compared case-insensitively (Unicode lower case).
+pub(crate) struct Reserved {
+    /// Lower-cased, sorted, unique.
+    names: Arc<[Box<str>]>,
+    /// The longest reserved name in bytes: longer names skip the comparison. (Lower-casing
+    /// can change a length, so this is the longest of the originals and their lower cases.)
+    longest: usize,
+}
+
+impl Reserved {
+    pub(crate) fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(names: I) -> Option<Reserved> {
+        let mut longest = 0;
+        let mut lower: Vec<Box<str>> = names
+            .into_iter()
+            .map(|n| {
+                let n = n.as_ref();
+                let l = n.to_lowercase();
+                longest = longest.max(n.len()).max(l.len());
+                l.into_boxed_str()
+            })
+            .collect();
+        lower.sort_unstable();
+        lower.dedup();
+        (!lower.is_empty()).then(|| Reserved {
+            names: lower.into(),
+            longest,
+        })
+    }
+
+    /// Whether `name` is reserved.
+    #[inline]
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        // A name longer than every reserved one (in both cases) cannot match: most names stop
+        // here, before lower-casing anything.
+        name.len() <= self.longest * 3 && {
+            let lower = name.to_lowercase();
+            self.names.binary_search_by(|r| (**r).cmp(&lower)).is_ok()
+        }
+    }
+
+    /// The refusal for `name`.
+    #[cold]
+    pub(crate) fn error(&self, name: &str) -> Error {
+        Error::Reserved {
+            name: name.into(),
+            reserved: ReservedNames(Arc::clone(&self.names)),
+        }
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|n| &**n)
+    }
+}
+
+/// The reserved names of a registry, as [`Error::Reserved`] reports them (lower case,
+/// sorted). Cheap to clone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReservedNames(Arc<[Box<str>]>);
+
+impl ReservedNames {
+    /// The names, lower case, sorted.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.0.iter().map(|n| &**n)
+    }
+}
+
+impl fmt::Debug for ReservedNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl fmt::Display for ReservedNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, n) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(n)?;
+        }
+        Ok(())
+    }
+}
+
+/// Registers with metadata: [`Registry::with_metadata`]. Every way of registering is here,
+/// with the same contract as the registry's method of the same name; the binding carries the
+/// metadata, and discovery queries find it.
+pub struct WithMetadata<'r, V> {
+    registry: &'r Registry<V>,
+    meta: Arc<Metadata>,
+}
+
+impl<V> fmt::Debug for WithMetadata<'_, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithMetadata")
+            .field("metadata", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+fn strong<V>((error, stored): (Error, Stored<V>)) -> Rejected<V> {
+    match stored {
+        Stored::Strong(v) => Rejected::new(error, v),
+        Stored::Weak(_) => unreachable!("stored strong"),
+    }
+}
+
+impl<'r, V: Send + Sync + 'static> WithMetadata<'r, V> {
+    /// See [`Registry::register`].
+    pub fn register(&self, name: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
+        self.register_as(name, InstanceId::fresh(), value)
+    }
+
+    /// See [`Registry::register_detached`].
+    pub fn register_detached(&self, name: &str, value: V) -> Result<Tag, Rejected<V>> {
+        let meta = Some(Arc::clone(&self.meta));
+        self.registry
+            .pin()
+            .bind(name, InstanceId::fresh(), Stored::Strong(value), meta)
+            .map_err(strong)
+    }
+
+    /// See [`Registry::register_as`].
+    pub fn register_as(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: V,
+    ) -> Result<Registration<V>, Rejected<V>> {
+        let meta = Some(Arc::clone(&self.meta));
+        self.registry
+            .pin()
+            .register_stored(name, instance, Stored::Strong(value), meta)
+            .map_err(strong)
+    }
+
+    /// See [`Registry::ensure_registered`].
+    pub fn ensure_registered(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: V,
+    ) -> Result<Ensured<V>, Rejected<V>> {
+        Ensured::from_registration(self.register_as(name, instance, value), instance)
+    }
+
+    /// See [`Registry::register_auto`].
+    pub fn register_auto(&self, prefix: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
+        let meta = Some(Arc::clone(&self.meta));
+        self.registry.pin().register_auto_with(prefix, value, meta)
+    }
+}
+
+impl<T: ?Sized + Send + Sync + 'static> WithMetadata<'_, Arc<T>> {
+    /// See [`Registry::register_weak`].
+    pub fn register_weak(
+        &self,
+        name: &str,
+        owner: &Arc<T>,
+    ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
+        self.register_weak_as(name, InstanceId::fresh(), owner)
+    }
+
+    /// See [`Registry::register_weak_as`].
+    pub fn register_weak_as(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        owner: &Arc<T>,
+    ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
+        self.registry.inner.map.note_weak();
+        let weak: Box<dyn WeakRef<Arc<T>>> = Box::new(Arc::downgrade(owner));
+        let meta = Some(Arc::clone(&self.meta));
+        self.registry
+            .pin()
+            .register_stored(name, instance, Stored::Weak(weak), meta)
+            .map_err(|(e, _)| Rejected::new(e, Arc::clone(owner)))
+    }
+
+    /// See [`Registry::ensure_registered_weak`].
+    pub fn ensure_registered_weak(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        owner: &Arc<T>,
+    ) -> Result<Ensured<Arc<T>>, Rejected<Arc<T>>> {
+        Ensured::from_registration(self.register_weak_as(name, instance, owner), instance)
+    }
+}
+
+impl<V: Send + Sync + 'static> Registry<V> {
+    /// Registers with `metadata`: `registry.with_metadata(meta).register(name, value)`, and
+    /// likewise for every other way of registering (weak, auto-named, with an instance id,
+    /// idempotent, detached). The binding is then found by discovery queries
+    /// ([`find`](Self::find)); its metadata changes only through
+    /// [`update_metadata`](Self::update_metadata).
+    ///
+    /// Takes the metadata by value or as an `Arc` (to share one among many entries).
+    pub fn with_metadata(&self, metadata: impl Into<Arc<Metadata>>) -> WithMetadata<'_, V> {
+        WithMetadata {
+            registry: self,
+            meta: metadata.into(),
+        }
+    }
+
+    /// The binding of `name` and its metadata (`None` if it was registered without), if bound.
+    pub fn metadata(&self, name: &str) -> Option<(Tag, Option<Arc<Metadata>>)> {
+        let pinned = self.pin();
+        let e = pinned.get(name)?;
+        Some((e.tag(), e.metadata().cloned()))
+    }
+
+    /// Entries in the discovery index, current or stale (for tests: at quiescence it is the
+    /// number of terms the visible bindings with metadata carry, plus one per such binding).
+    #[doc(hidden)]
+    pub fn discovery_index_len(&self) -> usize {
+        self.inner.map.index.as_ref().map_or(0, |i| i.len())
+    }
+
+    /// The names this registry refuses to register ([`Builder::reserved_names`]), lower case.
+    ///
+    /// [`Builder::reserved_names`]: crate::Builder::reserved_names
+    pub fn reserved_names(&self) -> Vec<String> {
+        match &self.inner.reserved {
+            Some(r) => r.names().map(str::to_owned).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Registry<V> {
+    /// Sets the metadata of `name`'s binding, only if it still carries `tag`: one
+    /// compare-and-swap, and one [`MetadataUpdated`](crate::EventKind::MetadataUpdated) event.
+    /// The binding keeps its tag and value (guards stay current); queries that begin after
+    /// this returns see the new metadata, never the old. Works on an entry registered without
+    /// metadata too (it then becomes discoverable).
+    ///
+    /// Refused with [`Error::TagMismatch`] or [`Error::NotFound`] as
+    /// [`unregister_if_same`](Self::unregister_if_same) is. Needs `V: Clone`: the binding's
+    /// node is immutable, so its value is cloned into the new one (an `Arc` clone for the
+    /// usual `V`; a weak binding stays weak).
+    pub fn update_metadata(
+        &self,
+        name: &str,
+        tag: Tag,
+        metadata: impl Into<Arc<Metadata>>,
+    ) -> Result<(), Error> {
+        let meta = Some(metadata.into());
+        let pinned = self.pin();
+        let map = &self.inner.map;
+        let accept = |n: &crate::raw::node::Node<V>| n.tag.matches(tag) && n.is_visible();
+        match map.update_meta(map.hash(name), name, meta, accept, pinned.guard()) {
+            Ok(()) => Ok(()),
+            Err(Some(n)) => Err(Error::TagMismatch {
+                name: name.into(),
+                expected: tag,
+                current: n.tag,
+            }),
+            Err(None) => Err(match crate::name::validate(name) {
+                Err(reason) => Error::InvalidName {
+                    name: name.into(),
+                    reason,
+                },
+                Ok(()) => Error::NotFound { name: name.into() },
+            }),
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Registration<V> {
+    /// Sets the metadata of the binding this guard owns (see
+    /// [`Registry::update_metadata`]); the guard stays current.
+    pub fn set_metadata(&self, metadata: impl Into<Arc<Metadata>>) -> Result<(), Error> {
+        self.registry()
+            .update_metadata(self.name(), self.tag(), metadata)
+    }
+}

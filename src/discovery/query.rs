@@ -1,0 +1,443 @@
+//! Queries: [`Query`] (a small builder), [`Match`] (an owned result), and the registry's
+//! `find_*` and `best_match` shortcuts.
+//!
+//! A query picks its candidates from the index (`raw/index.rs`): each condition that has a run
+//! of its own (a kind, a capability, a label, a name prefix, or a union of capabilities) is a
+//! sorted run of names, and the query *leapfrogs* them: seek every run to the greatest name
+//! any of them is at, until all agree (a name in every run), emit it, and move past it. So a
+//! query reads about as many index entries as its most selective condition holds, each seek
+//! costing a logarithm of the index's size, and results come out sorted by name. Every
+//! candidate is then checked against its binding in the table (present, visible, and its
+//! current metadata satisfying every condition), which is what makes the answer exact for
+//! bindings that do not change while the query runs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use crossbeam_epoch::Guard;
+
+use super::metadata::{Field, Metadata, MetadataError, ident};
+use crate::name::{self, InvalidNameReason};
+use crate::raw::RawMap;
+use crate::raw::index::{Index, Term};
+use crate::raw::node::StoredRef;
+use crate::registry::Registry;
+use crate::tag::Tag;
+
+/// One binding found by a query: owned, so it can be kept across `.await` points and sent to
+/// other threads (it holds no epoch guard).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Match<V> {
+    /// The name.
+    pub name: String,
+    /// The binding's tag (hand it to `unregister_if_same`, `get_if`, `update_metadata`).
+    pub tag: Tag,
+    /// A clone of the value (an upgrade, for a weak binding).
+    pub value: V,
+    /// The binding's metadata as the query read it.
+    pub metadata: Arc<Metadata>,
+}
+
+impl<V: fmt::Debug> fmt::Debug for Match<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Match")
+            .field("name", &self.name)
+            .field("tag", &self.tag)
+            .field("value", &self.value)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+/// A discovery query: [`Registry::find`]. Conditions combine with *and*; results are sorted
+/// by name; [`run`](Self::run) reads them.
+///
+/// ```
+/// use genreg::{Metadata, Registry};
+/// let reg: Registry<&str> = Registry::new();
+/// let meta = Metadata::builder().kind("writer").capability("editing").build()?;
+/// let _w = reg.with_metadata(meta).register("writer-1", "w1").unwrap();
+/// let found = reg.find().kind("writer").capability("editing").limit(10).run()?;
+/// assert_eq!(found[0].name, "writer-1");
+/// # Ok::<(), genreg::MetadataError>(())
+/// ```
+#[must_use = "a query does nothing until `run`"]
+pub struct Query<'r, V> {
+    registry: &'r Registry<V>,
+    kind: Option<String>,
+    all: Vec<String>,
+    any: Vec<Vec<String>>,
+    labels: Vec<(String, String)>,
+    prefix: Option<String>,
+    limit: usize,
+}
+
+impl<V> fmt::Debug for Query<'_, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Query")
+            .field("kind", &self.kind)
+            .field("all", &self.all)
+            .field("any", &self.any)
+            .field("labels", &self.labels)
+            .field("prefix", &self.prefix)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r, V> Query<'r, V> {
+    /// Only entries of this kind.
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
+    }
+
+    /// Only entries with this capability.
+    pub fn capability(mut self, capability: impl Into<String>) -> Self {
+        self.all.push(capability.into());
+        self
+    }
+
+    /// Only entries with every one of these capabilities.
+    pub fn all_capabilities<I: IntoIterator<Item = S>, S: Into<String>>(mut self, c: I) -> Self {
+        self.all.extend(c.into_iter().map(Into::into));
+        self
+    }
+
+    /// Only entries with at least one of these capabilities (none given: nothing matches).
+    pub fn any_capability<I: IntoIterator<Item = S>, S: Into<String>>(mut self, c: I) -> Self {
+        self.any.push(c.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Only entries whose label `key` has this value.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// Only entries whose name starts with `prefix` (MARSYS's `get_least_loaded(prefix)`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// At most `n` results (the first `n` by name).
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = n;
+        self
+    }
+
+    /// Checks every condition's text (as [`Metadata::builder`] would).
+    fn validate(&self) -> Result<(), MetadataError> {
+        if let Some(k) = &self.kind {
+            ident(Field::Kind, k)?;
+        }
+        for c in self.all.iter().chain(self.any.iter().flatten()) {
+            ident(Field::Capability, c)?;
+        }
+        for (k, v) in &self.labels {
+            ident(Field::LabelKey, k)?;
+            if let Some(at) = v
+                .char_indices()
+                .find(|(_, c)| c.is_control())
+                .map(|(i, _)| i)
+            {
+                return Err(MetadataError::InvalidLabelValue {
+                    key: k.clone(),
+                    len: v.len(),
+                    control_at: Some(at),
+                });
+            }
+        }
+        if let Some(p) = &self.prefix {
+            // A prefix of a name: any prefix of a valid name is valid (the empty one too).
+            if let Err(reason) = name::validate(p).or_else(|e| match e {
+                InvalidNameReason::Empty => Ok(()),
+                e => Err(e),
+            }) {
+                return Err(MetadataError::InvalidPrefix {
+                    prefix: p.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `meta` (of a binding named `name`) satisfies every condition.
+    fn accepts(&self, name: &str, meta: &Metadata) -> bool {
+        self.kind.as_deref().is_none_or(|k| meta.kind() == Some(k))
+            && self.all.iter().all(|c| meta.has_capability(c))
+            && self
+                .any
+                .iter()
+                .all(|group| group.iter().any(|c| meta.has_capability(c)))
+            && self.labels.iter().all(|(k, v)| meta.label(k) == Some(v))
+            && self.prefix.as_deref().is_none_or(|p| name.starts_with(p))
+    }
+
+    /// The runs to leapfrog: one per condition with an index run (at least one).
+    fn runs(&self) -> Vec<Run> {
+        let mut runs = Vec::new();
+        if let Some(k) = &self.kind {
+            runs.push(Run::term(Term::Kind(k)));
+        }
+        for (k, v) in &self.labels {
+            runs.push(Run::term(Term::Label(k, v)));
+        }
+        for c in &self.all {
+            runs.push(Run::term(Term::Capability(c)));
+        }
+        for group in &self.any {
+            let members = group
+                .iter()
+                .map(|c| Run::term(Term::Capability(c)))
+                .collect();
+            runs.push(Run::Any(members));
+        }
+        if runs.is_empty() || self.prefix.is_some() {
+            runs.push(Run::Prefix(self.prefix.clone().unwrap_or_default()));
+        }
+        runs
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Query<'_, V> {
+    /// Runs the query: the matching bindings, sorted by name, at most [`limit`](Self::limit).
+    ///
+    /// Refused with a [`MetadataError`] if a condition could match nothing because its text is
+    /// invalid (an empty capability, a kind with a space, a prefix with a control character).
+    /// What the result promises while writers race with it: see the crate docs
+    /// ("Discovery").
+    pub fn run(&self) -> Result<Vec<Match<V>>, MetadataError> {
+        self.validate()?;
+        let mut out = Vec::new();
+        if self.limit == 0 || self.any.iter().any(Vec::is_empty) {
+            return Ok(out);
+        }
+        let pinned = self.registry.pin();
+        let guard = pinned.guard();
+        let map = &self.registry.inner.map;
+        let Some(index) = map.index.as_ref() else {
+            return Ok(out);
+        };
+        let mut runs = self.runs();
+        leapfrog(index, &mut runs, guard, |name| {
+            if let Some(m) = check(map, name, guard, |n, meta| self.accepts(n, meta)) {
+                out.push(m);
+            }
+            out.len() < self.limit
+        });
+        Ok(out)
+    }
+}
+
+/// The binding of `name` as a [`Match`], if it is visible, has metadata and `accepts` it.
+fn check<V: Clone>(
+    map: &RawMap<V>,
+    name: &str,
+    guard: &Guard,
+    accepts: impl FnOnce(&str, &Metadata) -> bool,
+) -> Option<Match<V>> {
+    // The name is not validated: the index holds only names that were bound.
+    let node = map.get(map.hash(name), name, guard)?;
+    let meta = node.meta()?;
+    // The mutant trusts the index: a binding whose metadata changed since its entry was
+    // published is returned for what it no longer has.
+    #[cfg(not(genreg_mutant = "query_unchecked"))]
+    if !accepts(name, meta) {
+        return None;
+    }
+    #[cfg(genreg_mutant = "query_unchecked")]
+    let _ = accepts;
+    let value = match node.stored() {
+        StoredRef::Strong(v) => v.clone(),
+        StoredRef::Weak(w) => w.upgrade()?,
+    };
+    Some(Match {
+        name: name.to_owned(),
+        tag: node.tag,
+        value,
+        metadata: Arc::clone(meta),
+    })
+}
+
+/// A sorted run of names in the index.
+enum Run {
+    /// A term's run (its key prefix).
+    Term(String),
+    /// The names in the `Named` run that start with this.
+    Prefix(String),
+    /// The union of these runs.
+    Any(Vec<Run>),
+}
+
+impl Run {
+    fn term(term: Term<'_>) -> Run {
+        Run::Term(term.prefix())
+    }
+
+    /// The first name at or after `from` in this run.
+    fn seek<'g>(
+        &self,
+        index: &'g Index,
+        from: &str,
+        buf: &mut String,
+        guard: &'g Guard,
+    ) -> Option<&'g str> {
+        match self {
+            Run::Term(prefix) => index.seek(prefix, from, buf, guard),
+            Run::Prefix(p) => {
+                let from = if from < p.as_str() { p.as_str() } else { from };
+                let named = Term::Named.prefix();
+                index
+                    .seek(&named, from, buf, guard)
+                    .filter(|n| n.starts_with(p.as_str()))
+            }
+            Run::Any(members) => members
+                .iter()
+                .filter_map(|m| m.seek(index, from, buf, guard))
+                .min(),
+        }
+    }
+}
+
+/// Calls `emit` with each name present in every run, in ascending order, until `emit` returns
+/// false or a run ends.
+fn leapfrog(index: &Index, runs: &mut [Run], guard: &Guard, mut emit: impl FnMut(&str) -> bool) {
+    let n = runs.len();
+    let mut buf = String::new();
+    // The smallest name not yet decided.
+    let mut from = String::new();
+    loop {
+        let Some(first) = runs[0].seek(index, &from, &mut buf, guard) else {
+            return;
+        };
+        let mut hi = first.to_owned();
+        let mut agreed = 1;
+        let mut i = 1 % n;
+        while agreed < n {
+            let Some(c) = runs[i].seek(index, &hi, &mut buf, guard) else {
+                return;
+            };
+            if c == hi {
+                agreed += 1;
+            } else {
+                hi.clear();
+                hi.push_str(c);
+                agreed = 1;
+            }
+            i = (i + 1) % n;
+        }
+        if !emit(&hi) {
+            return;
+        }
+        // The least name greater than `hi` (names hold no NUL).
+        from = hi;
+        from.push('\0');
+    }
+}
+
+impl<V: Send + Sync + 'static> Registry<V> {
+    /// A discovery query (see [`Query`]): `registry.find().capability("search").run()?`.
+    ///
+    /// With no condition it finds every entry that carries metadata.
+    pub fn find(&self) -> Query<'_, V> {
+        Query {
+            registry: self,
+            kind: None,
+            all: Vec::new(),
+            any: Vec::new(),
+            labels: Vec::new(),
+            prefix: None,
+            limit: usize::MAX,
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Registry<V> {
+    /// The entries with this capability, sorted by name (MARSYS's `find_by_capability`).
+    pub fn find_by_capability(&self, capability: &str) -> Result<Vec<Match<V>>, MetadataError> {
+        self.find().capability(capability).run()
+    }
+
+    /// The entries of this kind, sorted by name (MARSYS's find by type).
+    pub fn find_by_kind(&self, kind: &str) -> Result<Vec<Match<V>>, MetadataError> {
+        self.find().kind(kind).run()
+    }
+
+    /// The entries (with metadata) whose name starts with `prefix`, sorted by name.
+    pub fn find_by_prefix(&self, prefix: &str) -> Result<Vec<Match<V>>, MetadataError> {
+        self.find().prefix(prefix).run()
+    }
+
+    /// The entries whose label `key` is `value`, sorted by name.
+    pub fn find_by_label(&self, key: &str, value: &str) -> Result<Vec<Match<V>>, MetadataError> {
+        self.find().label(key, value).run()
+    }
+
+    /// The entry with the most of these capabilities (at least one), ties broken by name
+    /// (MARSYS's `find_best_match`, made deterministic). See
+    /// [`best_match_by`](Self::best_match_by) to break ties by load first.
+    pub fn best_match(&self, capabilities: &[&str]) -> Result<Option<Match<V>>, MetadataError> {
+        self.best_match_by(capabilities, |_| 0u8)
+    }
+
+    /// The entry with the most of these capabilities (at least one), ties broken by the least
+    /// `load` (a key of the caller's: in-flight tasks, queue length), then by name. Reads every
+    /// entry that has any of the capabilities (as the index lists them) and scores each from
+    /// its current metadata.
+    pub fn best_match_by<L: Ord>(
+        &self,
+        capabilities: &[&str],
+        load: impl Fn(&Match<V>) -> L,
+    ) -> Result<Option<Match<V>>, MetadataError> {
+        for c in capabilities {
+            ident(Field::Capability, c)?;
+        }
+        let pinned = self.pin();
+        let guard = pinned.guard();
+        let map = &self.inner.map;
+        let Some(index) = map.index.as_ref() else {
+            return Ok(None);
+        };
+        let mut names = BTreeSet::new();
+        let mut buf = String::new();
+        for c in capabilities {
+            let run = Run::term(Term::Capability(c));
+            let mut from = String::new();
+            while let Some(name) = run.seek(index, &from, &mut buf, guard) {
+                names.insert(name.to_owned());
+                from.clear();
+                from.push_str(name);
+                from.push('\0');
+            }
+        }
+        let score = |meta: &Metadata| {
+            capabilities
+                .iter()
+                .filter(|c| meta.has_capability(c))
+                .count()
+        };
+        let mut best: Option<(usize, L, Match<V>)> = None;
+        for name in &names {
+            let Some(m) = check(map, name, guard, |_, meta| score(meta) > 0) else {
+                continue;
+            };
+            let s = score(&m.metadata);
+            let l = load(&m);
+            // Names come in ascending order: a later one wins only if strictly better.
+            let better = match &best {
+                None => true,
+                Some((bs, bl, _)) => s > *bs || (s == *bs && l < *bl),
+            };
+            if better {
+                best = Some((s, l, m));
+            }
+        }
+        Ok(best.map(|(_, _, m)| m))
+    }
+}
