@@ -40,3 +40,8 @@ step "throughput harness (--quick)" cargo run --release -p genreg-bench --bin th
 # The events benchmark, one short pass (write path with the log off / on / watched, delivery
 # against tokio's broadcast, subscribe at 1k and 1M names); it asserts what it receives.
 step "events benchmark (--quick)" cargo run --release -p genreg-bench --bin events -- --quick
+
+# The discovery benchmark, one short pass (find_by_capability and best_match against a scan and
+# a hand-rolled side index at 1k and 100k entries, registration with and without metadata); it
+# asserts that every method finds the same entries.
+step "discovery benchmark (--quick)" cargo run --release -p genreg-bench --bin discovery -- --quick

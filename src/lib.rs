@@ -232,6 +232,43 @@
 //! when done at their pace); with one such watcher the cycle took ~510 ns, and delivery ran at
 //! 85% of a `tokio::sync::broadcast` channel fed the same events, with lower median lag.
 //!
+//! # Discovery
+//! An entry registered through [`Registry::with_metadata`] (every way of registering is
+//! there: weak, auto-named, detached, idempotent) carries [`Metadata`]: a kind, a set of
+//! capabilities and labels, validated when built ([`MetadataError`] names what is wrong and the
+//! limits are in [`discovery`]). It changes only through a tag-checked
+//! [`update_metadata`](Registry::update_metadata) (one CAS of a new node with the same tag and
+//! value; an [`EventKind::MetadataUpdated`] event). A value replacement keeps the metadata.
+//! Entries registered without metadata pay nothing (the same node, no index entry) and are
+//! not found by queries.
+//!
+//! **Queries** ([`Registry::find`], `find_by_*`, [`best_match`](Registry::best_match)) read an
+//! index: for each *term* (a kind, a capability, a label, "has metadata", and each prefix of a
+//! name that ends before a separator `-` `_` `.` `/` `:`), the set of names that carry it, held
+//! in the crate's own lock-free map and kept at the registry's commit point by the thread whose
+//! change committed. A query reads the smallest set among its conditions, so it costs about
+//! what its most selective condition holds, not the registry's size; each candidate is then
+//! checked against its binding in the table. A name prefix is indexed up to its last separator
+//! (`find_by_prefix("worker-")` reads the names under `worker`); a prefix with no separator,
+//! alone, reads every entry that has metadata. What a query promises when writers race with
+//! it:
+//! - every binding it returns was bound, visible, and carried the returned metadata (which
+//!   satisfies every condition) at an instant during the query; it never returns a binding
+//!   removed, nor metadata replaced, before the query began;
+//! - it returns every binding that matched for the whole query and whose registering (or
+//!   updating) call had returned before the query began. A binding whose call is still
+//!   running (its change committed, its index entries not yet published) may be missed;
+//! - results are sorted by name, each name at most once. Like [`Registry::names`], a query is
+//!   not a snapshot: bindings that change while it runs may or may not appear, and two results
+//!   need not have coexisted at one instant.
+//!
+//! [`best_match_by`](Registry::best_match_by) reads every entry with any of the capabilities
+//! and scores each from its current metadata: most matches, then the least load (the caller's
+//! function), then the least name.
+//!
+//! **Reserved names** ([`Builder::reserved_names`]) are refused on every binding path,
+//! restore included, compared case-insensitively, with [`Error::Reserved`], which lists them.
+//!
 //! # What it does not do
 //! - No atomic multi-name transactions; `clear` is not a snapshot.
 //! - Capacity never shrinks: memory is bounded by the peak live set, not the current one.

@@ -143,11 +143,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
     /// Builds the registry.
     pub fn build(self) -> Registry<V> {
         let seed = self.seed.unwrap_or_else(random_seed);
-        let collector = match &self.collector {
-            Some(c) => c.clone(),
-            None => crossbeam_epoch::default_collector().clone(),
-        };
-        let mut map = RawMap::new(self.capacity, seed).with_index(Index::new(collector));
+        let mut map = RawMap::new(self.capacity, seed).with_index(Index::new(seed));
         if let Some((history, capture)) = self.events {
             fn none<V>(_: StoredRef<'_, V>) -> Option<V> {
                 None

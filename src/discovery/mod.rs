@@ -248,7 +248,9 @@ impl<V: Send + Sync + 'static> Registry<V> {
     /// number of terms the visible bindings with metadata carry, plus one per such binding).
     #[doc(hidden)]
     pub fn discovery_index_len(&self) -> usize {
-        self.inner.map.index.as_ref().map_or(0, |i| i.len())
+        let pinned = self.pin();
+        let index = self.inner.map.index.as_ref();
+        index.map_or(0, |i| i.len(pinned.guard()))
     }
 
     /// The names this registry refuses to register ([`Builder::reserved_names`]), lower case.
@@ -285,12 +287,12 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         let accept = |n: &crate::raw::node::Node<V>| n.tag.matches(tag) && n.is_visible();
         match map.update_meta(map.hash(name), name, meta, accept, pinned.guard()) {
             Ok(()) => Ok(()),
-            Err(Some(n)) => Err(Error::TagMismatch {
+            Err(Some(n)) if n.is_visible() => Err(Error::TagMismatch {
                 name: name.into(),
                 expected: tag,
                 current: n.tag,
             }),
-            Err(None) => Err(match crate::name::validate(name) {
+            Err(_) => Err(match crate::name::validate(name) {
                 Err(reason) => Error::InvalidName {
                     name: name.into(),
                     reason,

@@ -1,17 +1,14 @@
 //! Queries: [`Query`] (a small builder), [`Match`] (an owned result), and the registry's
 //! `find_*` and `best_match` shortcuts.
 //!
-//! A query picks its candidates from the index (`raw/index.rs`): each condition that has a run
-//! of its own (a kind, a capability, a label, a name prefix, or a union of capabilities) is a
-//! sorted run of names, and the query *leapfrogs* them: seek every run to the greatest name
-//! any of them is at, until all agree (a name in every run), emit it, and move past it. So a
-//! query reads about as many index entries as its most selective condition holds, each seek
-//! costing a logarithm of the index's size, and results come out sorted by name. Every
-//! candidate is then checked against its binding in the table (present, visible, and its
-//! current metadata satisfying every condition), which is what makes the answer exact for
-//! bindings that do not change while the query runs.
+//! A query takes its candidates from the index (`raw/index.rs`): every condition that has a
+//! posting of its own (a kind, a capability, a label, a union of capabilities, a name prefix up
+//! to its last separator) is a source, and the query reads the smallest one. So it costs about
+//! what its most selective condition holds, not the registry's size. Every candidate is then
+//! checked against its binding in the table (present, visible, and its current metadata
+//! satisfying every condition), which makes the answer exact for bindings that do not change
+//! while the query runs. Results are sorted by name.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -20,7 +17,7 @@ use crossbeam_epoch::Guard;
 use super::metadata::{Field, Metadata, MetadataError, ident};
 use crate::name::{self, InvalidNameReason};
 use crate::raw::RawMap;
-use crate::raw::index::{Index, Term};
+use crate::raw::index::{Index, Term, is_separator};
 use crate::raw::node::StoredRef;
 use crate::registry::Registry;
 use crate::tag::Tag;
@@ -179,30 +176,77 @@ impl<'r, V> Query<'r, V> {
             && self.prefix.as_deref().is_none_or(|p| name.starts_with(p))
     }
 
-    /// The runs to leapfrog: one per condition with an index run (at least one).
-    fn runs(&self) -> Vec<Run> {
-        let mut runs = Vec::new();
+    /// Where candidates can come from: one source per condition that has a posting.
+    fn sources(&self) -> Vec<Source<'_>> {
+        let mut sources = Vec::new();
         if let Some(k) = &self.kind {
-            runs.push(Run::term(Term::Kind(k)));
+            sources.push(Source::Term(Term::Kind(k)));
         }
         for (k, v) in &self.labels {
-            runs.push(Run::term(Term::Label(k, v)));
+            sources.push(Source::Term(Term::Label(k, v)));
         }
         for c in &self.all {
-            runs.push(Run::term(Term::Capability(c)));
+            sources.push(Source::Term(Term::Capability(c)));
         }
         for group in &self.any {
-            let members = group
-                .iter()
-                .map(|c| Run::term(Term::Capability(c)))
-                .collect();
-            runs.push(Run::Any(members));
+            sources.push(Source::Any(
+                group.iter().map(|c| Term::Capability(c)).collect(),
+            ));
         }
-        if runs.is_empty() || self.prefix.is_some() {
-            runs.push(Run::Prefix(self.prefix.clone().unwrap_or_default()));
+        if let Some(p) = &self.prefix {
+            // Indexed up to its last separator: every name that starts with `p` has that
+            // prefix term.
+            if let Some((i, _)) = p.char_indices().filter(|&(i, c)| i > 0 && is_separator(c)).last() {
+                sources.push(Source::Term(Term::Prefix(&p[..i])));
+            }
         }
-        runs
+        if sources.is_empty() {
+            sources.push(Source::Term(Term::Named));
+        }
+        sources
     }
+}
+
+/// A set of candidate names from the index.
+enum Source<'a> {
+    Term(Term<'a>),
+    /// The union of these terms' names.
+    Any(Vec<Term<'a>>),
+}
+
+impl Source<'_> {
+    /// How many names it holds (an estimate while writers run).
+    fn size(&self, index: &Index, guard: &Guard) -> usize {
+        let len = |t: &Term<'_>| index.posting(*t, guard).map_or(0, |p| p.len());
+        match self {
+            Source::Term(t) => len(t),
+            Source::Any(ts) => ts.iter().map(len).sum(),
+        }
+    }
+
+    /// Its names, sorted, each once.
+    fn names<'g>(&self, index: &'g Index, guard: &'g Guard) -> Vec<&'g str> {
+        let terms = match self {
+            Source::Term(t) => std::slice::from_ref(t),
+            Source::Any(ts) => ts.as_slice(),
+        };
+        let mut names: Vec<&str> = terms
+            .iter()
+            .filter_map(|t| index.posting(*t, guard))
+            .flat_map(|p| p.names(guard))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// The candidates of the smallest of `sources`.
+fn candidates<'g>(sources: &[Source<'_>], index: &'g Index, guard: &'g Guard) -> Vec<&'g str> {
+    sources
+        .iter()
+        .min_by_key(|s| s.size(index, guard))
+        .map_or_else(Vec::new, |s| s.names(index, guard))
 }
 
 impl<V: Clone + Send + Sync + 'static> Query<'_, V> {
@@ -224,13 +268,15 @@ impl<V: Clone + Send + Sync + 'static> Query<'_, V> {
         let Some(index) = map.index.as_ref() else {
             return Ok(out);
         };
-        let mut runs = self.runs();
-        leapfrog(index, &mut runs, guard, |name| {
+        for name in candidates(&self.sources(), index, guard) {
             if let Some(m) = check(map, name, guard, |n, meta| self.accepts(n, meta)) {
                 out.push(m);
+                // Candidates come sorted by name: the first `limit` are the answer.
+                if out.len() == self.limit {
+                    break;
+                }
             }
-            out.len() < self.limit
-        });
+        }
         Ok(out)
     }
 }
@@ -263,82 +309,6 @@ fn check<V: Clone>(
         value,
         metadata: Arc::clone(meta),
     })
-}
-
-/// A sorted run of names in the index.
-enum Run {
-    /// A term's run (its key prefix).
-    Term(String),
-    /// The names in the `Named` run that start with this.
-    Prefix(String),
-    /// The union of these runs.
-    Any(Vec<Run>),
-}
-
-impl Run {
-    fn term(term: Term<'_>) -> Run {
-        Run::Term(term.prefix())
-    }
-
-    /// The first name at or after `from` in this run.
-    fn seek<'g>(
-        &self,
-        index: &'g Index,
-        from: &str,
-        buf: &mut String,
-        guard: &'g Guard,
-    ) -> Option<&'g str> {
-        match self {
-            Run::Term(prefix) => index.seek(prefix, from, buf, guard),
-            Run::Prefix(p) => {
-                let from = if from < p.as_str() { p.as_str() } else { from };
-                let named = Term::Named.prefix();
-                index
-                    .seek(&named, from, buf, guard)
-                    .filter(|n| n.starts_with(p.as_str()))
-            }
-            Run::Any(members) => members
-                .iter()
-                .filter_map(|m| m.seek(index, from, buf, guard))
-                .min(),
-        }
-    }
-}
-
-/// Calls `emit` with each name present in every run, in ascending order, until `emit` returns
-/// false or a run ends.
-fn leapfrog(index: &Index, runs: &mut [Run], guard: &Guard, mut emit: impl FnMut(&str) -> bool) {
-    let n = runs.len();
-    let mut buf = String::new();
-    // The smallest name not yet decided.
-    let mut from = String::new();
-    loop {
-        let Some(first) = runs[0].seek(index, &from, &mut buf, guard) else {
-            return;
-        };
-        let mut hi = first.to_owned();
-        let mut agreed = 1;
-        let mut i = 1 % n;
-        while agreed < n {
-            let Some(c) = runs[i].seek(index, &hi, &mut buf, guard) else {
-                return;
-            };
-            if c == hi {
-                agreed += 1;
-            } else {
-                hi.clear();
-                hi.push_str(c);
-                agreed = 1;
-            }
-            i = (i + 1) % n;
-        }
-        if !emit(&hi) {
-            return;
-        }
-        // The least name greater than `hi` (names hold no NUL).
-        from = hi;
-        from.push('\0');
-    }
 }
 
 impl<V: Send + Sync + 'static> Registry<V> {
@@ -404,18 +374,8 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         let Some(index) = map.index.as_ref() else {
             return Ok(None);
         };
-        let mut names = BTreeSet::new();
-        let mut buf = String::new();
-        for c in capabilities {
-            let run = Run::term(Term::Capability(c));
-            let mut from = String::new();
-            while let Some(name) = run.seek(index, &from, &mut buf, guard) {
-                names.insert(name.to_owned());
-                from.clear();
-                from.push_str(name);
-                from.push('\0');
-            }
-        }
+        let terms = capabilities.iter().map(|c| Term::Capability(c)).collect();
+        let names = Source::Any(terms).names(index, guard);
         let score = |meta: &Metadata| {
             capabilities
                 .iter()
@@ -423,7 +383,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 .count()
         };
         let mut best: Option<(usize, L, Match<V>)> = None;
-        for name in &names {
+        for name in names {
             let Some(m) = check(map, name, guard, |_, meta| score(meta) > 0) else {
                 continue;
             };

@@ -84,7 +84,7 @@ impl<V> RawMap<V> {
             {
                 let now = self.get(new.hash, new.name(), guard);
                 if !now.is_some_and(|n| std::ptr::eq(n, new)) {
-                    for term in index::terms(meta) {
+                    for term in index::terms(new.name(), meta) {
                         index.tidy(term, new.name(), || current(new.name()), guard);
                     }
                 }
@@ -94,8 +94,8 @@ impl<V> RawMap<V> {
             let (old, meta) = old;
             let kept = new.and_then(|n| n.meta());
             index.before_retract();
-            for term in index::terms(meta) {
-                if !kept.is_some_and(|k| term.held_by(k)) {
+            for term in index::terms(old.name(), meta) {
+                if !kept.is_some_and(|k| term.held_by(old.name(), k)) {
                     index.tidy(term, old.name(), || current(old.name()), guard);
                 }
             }

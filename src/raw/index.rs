@@ -1,77 +1,90 @@
-//! The discovery index: which names carry which kind, capability and label, kept from the
-//! commit point and checked against the map on every read.
+//! The discovery index: which names carry which kind, capability, label and name prefix, kept
+//! from the commit point and checked against the table on every read.
 //!
 //! # Layout
-//! One ordered, lock-free set (crossbeam's epoch-based skip list, on the registry's collector)
-//! of keys `{term}\0{name}`, where a term is `k{kind}`, `c{capability}`, `l{key}={value}` or
-//! `n` (every entry that carries metadata, for name prefixes). Names and terms hold no `\0`
-//! (names have no control characters, terms are identifiers), so the keys of one term are one
-//! contiguous run, sorted by name: a query seeks to `{term}\0{from}` and reads on, and a
-//! conjunction leapfrogs its terms' runs (`discovery/query.rs`). A key's *entry* is an
-//! identity: inserting a key again makes a new entry and retires the old one, and removing an
-//! entry removes that entry only, never a newer one with the same key.
+//! A map of *terms* to *postings*, both this crate's own lock-free map (`RawMap`, so the index
+//! inherits its verified protocol, its loom models and its Miri runs). A term is `k{kind}`,
+//! `c{capability}`, `l{key}={value}`, `n` (every entry that carries metadata) or `p{prefix}`
+//! for each prefix of the name that ends just before a separator (`-`, `_`, `.`, `/`, `:`), so
+//! that `worker_1` is found from `worker_`. A posting is the set of names carrying the term,
+//! each in a node whose tag is a fresh *identity* minted for that one insertion (a name put
+//! again gets a new identity), and removed only by a CAS on its identity: a removal never takes
+//! out an entry newer than the one it looked at. Postings are created on first use and kept.
 //!
 //! # The protocol
-//! The index is a hint; the map is the truth. An entry `(t, x)` is *justified* while the
-//! binding of `x` visible in the map carries term `t`. Every read checks justification against
-//! the map (so a stale entry is never returned); the writers keep the index close to the
-//! justified set, so that stale entries do not pile up:
+//! The index is a hint; the table is the truth. An entry `(t, x)` is *justified* while the
+//! binding of `x` visible in the table carries term `t`. Every read checks justification
+//! against the table (so a stale entry is never returned); the writers keep the index close to
+//! the justified set, so that stale entries do not pile up:
 //!
-//! - **publish** (after a commit that bound node `N` to `x`): insert a fresh entry for every
-//!   term of `N`, then a SeqCst fence, then load `x`'s binding. If it is not `N` any more,
-//!   **tidy** each of `N`'s terms.
+//! - **publish** (after a commit that bound node `N` to `x`): put a fresh entry for every term
+//!   of `N`, then a SeqCst fence, then load `x`'s binding. If it is not `N` any more, **tidy**
+//!   each of `N`'s terms.
 //! - **retract** (after a commit that unbound or replaced node `O`): a SeqCst fence, then
 //!   **tidy** each term of `O` that the new binding (if any) does not carry.
-//! - **tidy** `(t, x)`: get the entry `e` for the key, *then* load `x`'s binding; if that does
-//!   not carry `t`, remove `e` (that entry only).
+//! - **tidy** `(t, x)`: read the entry's identity `e`, *then* load `x`'s binding; if that does
+//!   not carry `t`, remove the entry if it still has identity `e`.
 //!
 //! Why no justified entry is removed: a tidy removes `e` only after seeing, at some instant
-//! after `e` was got, a binding of `x` without `t`. A binding with `t` committed after that
-//! instant is published after it too, with a fresh entry that `e.remove()` cannot touch.
+//! after `e` was read, a binding of `x` without `t`. A binding with `t` committed after that
+//! instant is published after it too, with a fresh identity that the removal of `e` cannot
+//! match.
 //!
-//! Why no stale entry survives quiescence: a publisher's insert and a retractor's commit are
-//! each followed by a SeqCst fence and a load of the other's location (a Dekker pair: the
-//! commit CAS is SeqCst, see `table.rs`). So either the publisher's load sees the removal and
-//! it tidies its own entries, or the retractor's tidy finds the publisher's entry. (The loom
-//! models in `tests/loom_discovery.rs` race exactly these.)
+//! Why no stale entry survives quiescence: a publisher's put and a retractor's commit are each
+//! followed by a SeqCst fence and a load of the other's location (a Dekker pair: the commit CAS
+//! is SeqCst, see `table.rs`). So either the publisher's load sees the removal and it tidies
+//! its own entries, or the retractor's tidy finds the publisher's entry. (The loom models in
+//! `tests/loom_discovery.rs` race exactly these.)
 //!
 //! A justified entry may be missing only while the commit that made it so is still
 //! publishing: a query may miss a binding whose registering (or updating) call has not
-//! returned yet, and never one whose call returned before the query began.
+//! returned yet, never one whose call returned before the query began.
 
-use std::ops::Bound;
+use std::sync::Arc;
 
-use crossbeam_epoch::{Collector, Guard};
-use crossbeam_skiplist::base::SkipList;
+use crossbeam_epoch::Guard;
 
+use super::node::Node;
+use super::{RawMap, Stored, Write, Written};
 use crate::discovery::Metadata;
-use crate::sync::{Ordering, fence};
+use crate::sync::{AtomicU64, Ordering, fence};
+use crate::tag::{Generation, InstanceId, Tag};
+use crate::watch::Reason;
+
+/// The characters after which a name's prefix is indexed (`p` terms).
+pub(crate) fn is_separator(c: char) -> bool {
+    matches!(c, '-' | '_' | '.' | '/' | ':')
+}
 
 /// One thing an entry can be found by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Term<'a> {
-    /// Every entry with metadata (the run that name-prefix queries read).
+    /// Every entry with metadata.
     Named,
+    /// A prefix of the name that ends just before a separator.
+    Prefix(&'a str),
     Kind(&'a str),
     Capability(&'a str),
     Label(&'a str, &'a str),
 }
 
 impl Term<'_> {
-    /// The key prefix of this term's run (the `{term}\0` part of its keys).
-    pub(crate) fn prefix(&self) -> String {
+    /// The key of this term's posting.
+    pub(crate) fn key(&self) -> String {
         match self {
-            Term::Named => "n\0".to_owned(),
-            Term::Kind(k) => format!("k{k}\0"),
-            Term::Capability(c) => format!("c{c}\0"),
-            Term::Label(k, v) => format!("l{k}={v}\0"),
+            Term::Named => "n".to_owned(),
+            Term::Prefix(p) => format!("p{p}"),
+            Term::Kind(k) => format!("k{k}"),
+            Term::Capability(c) => format!("c{c}"),
+            Term::Label(k, v) => format!("l{k}={v}"),
         }
     }
 
-    /// Whether `meta` carries this term.
-    pub(crate) fn held_by(&self, meta: &Metadata) -> bool {
+    /// Whether a binding of `name` with `meta` carries this term.
+    pub(crate) fn held_by(&self, name: &str, meta: &Metadata) -> bool {
         match *self {
             Term::Named => true,
+            Term::Prefix(p) => name.starts_with(p) && name[p.len()..].starts_with(is_separator),
             Term::Kind(k) => meta.kind() == Some(k),
             Term::Capability(c) => meta.has_capability(c),
             Term::Label(k, v) => meta.label(k) == Some(v),
@@ -79,41 +92,121 @@ impl Term<'_> {
     }
 }
 
-/// Every term that `meta` carries.
-pub(crate) fn terms(meta: &Metadata) -> impl Iterator<Item = Term<'_>> {
+/// Every term that a binding of `name` with `meta` carries.
+pub(crate) fn terms<'a>(name: &'a str, meta: &'a Metadata) -> impl Iterator<Item = Term<'a>> {
+    let prefixes = name
+        .char_indices()
+        .filter(|&(i, c)| i > 0 && is_separator(c))
+        .map(|(i, _)| Term::Prefix(&name[..i]));
     std::iter::once(Term::Named)
+        .chain(prefixes)
         .chain(meta.kind().map(Term::Kind))
         .chain(meta.capabilities().map(Term::Capability))
         .chain(meta.labels().map(|(k, v)| Term::Label(k, v)))
 }
 
+/// One term's names.
+pub(crate) struct Posting {
+    set: RawMap<()>,
+}
+
+impl Posting {
+    /// The names in the posting (an instant's view, weakly consistent as the table's walks).
+    pub(crate) fn names<'g>(&'g self, guard: &'g Guard) -> impl Iterator<Item = &'g str> + 'g {
+        self.set.iter(guard).map(Node::name)
+    }
+
+    /// How many names (an estimate while writers run).
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
 /// The index (see the module docs).
 pub(crate) struct Index {
-    list: SkipList<Box<str>, ()>,
+    postings: RawMap<Arc<Posting>>,
+    /// The identity of the next entry put. Relaxed: only uniqueness matters.
+    next: AtomicU64,
+    seed: u64,
 }
 
 impl Index {
-    pub(crate) fn new(collector: Collector) -> Index {
+    pub(crate) fn new(seed: u64) -> Index {
         Index {
-            list: SkipList::new(collector),
+            postings: RawMap::new(0, seed ^ 0x1dec_5eed),
+            next: AtomicU64::new(1),
+            seed,
         }
     }
 
-    /// Entries in the index, justified or not (for tests and statistics).
-    pub(crate) fn len(&self) -> usize {
-        self.list.len()
+    /// Entries in every posting, justified or not (for tests).
+    pub(crate) fn len(&self, guard: &Guard) -> usize {
+        self.postings
+            .iter(guard)
+            .map(|n| match n.stored() {
+                super::StoredRef::Strong(p) => p.len(),
+                super::StoredRef::Weak(_) => 0,
+            })
+            .sum()
     }
 
-    /// Inserts a fresh entry for each of `meta`'s terms for `name`.
+    /// The posting of `term`, if it was ever used.
+    pub(crate) fn posting<'g>(&self, term: Term<'_>, guard: &'g Guard) -> Option<&'g Posting> {
+        let key = term.key();
+        let node = self.postings.get(self.postings.hash(&key), &key, guard)?;
+        match node.stored() {
+            super::StoredRef::Strong(p) => Some(&**p),
+            super::StoredRef::Weak(_) => None,
+        }
+    }
+
+    /// The posting of `term`, created if need be (postings are never removed).
+    fn posting_or_new<'g>(&self, term: Term<'_>, guard: &'g Guard) -> &'g Posting {
+        if let Some(p) = self.posting(term, guard) {
+            return p;
+        }
+        let key = term.key();
+        let hash = self.postings.hash(&key);
+        let new = Arc::new(Posting {
+            set: RawMap::new(0, self.seed ^ hash),
+        });
+        let tag = self.identity();
+        // Lost to another creator: use theirs.
+        let node = match self.postings.bind(hash, &key, tag, Stored::Strong(new), None, guard) {
+            Ok(()) => self.postings.get(hash, &key, guard),
+            Err((current, _)) => Some(current),
+        };
+        match node.expect("postings are never removed").stored() {
+            super::StoredRef::Strong(p) => p,
+            super::StoredRef::Weak(_) => unreachable!("postings are strong"),
+        }
+    }
+
+    fn identity(&self) -> Tag {
+        // Relaxed: a unique number is all an identity needs.
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Tag::new(InstanceId::from_raw(0), Generation::from_raw(n))
+    }
+
+    /// Puts a fresh entry for each of the terms of a binding of `name` with `meta`.
     pub(crate) fn publish(&self, name: &str, meta: &Metadata, guard: &Guard) {
-        for term in terms(meta) {
-            let mut key = term.prefix();
-            key.push_str(name);
-            self.list
-                .insert(key.into_boxed_str(), (), guard)
-                .release(guard);
+        for term in terms(name, meta) {
+            let set = &self.posting_or_new(term, guard).set;
+            let hash = set.hash(name);
+            let tag = self.identity();
+            loop {
+                let current = match set.bind(hash, name, tag, Stored::Strong(()), None, guard) {
+                    Ok(()) => break,
+                    Err((current, _)) => current.tag,
+                };
+                // The name is there under an older identity: replace it with this one.
+                let same = |n: &Node<()>| n.tag == current;
+                if set.replace_if(hash, name, tag, (), same, guard).is_ok() {
+                    break;
+                }
+            }
         }
-        // Orders the inserts before the caller's load of the binding (see the module docs).
+        // Orders the puts before the caller's load of the binding (see the module docs).
         fence(Ordering::SeqCst); // necessary: the publisher's half of the Dekker pair
     }
 
@@ -123,7 +216,7 @@ impl Index {
     }
 
     /// Removes the entry `(term, name)` unless `current()` (the binding's metadata, read after
-    /// the entry was got) carries the term.
+    /// the entry's identity was) carries the term.
     pub(crate) fn tidy<'g>(
         &self,
         term: Term<'_>,
@@ -131,31 +224,20 @@ impl Index {
         current: impl FnOnce() -> Option<&'g Metadata>,
         guard: &Guard,
     ) {
-        let mut key = term.prefix();
-        key.push_str(name);
-        if let Some(entry) = self.list.get(key.as_str(), guard) {
-            if !current().is_some_and(|m| term.held_by(m)) {
-                entry.remove();
-            }
+        let Some(posting) = self.posting(term, guard) else {
+            return;
+        };
+        let set = &posting.set;
+        let hash = set.hash(name);
+        let Some(entry) = set.get(hash, name, guard) else {
+            return;
+        };
+        let identity = entry.tag;
+        if current().is_some_and(|m| term.held_by(name, m)) {
+            return;
         }
-    }
-
-    /// The first name at or after `from` in `prefix`'s run (`prefix` from [`Term::prefix`]);
-    /// `buf` is scratch space.
-    pub(crate) fn seek<'g>(
-        &'g self,
-        prefix: &str,
-        from: &str,
-        buf: &mut String,
-        guard: &'g Guard,
-    ) -> Option<&'g str> {
-        buf.clear();
-        buf.push_str(prefix);
-        buf.push_str(from);
-        let entry = self
-            .list
-            .lower_bound(Bound::Included(buf.as_str()), guard)?;
-        let key: &'g str = entry.key();
-        key.strip_prefix(prefix)
+        let mine = |n: &Node<()>| (n.tag == identity).then_some(Write::Remove(Reason::Explicit));
+        // Refused: a newer entry took its place, and it is that entry's publisher's to tidy.
+        let _: Written<'_, ()> = set.write_if(hash, name, mine, guard);
     }
 }

@@ -98,7 +98,7 @@ pub(crate) struct RawMap<V> {
     /// Waiters for changes (watchers, `wait_for`, `evicted`): notified at every commit.
     pub(crate) wake: Wake,
     /// The discovery index (see `index.rs`), kept at every commit that involves metadata.
-    pub(crate) index: Option<Index>,
+    pub(crate) index: Option<Box<Index>>,
 }
 
 // SAFETY: the map owns `V`s and hands out `&V` to other threads: it is Send/Sync when `V` is.
@@ -170,7 +170,7 @@ impl<V> RawMap<V> {
 
     /// Turns the discovery index on (at construction).
     pub(crate) fn with_index(mut self, index: Index) -> RawMap<V> {
-        self.index = Some(index);
+        self.index = Some(Box::new(index));
         self
     }
 

@@ -531,6 +531,90 @@ impl Worker {
                     None => reg.purge_dead(),
                 };
             }
+            Op::RegisterMeta {
+                name,
+                meta,
+                detached,
+            } => {
+                let name = name.get();
+                let v = self.value();
+                let w = reg.with_metadata(meta.get());
+                if detached {
+                    let r = w.register_detached(&name, v.clone());
+                    self.registered(op, &name, None, *v, &v, r);
+                } else {
+                    let r = w.register(&name, v.clone());
+                    self.registered(op, &name, None, *v, &v, r);
+                }
+            }
+            Op::RegisterAutoMeta { prefix, meta } => {
+                let prefix = prefix.get();
+                let v = self.value();
+                match reg.with_metadata(meta.get()).register_auto(&prefix, v.clone()) {
+                    Ok(g) => {
+                        let name = g.name().to_owned();
+                        assert!(name.starts_with(&format!("{prefix}-")), "{op:?}: {name:?}");
+                        self.registered(op, &name, None, *v, &v, Ok(g));
+                    }
+                    Err(rej) => {
+                        let expected = validate_prefix(&prefix).expect_err("only a bad prefix");
+                        assert_eq!(rej.error(), &expected, "{op:?}");
+                    }
+                }
+            }
+            Op::RegisterWeakMeta { name, owner, meta } => {
+                let name = name.get();
+                let o = self.owner(owner);
+                let r = reg.with_metadata(meta.get()).register_weak(&name, &o);
+                if r.is_ok() {
+                    self.weak_made += 1;
+                }
+                self.registered(op, &name, None, *o, &o, r);
+            }
+            Op::UpdateMetadata { name, tag, meta } => {
+                let name = name.get();
+                let tag = self.current(&name, tag);
+                match reg.update_metadata(&name, tag, meta.get()) {
+                    // The binding was there, with that tag, at the update.
+                    Ok(()) => self.observe(&name, tag, None),
+                    Err(e) => self.refusal(op, &name, &e),
+                }
+            }
+            Op::GetMetadata { name } => {
+                let name = name.get();
+                if let Some((tag, _)) = reg.metadata(&name) {
+                    self.observe(&name, tag, None);
+                }
+            }
+            Op::Find { ref query } => match query.run(&reg) {
+                Ok(found) => {
+                    assert!(!query.invalid(), "{op:?}: an invalid query answered");
+                    assert!(found.len() <= query.max(), "{op:?}: over the limit");
+                    assert!(
+                        found.windows(2).all(|w| w[0].name < w[1].name),
+                        "{op:?}: not sorted by name, or a name twice"
+                    );
+                    for m in &found {
+                        // Every result matches, as the metadata it comes with says.
+                        assert!(query.accepts(&m.name, &m.metadata), "{op:?}: {m:?}");
+                        self.observe(&m.name, m.tag, Some(*m.value));
+                    }
+                }
+                Err(e) => {
+                    assert!(query.invalid(), "{op:?}: a valid query refused: {e}");
+                }
+            },
+            Op::BestMatch { ref caps } => match best_match(&reg, caps) {
+                Ok(Some(m)) => {
+                    assert!(score(&m.metadata, caps) > 0, "{op:?}: {m:?}");
+                    self.observe(&m.name, m.tag, Some(*m.value));
+                }
+                Ok(None) => {}
+                Err(_) => assert!(
+                    caps.iter().take(3).any(|c| !c.valid()),
+                    "{op:?}: valid capabilities refused"
+                ),
+            },
             Op::Pinned { .. } => unreachable!("handled by apply"),
         }
     }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use arbitrary::{Arbitrary, Unstructured};
 use genreg::{
     Entry, EntryRef, Error, Generation, InstanceId, InvalidNameReason, MAX_AUTO_PREFIX_LEN,
-    MAX_NAME_LEN, Registry, Tag,
+    MAX_NAME_LEN, Match, Metadata, MetadataError, Registry, Tag,
 };
 
 #[path = "sequential.rs"]
@@ -210,6 +210,175 @@ pub enum OwnerSel {
     Existing(u8),
 }
 
+// ---------------------------------------------------------------------------------------------
+// Metadata and queries
+// ---------------------------------------------------------------------------------------------
+
+/// The capabilities and kinds metadata is drawn from (few, so that queries match often).
+pub const CAPS: [&str; 4] = ["a", "b", "c", "d"];
+pub const KINDS: [&str; 2] = ["w", "x"];
+pub const REGIONS: [&str; 2] = ["eu", "us"];
+
+/// Metadata: an optional kind, a subset of [`CAPS`], an optional `region` label.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct MetaSel {
+    pub kind: u8,
+    pub caps: u8,
+    pub region: u8,
+}
+
+impl MetaSel {
+    pub fn get(self) -> Metadata {
+        let mut b = Metadata::builder();
+        if let Some(k) = (self.kind % 3).checked_sub(1) {
+            b = b.kind(KINDS[usize::from(k)]);
+        }
+        for (i, c) in CAPS.iter().enumerate() {
+            if self.caps & (1 << i) != 0 {
+                b = b.capability(*c);
+            }
+        }
+        if let Some(r) = (self.region % 3).checked_sub(1) {
+            b = b.label("region", REGIONS[usize::from(r)]);
+        }
+        b.build().expect("valid by construction")
+    }
+}
+
+/// A capability as a query names it: mostly one of [`CAPS`], sometimes unknown or invalid.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct CapSel(pub u8);
+
+impl CapSel {
+    pub fn get(self) -> &'static str {
+        match self.0 % 8 {
+            i @ 0..=3 => CAPS[usize::from(i)],
+            4 => "zz",  // valid, matches nothing
+            5 => "",    // invalid: empty
+            6 => "b c", // invalid: a space
+            _ => "a",
+        }
+    }
+
+    pub fn valid(self) -> bool {
+        !matches!(self.0 % 8, 5 | 6)
+    }
+}
+
+/// A discovery query.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct QuerySel {
+    pub kind: u8,
+    pub all: Vec<CapSel>,
+    pub any: Option<Vec<CapSel>>,
+    pub region: u8,
+    pub prefix: u8,
+    pub limit: u8,
+}
+
+impl QuerySel {
+    fn kind(&self) -> Option<&'static str> {
+        match self.kind % 4 {
+            0 | 1 => None,
+            2 => Some(KINDS[0]),
+            _ => Some(KINDS[1]),
+        }
+    }
+
+    fn region(&self) -> Option<&'static str> {
+        (self.region % 3)
+            .checked_sub(1)
+            .map(|r| REGIONS[usize::from(r)])
+    }
+
+    fn prefix(&self) -> Option<&'static str> {
+        match self.prefix % 6 {
+            0 | 1 => None,
+            2 => Some("a"),
+            3 => Some("auto"),
+            4 => Some(""),
+            _ => Some("a\n"), // invalid: a control character
+        }
+    }
+
+    fn limit(&self) -> usize {
+        match self.limit % 4 {
+            0 => 1,
+            1 => 2,
+            _ => usize::MAX,
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = CapSel> + '_ {
+        self.all.iter().take(3).copied()
+    }
+
+    fn any(&self) -> Option<impl Iterator<Item = CapSel> + '_> {
+        self.any.as_ref().map(|a| a.iter().take(3).copied())
+    }
+
+    /// Runs the query on `reg`.
+    pub fn run(&self, reg: &Registry<V>) -> Result<Vec<Match<V>>, MetadataError> {
+        let mut q = reg.find().limit(self.limit());
+        if let Some(k) = self.kind() {
+            q = q.kind(k);
+        }
+        q = q.all_capabilities(self.all().map(CapSel::get));
+        if let Some(any) = self.any() {
+            q = q.any_capability(any.map(CapSel::get));
+        }
+        if let Some(r) = self.region() {
+            q = q.label("region", r);
+        }
+        if let Some(p) = self.prefix() {
+            q = q.prefix(p);
+        }
+        q.run()
+    }
+
+    /// Whether the registry must refuse it (an invalid term).
+    pub fn invalid(&self) -> bool {
+        self.all().any(|c| !c.valid())
+            || self.any().is_some_and(|mut a| a.any(|c| !c.valid()))
+            || self.prefix() == Some("a\n")
+    }
+
+    /// Whether a binding named `name` with `meta` matches (for a valid query).
+    pub fn accepts(&self, name: &str, meta: &Metadata) -> bool {
+        self.kind().is_none_or(|k| meta.kind() == Some(k))
+            && self.all().all(|c| meta.has_capability(c.get()))
+            && self
+                .any()
+                .is_none_or(|mut a| a.any(|c| meta.has_capability(c.get())))
+            && self.region().is_none_or(|r| meta.label("region") == Some(r))
+            && self.prefix().is_none_or(|p| name.starts_with(p))
+    }
+
+    /// The most results it may return.
+    pub fn max(&self) -> usize {
+        self.limit()
+    }
+}
+
+/// `best_match` over up to three capabilities.
+pub fn best_match(reg: &Registry<V>, caps: &[CapSel]) -> Result<Option<Match<V>>, MetadataError> {
+    let caps: Vec<&str> = caps.iter().take(3).map(|c| c.get()).collect();
+    reg.best_match(&caps)
+}
+
+/// How many of `caps` (up to three) `meta` has.
+pub fn score(meta: &Metadata, caps: &[CapSel]) -> usize {
+    caps.iter()
+        .take(3)
+        .filter(|c| meta.has_capability(c.get()))
+        .count()
+}
+
+/// What a match shows: name, tag, value number, metadata.
+pub fn obs_match(m: &Match<V>) -> (String, Tag, u64, Metadata) {
+    (m.name.clone(), m.tag, *m.value, (*m.metadata).clone())
+}
+
 /// One operation.
 #[derive(Arbitrary, Debug, Clone)]
 pub enum Op {
@@ -310,6 +479,41 @@ pub enum Op {
     Entries,
     Clear,
     PurgeDead,
+    /// `with_metadata(..).register` (a guard) or `.register_detached`.
+    RegisterMeta {
+        name: NameSel,
+        meta: MetaSel,
+        detached: bool,
+    },
+    /// `with_metadata(..).register_auto`.
+    RegisterAutoMeta {
+        prefix: PrefixSel,
+        meta: MetaSel,
+    },
+    /// `with_metadata(..).register_weak`.
+    RegisterWeakMeta {
+        name: NameSel,
+        owner: OwnerSel,
+        meta: MetaSel,
+    },
+    /// `update_metadata(name, tag, meta)`.
+    UpdateMetadata {
+        name: NameSel,
+        tag: TagSel,
+        meta: MetaSel,
+    },
+    /// `Registry::metadata(name)`.
+    GetMetadata {
+        name: NameSel,
+    },
+    /// A discovery query.
+    Find {
+        query: QuerySel,
+    },
+    /// `best_match`.
+    BestMatch {
+        caps: Vec<CapSel>,
+    },
     /// A run of operations through one `Pinned` handle. With `hold`, every borrowed entry
     /// returned is kept until the end of the run and checked again then (they must stay
     /// readable and unchanged while the handle lives, removed or not); without, `Repin`
@@ -506,6 +710,10 @@ impl EventMirror {
                     assert_eq!(current, Some(*tag), "{e:?}: removed another binding");
                     self.state.remove(&name);
                 }
+                EventKind::MetadataUpdated { tag } => {
+                    assert_eq!(current, Some(*tag), "{e:?}: updated another binding");
+                    assert!(e.metadata().is_some(), "{e:?}: an update without metadata");
+                }
                 other => panic!("unknown event kind {other:?}"),
             }
         }
@@ -591,6 +799,12 @@ pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
         name: prefix.into(),
         reason,
     })
+}
+
+/// A refused query's message is not empty and names what it refused.
+pub fn check_display_meta(err: &MetadataError) {
+    let msg = err.to_string();
+    assert!(!msg.is_empty(), "empty Display for {err:?}");
 }
 
 /// Every refusal has a `Display` message naming the name and the current tag.

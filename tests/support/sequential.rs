@@ -1,10 +1,12 @@
 //! The sequential model and the differential harness (part of `ops.rs`, which see).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use genreg::{Ensured, Error, InstanceId, Pinned, Registration, Registry, Rejected, Tag};
+use genreg::{
+    Ensured, Error, InstanceId, Metadata, Pinned, Registration, Registry, Rejected, Tag,
+};
 
 use super::*;
 
@@ -43,6 +45,9 @@ pub struct Model {
     pub instances: HashSet<InstanceId>,
     /// Upper bound on dead weak bindings not yet purged (what `purge_dead` may return).
     pub dead_maybe: usize,
+    /// The metadata of each binding that carries some, by tag (a tag is never reused, so
+    /// entries of removed bindings are simply never looked up again).
+    pub metas: HashMap<Tag, Metadata>,
 }
 
 impl Model {
@@ -55,6 +60,17 @@ impl Model {
 
     pub fn tag(&self, name: &str) -> Option<Tag> {
         self.map.get(name).map(|(t, _)| *t)
+    }
+
+    /// The visible bindings that carry metadata, sorted by name: (name, tag, value, meta).
+    pub fn described(&self) -> Vec<(String, Tag, u64, Metadata)> {
+        self.map
+            .iter()
+            .filter_map(|(n, (t, v))| {
+                let m = self.metas.get(t)?;
+                Some((n.clone(), *t, v.value(), m.clone()))
+            })
+            .collect()
     }
 
     /// What `register(name, ..)` must answer (before the tag is known).
@@ -161,7 +177,7 @@ impl Harness {
         mval: MVal,
         passed: &V,
         actual: Result<impl Into<Bound>, Rejected<V>>,
-    ) {
+    ) -> Option<Tag> {
         match (actual.map(Into::into), expect) {
             (Ok(bound), Ok(())) => {
                 let tag = bound.tag();
@@ -171,6 +187,7 @@ impl Harness {
                     assert_eq!(guard.name(), name, "{ctx:?}: guard name");
                     self.guards.push(guard);
                 }
+                Some(tag)
             }
             (Err(rejected), Err(expected)) => {
                 let (err, back) = rejected.into_parts();
@@ -180,11 +197,30 @@ impl Harness {
                     Arc::ptr_eq(&back, passed),
                     "{ctx:?}: refused value not handed back"
                 );
+                None
             }
             (actual, expected) => panic!(
                 "{ctx:?}: registry answered {:?}, model expected {expected:?}",
                 actual.map(|b| b.tag()).map_err(|r| r.into_parts().0)
             ),
+        }
+    }
+
+    /// The model's auto-naming for `prefix`: the name `register_auto` must use and what it
+    /// must answer (the prefix is checked first, with room for any number, and then no number
+    /// is used; taken names are skipped).
+    fn auto_name(&mut self, prefix: &str) -> (String, Result<(), Error>) {
+        if let Err(e) = validate_prefix(prefix) {
+            return (prefix.to_owned(), Err(e));
+        }
+        loop {
+            let n = self.model.auto;
+            self.model.auto += 1;
+            let name = format!("{prefix}-{n}");
+            match self.model.expect_register(&name) {
+                Err(Error::AlreadyRegistered { .. }) => continue,
+                other => return (name, other),
+            }
         }
     }
 
@@ -283,6 +319,10 @@ impl Harness {
         match (actual, expected) {
             (Ok(new), Ok(())) => {
                 self.learn(new, Some(tag.instance()), ctx);
+                // A replacement keeps the binding's metadata.
+                if let Some(m) = self.model.metas.get(&tag).cloned() {
+                    self.model.metas.insert(new, m);
+                }
                 // A replacement of a weak binding stays weak, owned by the value passed: the
                 // harness keeps that value as an owner (a later `DropOwner` may kill it).
                 let mval = if was_weak {
@@ -359,21 +399,7 @@ impl Harness {
             Op::RegisterAuto { prefix } => {
                 let prefix = prefix.get();
                 let v = self.value();
-                // The model's auto-naming: the prefix is checked first (with room for any
-                // number; no number is used then); then taken names are skipped.
-                let (name, expect) = if let Err(e) = validate_prefix(&prefix) {
-                    (prefix.clone(), Err(e))
-                } else {
-                    loop {
-                        let n = self.model.auto;
-                        self.model.auto += 1;
-                        let name = format!("{prefix}-{n}");
-                        match self.model.expect_register(&name) {
-                            Err(Error::AlreadyRegistered { .. }) => continue,
-                            other => break (name, other),
-                        }
-                    }
-                };
+                let (name, expect) = self.auto_name(&prefix);
                 let actual = match pin {
                     Some(p) => p.register_auto(&prefix, v.clone()),
                     None => reg.register_auto(&prefix, v.clone()),
@@ -663,6 +689,115 @@ impl Harness {
                 );
                 self.model.dead_maybe = 0;
             }
+            Op::RegisterMeta {
+                name,
+                meta,
+                detached,
+            } => {
+                let (name, meta) = (name.get(), meta.get());
+                let v = self.value();
+                let expect = self.model.expect_register(&name);
+                let w = reg.with_metadata(meta.clone());
+                let tag = if detached {
+                    let actual = w.register_detached(&name, v.clone());
+                    self.registered(op, &name, expect, None, MVal::Strong(*v), &v, actual)
+                } else {
+                    let actual = w.register(&name, v.clone());
+                    self.registered(op, &name, expect, None, MVal::Strong(*v), &v, actual)
+                };
+                if let Some(tag) = tag {
+                    self.model.metas.insert(tag, meta);
+                }
+            }
+            Op::RegisterAutoMeta { prefix, meta } => {
+                let (prefix, meta) = (prefix.get(), meta.get());
+                let v = self.value();
+                let (name, expect) = self.auto_name(&prefix);
+                let actual = reg
+                    .with_metadata(meta.clone())
+                    .register_auto(&prefix, v.clone());
+                if let Ok(g) = &actual {
+                    assert_eq!(g.name(), name, "{op:?}: auto name");
+                }
+                let mval = MVal::Strong(*v);
+                if let Some(tag) = self.registered(op, &name, expect, None, mval, &v, actual) {
+                    self.model.metas.insert(tag, meta);
+                }
+            }
+            Op::RegisterWeakMeta { name, owner, meta } => {
+                let (name, meta) = (name.get(), meta.get());
+                let (id, o) = self.owner(owner);
+                let expect = self.model.expect_register(&name);
+                let actual = reg.with_metadata(meta.clone()).register_weak(&name, &o);
+                let mval = MVal::Weak {
+                    owner: id,
+                    value: *o,
+                };
+                if let Some(tag) = self.registered(op, &name, expect, None, mval, &o, actual) {
+                    self.model.metas.insert(tag, meta);
+                }
+            }
+            Op::UpdateMetadata { name, tag, meta } => {
+                let (name, meta) = (name.get(), meta.get());
+                let tag = tag.get(self.model.tag(&name), &self.seen);
+                let expected = self.model.expect_remove(&name, Some(tag)).map(|_| ());
+                let actual = reg.update_metadata(&name, tag, meta.clone());
+                if let Err(e) = &actual {
+                    check_display(e);
+                }
+                assert_eq!(actual, expected, "{op:?} ({tag:?})");
+                if actual.is_ok() {
+                    self.model.metas.insert(tag, meta);
+                }
+            }
+            Op::GetMetadata { name } => {
+                let name = name.get();
+                let expected = self
+                    .model
+                    .map
+                    .get(&name)
+                    .map(|(t, _)| (*t, self.model.metas.get(t).cloned()));
+                let actual = reg
+                    .metadata(&name)
+                    .map(|(t, m)| (t, m.map(|m| (*m).clone())));
+                assert_eq!(actual, expected, "{op:?}");
+            }
+            Op::Find { ref query } => {
+                let actual = query.run(&reg);
+                if query.invalid() {
+                    assert!(actual.is_err(), "{op:?}: an invalid query answered");
+                    check_display_meta(&actual.unwrap_err());
+                } else {
+                    let actual: Vec<_> = actual.expect("a valid query").iter().map(obs_match).collect();
+                    let expected: Vec<_> = self
+                        .model
+                        .described()
+                        .into_iter()
+                        .filter(|(n, _, _, m)| query.accepts(n, m))
+                        .take(query.max())
+                        .collect();
+                    assert_eq!(actual, expected, "{op:?}");
+                }
+            }
+            Op::BestMatch { ref caps } => {
+                let actual = best_match(&reg, caps);
+                if caps.iter().take(3).any(|c| !c.valid()) {
+                    assert!(actual.is_err(), "{op:?}: an invalid capability answered");
+                } else {
+                    let actual = actual.expect("valid").map(|m| obs_match(&m));
+                    // Most matches, then the least name (`described` is sorted by name).
+                    let mut expected = None;
+                    let mut best = 0;
+                    for d in self.model.described() {
+                        let s = score(&d.3, caps);
+                        if s > best {
+                            best = s;
+                            expected = Some(d);
+                        }
+                    }
+                    assert_eq!(actual, expected, "{op:?}");
+                }
+            }
             Op::Pinned { .. } => unreachable!("handled by apply"),
         }
     }
@@ -757,6 +892,17 @@ pub fn check_invariants(h: &mut Harness) {
         let mine = h.model.tag(g.name()) == Some(g.tag());
         assert_eq!(g.is_current(), mine, "{g:?}.is_current()");
     }
+    // Discovery: a query with no condition finds exactly the bindings that carry metadata,
+    // with their current metadata.
+    let found: Vec<_> = h
+        .reg
+        .find()
+        .run()
+        .expect("no condition")
+        .iter()
+        .map(obs_match)
+        .collect();
+    assert_eq!(found, h.model.described(), "find() disagrees with the model");
     // Replaying the events gives the model's state (so, every change had its event, once, in
     // order).
     if let Some(mirror) = h.mirror.as_mut() {
