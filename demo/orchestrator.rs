@@ -12,8 +12,11 @@
 //!   (`Registration::replace`), register short-lived *scouts* weakly (`register_weak`: the
 //!   registry does not keep them alive), and retire agents by dropping their guards;
 //! - **clients** (2 threads) discover agents by name and invoke them: the well-known services,
-//!   the coordinator, and workers found through `names()`; they also upgrade services with
-//!   `replace_if_same`, racing each other (exactly one upgrade per version wins);
+//!   the coordinator, and workers *routed by capability and kind* (every agent is registered
+//!   with `Metadata`: a kind and capabilities; a client asks for a worker that can `translate`,
+//!   or the best match for `[compute, summarize]`, and the registry answers from its index,
+//!   never with an agent that is gone); they also upgrade services with `replace_if_same`,
+//!   racing each other (exactly one upgrade per version wins);
 //! - the **coordinator** thread replays, over and over, the race that MARSYS documents under
 //!   "Identity-Safe Unregistration": coordinator A's destructor runs *late*, after coordinator B
 //!   has taken the name. A's guard tries to unbind the name, is refused because the binding is
@@ -40,10 +43,17 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use genreg::{Error, EventKind, Filter, Reason, Registration, Registry, Tag, WatchError, Watcher};
+use genreg::{
+    Error, EventKind, Filter, Metadata, Reason, Registration, Registry, Tag, WatchError, Watcher,
+};
 
 /// Well-known services: registered once by `main`, upgraded by clients, never removed.
 const SERVICES: [&str; 4] = ["critic", "planner", "researcher", "writer"];
+/// What each service can do (its metadata: kind "service", this capability).
+const SERVICE_SKILLS: [&str; 4] = ["critique", "planning", "research", "writing"];
+/// What each worker thread's agents can do: every worker can `compute`; thread 0's also
+/// `summarize`, thread 1's also `translate`.
+const WORKER_SKILLS: [[&str; 2]; 2] = [["compute", "summarize"], ["compute", "translate"]];
 /// The name coordinators A and B fight over.
 const COORDINATOR: &str = "coordinator";
 /// How many agents a worker thread keeps registered at once.
@@ -129,6 +139,23 @@ struct Stats {
     coordinator_rounds: u64,
     /// Weak scouts whose binding vanished when their owner dropped them.
     weak_vanished: u64,
+    /// Tasks routed to an agent found by capability or kind (discovery queries).
+    routed: u64,
+    /// Discovery queries made, and how many found no agent able to do the task.
+    queries: u64,
+    unroutable: u64,
+    /// Agents whose metadata their guard changed (`set_metadata`).
+    retagged: u64,
+}
+
+/// The metadata of a worker spawned by worker thread `id`.
+fn worker_meta(id: usize) -> Metadata {
+    Metadata::builder()
+        .kind("worker")
+        .capabilities(WORKER_SKILLS[id % WORKER_SKILLS.len()])
+        .label("thread", id.to_string())
+        .build()
+        .expect("valid metadata")
 }
 
 impl Stats {
@@ -147,6 +174,10 @@ impl Stats {
         self.stale_unregisters_refused += o.stale_unregisters_refused;
         self.coordinator_rounds += o.coordinator_rounds;
         self.weak_vanished += o.weak_vanished;
+        self.routed += o.routed;
+        self.queries += o.queries;
+        self.unroutable += o.unroutable;
+        self.retagged += o.retagged;
     }
 }
 
@@ -160,12 +191,23 @@ fn worker(id: usize, registry: Agents, stop: &AtomicBool) -> Stats {
     // A scout is owned by the task that uses it; the registry only points at it.
     let mut scouts: VecDeque<(Arc<Agent>, Registration<Arc<Agent>>)> = VecDeque::new();
     let mut round = 0u64;
+    // One `Arc<Metadata>` shared by every agent this thread spawns.
+    let meta = Arc::new(worker_meta(id));
+    let scout_meta = Arc::new(
+        Metadata::builder()
+            .kind("scout")
+            .capability("browse")
+            .build()
+            .expect("valid metadata"),
+    );
 
     while !stop.load(Relaxed) {
         round += 1;
 
-        // Spawn a worker under a fresh name: `worker-1`, `worker-2`, ... never reused.
+        // Spawn a worker under a fresh name: `worker-1`, `worker-2`, ... never reused. It is
+        // registered with its kind and capabilities, so clients can route work to it.
         let mut guard = registry
+            .with_metadata(Arc::clone(&meta))
             .register_auto("worker", Agent::new("worker", 0))
             .expect("register_auto never fails on a collision");
         s.ops += 1;
@@ -196,10 +238,23 @@ fn worker(id: usize, registry: Agents, stop: &AtomicBool) -> Stats {
         }
         drop(entry);
 
-        // Retire the oldest worker by dropping its guard: the name is unbound at once.
+        // Retire the oldest worker by dropping its guard: the name is unbound at once. Before
+        // that it says it is draining (a tag-checked metadata update: no longer `compute`),
+        // so no client routes new work to it.
         team.push_back(guard);
         if team.len() > TEAM_SIZE {
             let old = team.pop_front().expect("team is not empty");
+            if round % 4 == 0 {
+                let draining = meta
+                    .to_builder()
+                    .without_capability("compute")
+                    .label("state", "draining")
+                    .build()
+                    .expect("valid metadata");
+                old.set_metadata(draining).expect("the guard's own binding");
+                s.ops += 1;
+                s.retagged += 1;
+            }
             let name = old.name().to_owned();
             drop(old);
             assert!(
@@ -213,7 +268,10 @@ fn worker(id: usize, registry: Agents, stop: &AtomicBool) -> Stats {
         if round % 16 == 0 {
             let scout = Agent::new("scout", 0);
             let name = format!("scout-{id}-{round}");
-            let guard = registry.register_weak(&name, &scout).expect("fresh name");
+            let guard = registry
+                .with_metadata(Arc::clone(&scout_meta))
+                .register_weak(&name, &scout)
+                .expect("fresh name");
             s.ops += 1;
             s.registrations += 1;
             s.weak_registrations += 1;
@@ -332,8 +390,65 @@ fn client(id: usize, registry: Agents, stop: &AtomicBool, upgrades: &[AtomicU64]
         s.ops += 1;
         s.lookups += 1;
 
-        // 5. Discovery: list the names now and then, and call a worker found there. The list
-        //    is a weakly consistent snapshot, so the worker may have gone since.
+        // 5. Routing by capability: a task that needs `translate` goes to a worker that can
+        //    (only thread 1's agents can), one that needs `compute` and `summarize` to the best
+        //    match. The index never answers with an agent that is gone, nor with one that no
+        //    longer has the capability (a draining worker dropped `compute`).
+        if i % 16 == 0 {
+            let skill = if i % 32 == 0 {
+                "translate"
+            } else {
+                "summarize"
+            };
+            let found = registry
+                .find()
+                .kind("worker")
+                .capability(skill)
+                .limit(4)
+                .run()
+                .expect("valid query");
+            s.ops += 1;
+            s.queries += 1;
+            match found.get(rng.below(found.len().max(1))) {
+                Some(m) => {
+                    assert!(m.metadata.has_capability(skill), "{m:?} cannot {skill}");
+                    assert!(m.name.starts_with("worker-"));
+                    m.value.invoke(i);
+                    s.invocations += 1;
+                    s.routed += 1;
+                }
+                None => s.unroutable += 1,
+            }
+            let best = registry
+                .best_match(&["compute", "summarize"])
+                .expect("valid capabilities");
+            s.ops += 1;
+            s.queries += 1;
+            if let Some(m) = best {
+                assert!(m.metadata.has_capability("compute"), "draining: {m:?}");
+                m.value.invoke(i);
+                s.invocations += 1;
+                s.routed += 1;
+            }
+        }
+        // MARSYS's SmartCoordinator: "find suitable agents" by kind. The services are never
+        // removed: the query always finds all four, each with its skill.
+        if i % 256 == 0 {
+            let services = registry.find_by_kind("service").expect("valid kind");
+            s.ops += 1;
+            s.queries += 1;
+            let names: Vec<&str> = services.iter().map(|m| m.name.as_str()).collect();
+            assert_eq!(names, SERVICES, "the services, sorted by name");
+            for (m, skill) in services.iter().zip(SERVICE_SKILLS) {
+                assert!(m.metadata.has_capability(skill));
+            }
+            services[rng.below(services.len())].value.invoke(i);
+            s.invocations += 1;
+            s.routed += 1;
+        }
+
+        // 6. Discovery by name: list the names now and then, and call a worker found there.
+        //    The list is a weakly consistent snapshot, so the worker may have gone since.
         if i % 512 == 1 {
             directory = registry.names();
             directory.retain(|n| n.starts_with("worker-") || n.starts_with("scout-"));
@@ -499,6 +614,8 @@ struct Monitor {
     other_removals: u64,
     /// `subscribe` calls (1, plus one per `Lagged`).
     subscriptions: u64,
+    /// Metadata updates (a draining worker).
+    metadata_updates: u64,
 }
 
 /// A snapshot at revision R and a watcher from R: the mirror starts from the snapshot.
@@ -541,7 +658,13 @@ fn monitor(registry: Agents, caught_up_to: &AtomicU64) -> Monitor {
                         m.mirror.insert(e.name().to_owned(), *tag);
                     }
                     EventKind::Unregistered { tag, reason } => {
-                        assert_eq!(current, Some(*tag), "{e:?}: removes what was bound");
+                        // A weak scout whose agent had died before a (re-)subscription's
+                        // snapshot, unpurged, is not in that snapshot (it was invisible): its
+                        // purge arrives for a name the mirror never listed.
+                        let unlisted = current.is_none() && *reason == Reason::WeakOwnerDead;
+                        if !unlisted {
+                            assert_eq!(current, Some(*tag), "{e:?}: removes what was bound");
+                        }
                         m.mirror.remove(e.name());
                         match reason {
                             Reason::GuardDropped => m.guard_dropped += 1,
@@ -549,6 +672,10 @@ fn monitor(registry: Agents, caught_up_to: &AtomicU64) -> Monitor {
                             Reason::WeakOwnerDead => m.weak_dead += 1,
                             _ => m.other_removals += 1,
                         }
+                    }
+                    EventKind::MetadataUpdated { tag } => {
+                        assert_eq!(current, Some(*tag), "{e:?}: updates what is bound");
+                        m.metadata_updates += 1;
                     }
                     other => panic!("an event this monitor does not know: {other:?}"),
                 }
@@ -714,8 +841,16 @@ fn main() {
         .build();
 
     // The services live for the whole run: `detach` keeps their bindings past their guards.
-    for name in SERVICES {
-        let guard = registry.register(name, Agent::new(name, 0));
+    // They carry metadata (kind "service" and a skill), which their upgrades keep.
+    for (name, skill) in SERVICES.iter().zip(SERVICE_SKILLS) {
+        let meta = Metadata::builder()
+            .kind("service")
+            .capability(skill)
+            .build()
+            .expect("valid metadata");
+        let guard = registry
+            .with_metadata(meta)
+            .register(name, Agent::new(name, 0));
         guard.expect("a fresh registry").detach();
     }
     let upgrades: Vec<AtomicU64> = SERVICES.iter().map(|_| AtomicU64::new(0)).collect();
@@ -825,6 +960,23 @@ fn main() {
         t.weak_vanished,
         "binding gone with the agent",
     );
+    let how = format!(
+        "tasks, by capability and kind; {} queries, {} found nobody able; {} workers retagged",
+        t.queries, t.unroutable, t.retagged
+    );
+    row("routed by discovery", t.routed, &how);
+    // Discovery after the run: only the services carry metadata now, and the index holds
+    // exactly their entries ("has metadata", kind, skill): nothing stale was left behind by
+    // the thousands of agents that came and went.
+    let found: Vec<String> = registry
+        .find()
+        .run()
+        .expect("no condition")
+        .into_iter()
+        .map(|m| m.name) // (a `Match` holds a clone of its agent: keep only the name)
+        .collect();
+    assert_eq!(found, SERVICES);
+    assert_eq!(registry.discovery_index_len(), SERVICES.len() * 3);
     let names_note = format!("len() == names().len(): {names:?}");
     row("live entries at end", live as u64, &names_note);
 
@@ -840,8 +992,14 @@ fn main() {
     );
     let w = &watched;
     let how = format!(
-        "{} subscribe(s); removals: {} guard dropped, {} by tag, {} weak owner dead, {} other",
-        w.subscriptions, w.guard_dropped, w.if_same, w.weak_dead, w.other_removals
+        "{} subscribe(s); removals: {} guard dropped, {} by tag, {} weak owner dead, {} other; \
+         {} metadata updates",
+        w.subscriptions,
+        w.guard_dropped,
+        w.if_same,
+        w.weak_dead,
+        w.other_removals,
+        w.metadata_updates
     );
     row("events watched", w.events, &how);
     row(

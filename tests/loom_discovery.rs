@@ -72,9 +72,7 @@ fn justified(reg: &Registry<u32>) -> usize {
     reg.entries()
         .into_iter()
         .filter_map(|(name, _)| reg.metadata(&name).and_then(|(_, m)| m))
-        .map(|m| {
-            1 + usize::from(m.kind().is_some()) + m.capabilities().len() + m.labels().len()
-        })
+        .map(|m| 1 + usize::from(m.kind().is_some()) + m.capabilities().len() + m.labels().len())
         .sum()
 }
 
@@ -103,32 +101,36 @@ fn binding(reg: &Registry<u32>, name: &str) -> Option<(Tag, Vec<String>)> {
 /// (which skips that re-check) leaves the two entries of a removed binding behind here.
 #[test]
 fn index_entry_added_after_commit_races_its_removal() {
-    check("index_entry_added_after_commit_races_its_removal", 2, || {
-        let reg = registry();
-        let r1 = reg.clone();
-        let registrar = loom::thread::spawn(move || {
-            r1.with_metadata(cap("a"))
-                .register_detached("x", 1)
-                .map_err(|r| r.error().clone())
-        });
-        let removed = reg.unregister("x");
-        let registered = registrar.join().unwrap();
-        // The name was free and only this thread binds it.
-        let tag = registered.expect("the name was free");
-        match &removed {
-            // The removal came after the commit: it removed that binding.
-            Ok(entry) => {
-                assert_eq!(entry.tag(), tag, "removed another binding");
-                assert_eq!(binding(&reg, "x"), None);
+    check(
+        "index_entry_added_after_commit_races_its_removal",
+        2,
+        || {
+            let reg = registry();
+            let r1 = reg.clone();
+            let registrar = loom::thread::spawn(move || {
+                r1.with_metadata(cap("a"))
+                    .register_detached("x", 1)
+                    .map_err(|r| r.error().clone())
+            });
+            let removed = reg.unregister("x");
+            let registered = registrar.join().unwrap();
+            // The name was free and only this thread binds it.
+            let tag = registered.expect("the name was free");
+            match &removed {
+                // The removal came after the commit: it removed that binding.
+                Ok(entry) => {
+                    assert_eq!(entry.tag(), tag, "removed another binding");
+                    assert_eq!(binding(&reg, "x"), None);
+                }
+                // The removal came first and found nothing: the binding stays, with its metadata.
+                Err(Error::NotFound { .. }) => {
+                    assert_eq!(binding(&reg, "x"), Some((tag, vec!["a".to_owned()])));
+                }
+                Err(e) => panic!("unregister: {e:?}"),
             }
-            // The removal came first and found nothing: the binding stays, with its metadata.
-            Err(Error::NotFound { .. }) => {
-                assert_eq!(binding(&reg, "x"), Some((tag, vec!["a".to_owned()])));
-            }
-            Err(e) => panic!("unregister: {e:?}"),
-        }
-        assert_index_exact(&reg, "registration vs removal");
-    });
+            assert_index_exact(&reg, "registration vs removal");
+        },
+    );
 }
 
 /// Three threads on one name: the first registers it with capability `a` and removes it
@@ -147,26 +149,39 @@ fn stale_index_entry_is_cleaned_up() {
         let first = loom::thread::spawn(move || {
             let tag = r1.with_metadata(cap("a")).register_detached("x", 1).ok()?;
             let removed = r1.unregister_if_same("x", tag);
-            assert_eq!(removed.map(|e| e.tag()), Ok(tag), "its own binding, removed");
+            assert_eq!(
+                removed.map(|e| e.tag()),
+                Ok(tag),
+                "its own binding, removed"
+            );
             Some(tag)
         });
         let r2 = reg.clone();
-        let second = loom::thread::spawn(move || {
-            r2.with_metadata(cap("b")).register_detached("x", 2).ok()
-        });
+        let second =
+            loom::thread::spawn(move || r2.with_metadata(cap("b")).register_detached("x", 2).ok());
         let found = reg.find_by_capability("a").unwrap();
         let first = first.join().unwrap();
         let second = second.join().unwrap();
         assert!(found.len() <= 1, "{found:?}");
         for m in &found {
-            assert!(m.metadata.has_capability("a"), "{m:?} returned for capability a");
+            assert!(
+                m.metadata.has_capability("a"),
+                "{m:?} returned for capability a"
+            );
             assert_eq!(m.name, "x");
-            assert_eq!(Some(m.tag), first, "{m:?}: not the binding registered with a");
+            assert_eq!(
+                Some(m.tag),
+                first,
+                "{m:?}: not the binding registered with a"
+            );
             assert_eq!(m.value, 1, "{m:?}");
         }
         // Both registrations can fail only if each saw the other's binding, which the first
         // removes only after it succeeded.
-        assert!(first.is_some() || second.is_some(), "both registrations refused");
+        assert!(
+            first.is_some() || second.is_some(),
+            "both registrations refused"
+        );
         match second {
             Some(tag) => assert_eq!(binding(&reg, "x"), Some((tag, vec!["b".to_owned()]))),
             None => assert_eq!(binding(&reg, "x"), None),
@@ -193,11 +208,11 @@ fn drain(w: &mut genreg::Watcher<u32>) -> Vec<Event<u32>> {
 #[test]
 fn metadata_update_races_removal() {
     check("metadata_update_races_removal", 2, || {
-        let reg = Registry::builder()
-            .hash_seed(0x5eed_0001)
-            .events(8)
-            .build();
-        let tag = reg.with_metadata(cap("a")).register_detached("x", 1).unwrap();
+        let reg = Registry::builder().hash_seed(0x5eed_0001).events(8).build();
+        let tag = reg
+            .with_metadata(cap("a"))
+            .register_detached("x", 1)
+            .unwrap();
         let mut w = reg.watch(Filter::all(), Revision::ZERO).unwrap();
         let r1 = reg.clone();
         let updater = loom::thread::spawn(move || r1.update_metadata("x", tag, cap("b")));
@@ -236,8 +251,13 @@ fn metadata_update_races_removal() {
             "{events:?}"
         );
         if updated.is_ok() {
-            let meta = events[1].metadata().expect("an update carries its metadata");
-            assert!(meta.has_capability("b") && !meta.has_capability("a"), "{meta:?}");
+            let meta = events[1]
+                .metadata()
+                .expect("an update carries its metadata");
+            assert!(
+                meta.has_capability("b") && !meta.has_capability("a"),
+                "{meta:?}"
+            );
         }
     });
 }

@@ -153,7 +153,11 @@ fn build(n: usize) -> (World, f64, f64) {
         }
     }
     let with_side = rss_mb();
-    (World { n, reg, side }, with_reg - before, with_side - with_reg)
+    (
+        World { n, reg, side },
+        with_reg - before,
+        with_side - with_reg,
+    )
 }
 
 fn genreg_find(w: &World, cap: &str) -> Vec<Hit> {
@@ -275,9 +279,18 @@ fn names_of(hits: &[Hit]) -> Vec<&str> {
 fn bench_find(w: &World, cap: &str, expect: usize, reps: usize, min: Duration) -> Vec<f64> {
     // Check first: every method finds the same `expect` names.
     let reference = genreg_find(w, cap);
-    assert_eq!(reference.len(), expect, "{cap}: genreg found {}", reference.len());
+    assert_eq!(
+        reference.len(),
+        expect,
+        "{cap}: genreg found {}",
+        reference.len()
+    );
     for other in [scan_entries(w, cap), scan_iter(w, cap), side_find(w, cap)] {
-        assert_eq!(names_of(&other), names_of(&reference), "{cap}: methods disagree");
+        assert_eq!(
+            names_of(&other),
+            names_of(&reference),
+            "{cap}: methods disagree"
+        );
     }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); METHODS.len()];
     for rep in 0..reps {
@@ -364,7 +377,10 @@ fn bench_cycle(w: &World, reps: usize, min: Duration) -> Vec<f64> {
                     for n in &pool {
                         let tag = w.reg.register_detached(n, Arc::clone(&value)).unwrap();
                         for c in caps {
-                            w.side.entry(c.to_owned()).or_default().insert(n.clone(), tag);
+                            w.side
+                                .entry(c.to_owned())
+                                .or_default()
+                                .insert(n.clone(), tag);
                         }
                         w.reg.unregister_if_same(n, tag).unwrap();
                         for c in caps {
@@ -455,7 +471,11 @@ fn main() {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        rows.push(("best_match over 3 capabilities (1,110 candidates)".into(), w.n, r));
+        rows.push((
+            "best_match over 3 capabilities (1,110 candidates)".into(),
+            w.n,
+            r,
+        ));
         let c = bench_cycle(&w, reps, min);
         println!(
             "  registration cycle: {}",
@@ -487,7 +507,9 @@ fn main() {
         );
     }
     println!("\n## Registration: register_detached + unregister_if_same, ns per cycle (median)");
-    println!("| entries | without metadata | with metadata | vs without | without + hand-rolled index | vs without |");
+    println!(
+        "| entries | without metadata | with metadata | vs without | without + hand-rolled index | vs without |"
+    );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
     for (n, c) in &cycles {
         println!(

@@ -172,7 +172,10 @@ impl Index {
         });
         let tag = self.identity();
         // Lost to another creator: use theirs.
-        let node = match self.postings.bind(hash, &key, tag, Stored::Strong(new), None, guard) {
+        let node = match self
+            .postings
+            .bind(hash, &key, tag, Stored::Strong(new), None, guard)
+        {
             Ok(()) => self.postings.get(hash, &key, guard),
             Err((current, _)) => Some(current),
         };

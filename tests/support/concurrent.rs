@@ -550,7 +550,10 @@ impl Worker {
             Op::RegisterAutoMeta { prefix, meta } => {
                 let prefix = prefix.get();
                 let v = self.value();
-                match reg.with_metadata(meta.get()).register_auto(&prefix, v.clone()) {
+                match reg
+                    .with_metadata(meta.get())
+                    .register_auto(&prefix, v.clone())
+                {
                     Ok(g) => {
                         let name = g.name().to_owned();
                         assert!(name.starts_with(&format!("{prefix}-")), "{op:?}: {name:?}");

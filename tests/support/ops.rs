@@ -350,7 +350,9 @@ impl QuerySel {
             && self
                 .any()
                 .is_none_or(|mut a| a.any(|c| meta.has_capability(c.get())))
-            && self.region().is_none_or(|r| meta.label("region") == Some(r))
+            && self
+                .region()
+                .is_none_or(|r| meta.label("region") == Some(r))
             && self.prefix().is_none_or(|p| name.starts_with(p))
     }
 

@@ -4,9 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use genreg::{
-    Ensured, Error, InstanceId, Metadata, Pinned, Registration, Registry, Rejected, Tag,
-};
+use genreg::{Ensured, Error, InstanceId, Metadata, Pinned, Registration, Registry, Rejected, Tag};
 
 use super::*;
 
@@ -768,7 +766,11 @@ impl Harness {
                     assert!(actual.is_err(), "{op:?}: an invalid query answered");
                     check_display_meta(&actual.unwrap_err());
                 } else {
-                    let actual: Vec<_> = actual.expect("a valid query").iter().map(obs_match).collect();
+                    let actual: Vec<_> = actual
+                        .expect("a valid query")
+                        .iter()
+                        .map(obs_match)
+                        .collect();
                     let expected: Vec<_> = self
                         .model
                         .described()
@@ -902,7 +904,11 @@ pub fn check_invariants(h: &mut Harness) {
         .iter()
         .map(obs_match)
         .collect();
-    assert_eq!(found, h.model.described(), "find() disagrees with the model");
+    assert_eq!(
+        found,
+        h.model.described(),
+        "find() disagrees with the model"
+    );
     // Replaying the events gives the model's state (so, every change had its event, once, in
     // order).
     if let Some(mirror) = h.mirror.as_mut() {
