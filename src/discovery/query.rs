@@ -196,11 +196,11 @@ impl<'r, V> Query<'r, V> {
         if let Some(p) = &self.prefix {
             // Indexed up to its last separator: every name that starts with `p` has that
             // prefix term.
-            if let Some((i, _)) = p
+            let last = p
                 .char_indices()
-                .filter(|&(i, c)| i > 0 && is_separator(c))
-                .last()
-            {
+                .rev()
+                .find(|&(i, c)| i > 0 && is_separator(c));
+            if let Some((i, _)) = last {
                 sources.push(Source::Term(Term::Prefix(&p[..i])));
             }
         }
