@@ -75,9 +75,19 @@ fn replay_snapshot_corpus() {
         if let Ok(snapshot) = serde_json::from_slice::<genreg::Snapshot<String>>(data) {
             let registry: genreg::Registry<String> = genreg::Registry::builder().events(64).build();
             let expected = snapshot.len();
+            let described = snapshot
+                .entries()
+                .iter()
+                .filter(|e| e.metadata.is_some())
+                .count();
             if let Ok(n) = registry.restore(snapshot) {
                 assert_eq!(n, expected);
                 assert_eq!(registry.len(), n);
+                // Entries restored with metadata are found by discovery, and only they.
+                assert_eq!(
+                    registry.find().run().expect("no condition").len(),
+                    described
+                );
             }
         }
     });
