@@ -243,15 +243,20 @@
 //! not found by queries.
 //!
 //! **Queries** ([`Registry::find`], `find_by_*`, [`best_match`](Registry::best_match)) read an
-//! index: for each *term* (a kind, a capability, a label, "has metadata", and each prefix of a
-//! name that ends before a separator `-` `_` `.` `/` `:`), the set of names that carry it, held
-//! in the crate's own lock-free map and kept at the registry's commit point by the thread whose
-//! change committed. A query reads the smallest set among its conditions, so it costs about
-//! what its most selective condition holds, not the registry's size; each candidate is then
-//! checked against its binding in the table. A name prefix is indexed up to its last separator
-//! (`find_by_prefix("worker-")` reads the names under `worker`); a prefix with no separator,
-//! alone, reads every entry that has metadata. What a query promises when writers race with
-//! it:
+//! index: for each *term* (a kind, a capability, a label `key=value`, "has metadata", and a
+//! name's first segment, the part before its first separator `-` `_` `.` `/` `:`), the set of
+//! names that carry it, held in the crate's own lock-free map and kept at the registry's commit
+//! point by the thread whose change committed. A query reads the smallest set among its
+//! conditions, so it costs about what its most selective condition holds, not the registry's
+//! size; each candidate is then checked against its binding in the table. A name prefix that
+//! runs past the first separator (`find_by_prefix("worker-")`) reads the names under that
+//! segment; a prefix with no separator, alone, reads every entry that has metadata.
+//!
+//! The index is bounded: at most 4,096 distinct terms get a set of their own (about 2.5 KiB
+//! each), for the life of the registry. Past that, a query for a term without one reads every
+//! entry that has metadata instead, so keep unbounded values (request ids) out of labels and
+//! first name segments if queries must stay cheap. What a query promises when writers race
+//! with it:
 //! - every binding it returns was bound, visible, and carried the returned metadata (which
 //!   satisfies every condition) at an instant during the query; it never returns a binding
 //!   removed, nor metadata replaced, before the query began;

@@ -561,3 +561,46 @@ fn queries_race_with_churn_and_stay_exact_for_stable_bindings() {
     // Each: "has metadata", the prefix "s", the kind, two capabilities.
     assert_eq!(reg.discovery_index_len(), stable.len() * 5);
 }
+
+#[test]
+fn terms_past_the_cap_are_still_found_and_the_index_stays_bounded() {
+    // Every entry gets a label value of its own: far more distinct terms than the index gives
+    // postings to (4,096). Those past the cap are found by reading every entry with metadata.
+    let reg: Registry<u32> = builder().build();
+    let n = if cfg!(miri) { 40 } else { 5000 };
+    let label = |i: u32| {
+        Metadata::builder()
+            .kind("job")
+            .label("id", i.to_string())
+            .build()
+            .unwrap()
+    };
+    for i in 0..n {
+        reg.with_metadata(label(i))
+            .register_detached(&format!("job{i}"), i)
+            .unwrap();
+    }
+    for i in [0, n / 2, n - 1] {
+        let found = reg.find_by_label("id", &i.to_string()).unwrap();
+        assert_eq!(names(&found), [format!("job{i}").as_str()]);
+    }
+    assert!(reg.find_by_label("id", "none").unwrap().is_empty());
+    assert_eq!(reg.find_by_kind("job").unwrap().len(), n as usize);
+    // Churn with fresh label values: the index does not grow with it.
+    let settled = reg.discovery_index_len();
+    for i in n..2 * n {
+        let tag = reg
+            .with_metadata(label(i))
+            .register_detached("temp", i)
+            .unwrap();
+        if i % 64 == 0 {
+            // (A term past the cap is a scan of every entry with metadata: not every time.)
+            assert_eq!(
+                names(&reg.find_by_label("id", &i.to_string()).unwrap()),
+                ["temp"]
+            );
+        }
+        reg.unregister_if_same("temp", tag).unwrap();
+    }
+    assert_eq!(reg.discovery_index_len(), settled);
+}

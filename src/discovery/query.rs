@@ -2,8 +2,8 @@
 //! `find_*` and `best_match` shortcuts.
 //!
 //! A query takes its candidates from the index (`raw/index.rs`): every condition that has a
-//! posting of its own (a kind, a capability, a label, a union of capabilities, a name prefix up
-//! to its last separator) is a source, and the query reads the smallest one. So it costs about
+//! posting of its own (a kind, a capability, a label, a union of capabilities, a name prefix
+//! that runs past the name's first separator) is a source, and the query reads the smallest. So it costs about
 //! what its most selective condition holds, not the registry's size. Every candidate is then
 //! checked against its binding in the table (present, visible, and its current metadata
 //! satisfying every condition), which makes the answer exact for bindings that do not change
@@ -17,7 +17,7 @@ use crossbeam_epoch::Guard;
 use super::metadata::{Field, Metadata, MetadataError, ident};
 use crate::name::{self, InvalidNameReason};
 use crate::raw::RawMap;
-use crate::raw::index::{Index, Term, is_separator};
+use crate::raw::index::{Index, Term, first_segment};
 use crate::raw::node::StoredRef;
 use crate::registry::Registry;
 use crate::tag::Tag;
@@ -194,14 +194,10 @@ impl<'r, V> Query<'r, V> {
             ));
         }
         if let Some(p) = &self.prefix {
-            // Indexed up to its last separator: every name that starts with `p` has that
-            // prefix term.
-            let last = p
-                .char_indices()
-                .rev()
-                .find(|&(i, c)| i > 0 && is_separator(c));
-            if let Some((i, _)) = last {
-                sources.push(Source::Term(Term::Prefix(&p[..i])));
+            // A prefix that runs past its first separator names the segment before it: every
+            // name that starts with `p` carries that term.
+            if let Some(segment) = first_segment(p) {
+                sources.push(Source::Term(Term::Prefix(segment)));
             }
         }
         if sources.is_empty() {
@@ -219,9 +215,14 @@ enum Source<'a> {
 }
 
 impl Source<'_> {
-    /// How many names it holds (an estimate while writers run).
-    fn size(&self, index: &Index, guard: &Guard) -> usize {
-        let len = |t: &Term<'_>| index.posting(*t, guard).map_or(0, |p| p.len());
+    /// How many names it holds (an estimate while writers run); `None` if it cannot be read
+    /// (a term without a posting in an overflowed index: see `raw/index.rs`).
+    fn size(&self, index: &Index, guard: &Guard) -> Option<usize> {
+        let len = |t: &Term<'_>| match index.posting(*t, guard) {
+            Some(p) => Some(p.len()),
+            // No posting: nobody carries the term, unless the index overflowed.
+            None => (!index.overflowed()).then_some(0),
+        };
         match self {
             Source::Term(t) => len(t),
             Source::Any(ts) => ts.iter().map(len).sum(),
@@ -245,12 +246,16 @@ impl Source<'_> {
     }
 }
 
-/// The candidates of the smallest of `sources`.
+/// The candidates of the smallest readable source (every entry with metadata if none is).
 fn candidates<'g>(sources: &[Source<'_>], index: &'g Index, guard: &'g Guard) -> Vec<&'g str> {
-    sources
+    let smallest = sources
         .iter()
-        .min_by_key(|s| s.size(index, guard))
-        .map_or_else(Vec::new, |s| s.names(index, guard))
+        .filter_map(|s| Some((s.size(index, guard)?, s)))
+        .min_by_key(|(size, _)| *size);
+    match smallest {
+        Some((_, s)) => s.names(index, guard),
+        None => Source::Term(Term::Named).names(index, guard),
+    }
 }
 
 impl<V: Clone + Send + Sync + 'static> Query<'_, V> {
@@ -379,7 +384,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             return Ok(None);
         };
         let terms = capabilities.iter().map(|c| Term::Capability(c)).collect();
-        let names = Source::Any(terms).names(index, guard);
+        let names = candidates(&[Source::Any(terms)], index, guard);
         let score = |meta: &Metadata| {
             capabilities
                 .iter()

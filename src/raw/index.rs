@@ -4,12 +4,20 @@
 //! # Layout
 //! A map of *terms* to *postings*, both this crate's own lock-free map (`RawMap`, so the index
 //! inherits its verified protocol, its loom models and its Miri runs). A term is `k{kind}`,
-//! `c{capability}`, `l{key}={value}`, `n` (every entry that carries metadata) or `p{prefix}`
-//! for each prefix of the name that ends just before a separator (`-`, `_`, `.`, `/`, `:`), so
-//! that `worker_1` is found from `worker_`. A posting is the set of names carrying the term,
-//! each in a node whose tag is a fresh *identity* minted for that one insertion (a name put
-//! again gets a new identity), and removed only by a CAS on its identity: a removal never takes
-//! out an entry newer than the one it looked at. Postings are created on first use and kept.
+//! `c{capability}`, `l{key}={value}`, `n` (every entry that carries metadata) or `p{segment}`
+//! for the name's first segment, the part before its first separator (`-`, `_`, `.`, `/`,
+//! `:`), so that `worker_1` is found from `worker_`. A posting is the set of names carrying the
+//! term, each in a node whose tag is a fresh *identity* minted for that one insertion (a name
+//! put again gets a new identity), and removed only by a CAS on its identity: a removal never
+//! takes out an entry newer than the one it looked at.
+//!
+//! # Bounded
+//! Postings are created on first use and never removed (removing one safely would need an
+//! atomic "remove if empty" across two maps), so their number is capped: at most
+//! [`MAX_TERMS`] terms get a posting. A term met after that has none: its entries are in `n`
+//! only, and the index is marked *overflowed* (once, for good) before the publisher returns.
+//! A query for a term without a posting reads nothing if the index never overflowed (nobody
+//! carries the term), and else falls back to reading `n` and filtering.
 //!
 //! # The protocol
 //! The index is a hint; the table is the truth. An entry `(t, x)` is *justified* while the
@@ -47,9 +55,12 @@ use crossbeam_epoch::Guard;
 use super::node::Node;
 use super::{RawMap, Stored, Write, Written};
 use crate::discovery::Metadata;
-use crate::sync::{AtomicU64, Ordering, fence};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, fence};
 use crate::tag::{Generation, InstanceId, Tag};
 use crate::watch::Reason;
+
+/// The most terms with a posting of their own (see "Bounded"; each costs about 2.5 KiB).
+pub(crate) const MAX_TERMS: usize = 4096;
 
 /// The characters after which a name's prefix is indexed (`p` terms).
 pub(crate) fn is_separator(c: char) -> bool {
@@ -61,7 +72,7 @@ pub(crate) fn is_separator(c: char) -> bool {
 pub(crate) enum Term<'a> {
     /// Every entry with metadata.
     Named,
-    /// A prefix of the name that ends just before a separator.
+    /// The name's first segment (before its first separator, which must follow).
     Prefix(&'a str),
     Kind(&'a str),
     Capability(&'a str),
@@ -84,7 +95,7 @@ impl Term<'_> {
     pub(crate) fn held_by(&self, name: &str, meta: &Metadata) -> bool {
         match *self {
             Term::Named => true,
-            Term::Prefix(p) => name.starts_with(p) && name[p.len()..].starts_with(is_separator),
+            Term::Prefix(p) => first_segment(name) == Some(p),
             Term::Kind(k) => meta.kind() == Some(k),
             Term::Capability(c) => meta.has_capability(c),
             Term::Label(k, v) => meta.label(k) == Some(v),
@@ -94,15 +105,19 @@ impl Term<'_> {
 
 /// Every term that a binding of `name` with `meta` carries.
 pub(crate) fn terms<'a>(name: &'a str, meta: &'a Metadata) -> impl Iterator<Item = Term<'a>> {
-    let prefixes = name
-        .char_indices()
-        .filter(|&(i, c)| i > 0 && is_separator(c))
-        .map(|(i, _)| Term::Prefix(&name[..i]));
     std::iter::once(Term::Named)
-        .chain(prefixes)
+        .chain(first_segment(name).map(Term::Prefix))
         .chain(meta.kind().map(Term::Kind))
         .chain(meta.capabilities().map(Term::Capability))
         .chain(meta.labels().map(|(k, v)| Term::Label(k, v)))
+}
+
+/// The part of `name` before its first separator, if that is not at its start.
+pub(crate) fn first_segment(name: &str) -> Option<&str> {
+    match name.find(is_separator) {
+        Some(i) if i > 0 => Some(&name[..i]),
+        _ => None,
+    }
 }
 
 /// One term's names.
@@ -128,6 +143,11 @@ pub(crate) struct Index {
     /// The identity of the next entry put. Relaxed: only uniqueness matters.
     next: AtomicU64,
     seed: u64,
+    /// Postings created (a cap, not a count to rely on: two creators may pass it together).
+    terms: AtomicUsize,
+    /// Nonzero once a term went without a posting (see "Bounded"). SeqCst store before the
+    /// publisher returns, SeqCst load after a query found no posting.
+    overflowed: AtomicUsize,
 }
 
 impl Index {
@@ -136,7 +156,15 @@ impl Index {
             postings: RawMap::new(0, seed ^ 0x1dec_5eed),
             next: AtomicU64::new(1),
             seed,
+            terms: AtomicUsize::new(0),
+            overflowed: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether some term went without a posting (queries for terms without one must then
+    /// read every entry with metadata).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::SeqCst) != 0 // necessary: see the field
     }
 
     /// Entries in every posting, justified or not (for tests).
@@ -160,10 +188,16 @@ impl Index {
         }
     }
 
-    /// The posting of `term`, created if need be (postings are never removed).
-    fn posting_or_new<'g>(&self, term: Term<'_>, guard: &'g Guard) -> &'g Posting {
+    /// The posting of `term`, created if need be (postings are never removed), or `None` if
+    /// the index holds [`MAX_TERMS`] already (then it is marked overflowed).
+    fn posting_or_new<'g>(&self, term: Term<'_>, guard: &'g Guard) -> Option<&'g Posting> {
         if let Some(p) = self.posting(term, guard) {
-            return p;
+            return Some(p);
+        }
+        // `n` is the fallback of every other term: always indexed.
+        if term != Term::Named && self.terms.load(Ordering::Relaxed) >= MAX_TERMS {
+            self.overflowed.store(1, Ordering::SeqCst); // necessary: see the field
+            return None;
         }
         let key = term.key();
         let hash = self.postings.hash(&key);
@@ -176,11 +210,15 @@ impl Index {
             .postings
             .bind(hash, &key, tag, Stored::Strong(new), None, guard)
         {
-            Ok(()) => self.postings.get(hash, &key, guard),
+            Ok(()) => {
+                // Relaxed: a cap (see the field).
+                self.terms.fetch_add(1, Ordering::Relaxed);
+                self.postings.get(hash, &key, guard)
+            }
             Err((current, _)) => Some(current),
         };
         match node.expect("postings are never removed").stored() {
-            super::StoredRef::Strong(p) => p,
+            super::StoredRef::Strong(p) => Some(p),
             super::StoredRef::Weak(_) => unreachable!("postings are strong"),
         }
     }
@@ -194,7 +232,11 @@ impl Index {
     /// Puts a fresh entry for each of the terms of a binding of `name` with `meta`.
     pub(crate) fn publish(&self, name: &str, meta: &Metadata, guard: &Guard) {
         for term in terms(name, meta) {
-            let set = &self.posting_or_new(term, guard).set;
+            // Without a posting (overflowed), the entry is found through `n`.
+            let Some(posting) = self.posting_or_new(term, guard) else {
+                continue;
+            };
+            let set = &posting.set;
             let hash = set.hash(name);
             let tag = self.identity();
             loop {
