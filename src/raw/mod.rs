@@ -434,10 +434,10 @@ impl<V> RawMap<V> {
     }
 
     /// Replaces the binding of `name` with a new node (`new_tag`, `value`) if `accept(current)`:
-    /// one CAS. The new node keeps the kind of the one it replaces (a weak binding stays weak,
-    /// with `value` as its new owner) and its metadata (the caller keeps it alive; the registry drops its own
-    /// copy of the `Arc` here). On refusal, the binding that refused (`None`: the name is not
-    /// bound) and `value` handed back.
+    /// one CAS. The new node keeps the metadata and the kind of the one it replaces: a weak
+    /// binding stays weak, with `value` as its new owner (the caller keeps it alive; the
+    /// registry drops its own copy of the `Arc` here). On refusal, the binding that refused
+    /// (`None`: the name is not bound) and `value` handed back.
     #[inline]
     pub(crate) fn replace_if<'g>(
         &self,
