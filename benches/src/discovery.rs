@@ -4,6 +4,8 @@
 //! cargo run --release -p genreg-bench --bin discovery            # 1k and 1M entries, ~2 min
 //! cargo run --release -p genreg-bench --bin discovery -- --quick # 1k and 100k, a short pass (CI)
 //! cargo run --release -p genreg-bench --bin discovery -- --sizes 1000,1000000 --reps 5
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*prof_loop*' \
+//!     target/release/discovery --child find10 1000 1000   # instructions: OP, N times, SIZE entries
 //! ```
 //!
 //! Every entry carries metadata: a kind (`kind-{i % 4}`), a filler capability (`f{i % 16}`),
@@ -40,7 +42,7 @@ use genreg::{Metadata, Registry, Tag};
 struct Agent {
     #[allow(dead_code)] // carried, as a real value would be
     id: usize,
-    caps: Arc<[Box<str>]>,
+    caps: Caps,
 }
 
 impl Agent {
@@ -64,13 +66,18 @@ fn name(i: usize) -> String {
     format!("agent-{i:08}")
 }
 
+/// (kind, filler capability, level: 0 none, 1 `mid`, 2 and `some`, 3 and `rare`).
+type Combo = (usize, usize, usize);
+/// A capability list, shared among the values that have it.
+type Caps = Arc<[Box<str>]>;
+
 /// Kind and capabilities of entry `i` of `n`.
-fn combo(i: usize, n: usize) -> (usize, usize, usize) {
-    let level = if i % (n / 10) == 0 {
+fn combo(i: usize, n: usize) -> Combo {
+    let level = if i.is_multiple_of(n / 10) {
         3
-    } else if i % (n / 100) == 0 {
+    } else if i.is_multiple_of(n / 100) {
         2
-    } else if i % (n / 1000) == 0 {
+    } else if i.is_multiple_of(n / 1000) {
         1
     } else {
         0
@@ -98,6 +105,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Mean ns per call of `f` over a batch of at least `min` (and at least one call).
+///
+/// The batch ends with a 4 KiB allocation: glibc defers the consolidation of freed small chunks
+/// to the next allocation too large for them, so without it the 1M strings a scan of
+/// `entries()` frees would be consolidated (~70 ms) inside whichever method runs next.
 fn time_ns<R>(min: Duration, mut f: impl FnMut() -> R) -> f64 {
     let start = Instant::now();
     let mut calls = 0u64;
@@ -105,6 +116,7 @@ fn time_ns<R>(min: Duration, mut f: impl FnMut() -> R) -> f64 {
         black_box(f());
         calls += 1;
     }
+    drop(black_box(vec![0u8; 4096]));
     start.elapsed().as_nanos() as f64 / calls as f64
 }
 
@@ -117,8 +129,7 @@ struct World {
 fn build(n: usize) -> (World, f64, f64) {
     let before = rss_mb();
     let reg: Registry<V> = Registry::builder().capacity(n).build();
-    let mut metas: HashMap<(usize, usize, usize), (Arc<Metadata>, Arc<[Box<str>]>)> =
-        HashMap::new();
+    let mut metas: HashMap<Combo, (Arc<Metadata>, Caps)> = HashMap::new();
     let mut tags = Vec::with_capacity(n);
     for i in 0..n {
         let key = combo(i, n);
@@ -132,7 +143,7 @@ fn build(n: usize) -> (World, f64, f64) {
                     .capabilities(caps.iter().cloned())
                     .build()
                     .unwrap();
-                let caps: Arc<[Box<str>]> = caps.into_iter().map(String::into_boxed_str).collect();
+                let caps: Caps = caps.into_iter().map(String::into_boxed_str).collect();
                 (Arc::new(meta), caps)
             })
             .clone();
@@ -336,23 +347,73 @@ const CYCLES: [&str; 3] = [
     "without metadata + hand-rolled index upkeep",
 ];
 const POOL: usize = 1024;
+const NEW_CAPS: [&str; 3] = ["c-new-1", "c-new-2", "c-new-3"];
+
+/// What a registration cycle registers: fresh names, one value, one shared metadata.
+struct Cycle {
+    pool: Vec<String>,
+    value: V,
+    meta: Arc<Metadata>,
+}
+
+impl Cycle {
+    fn new() -> Cycle {
+        let meta = Metadata::builder()
+            .kind("kind-new")
+            .capabilities(NEW_CAPS)
+            .build()
+            .unwrap();
+        let caps: Caps = NEW_CAPS.iter().map(|c| Box::from(*c)).collect();
+        Cycle {
+            pool: (0..POOL).map(|i| format!("new-{i:06}")).collect(),
+            value: Arc::new(Agent {
+                id: usize::MAX,
+                caps,
+            }),
+            meta: Arc::new(meta),
+        }
+    }
+
+    /// The pool once: register_detached + unregister_if_same, without metadata.
+    fn plain(&self, w: &World) {
+        for n in &self.pool {
+            let tag = w.reg.register_detached(n, Arc::clone(&self.value)).unwrap();
+            w.reg.unregister_if_same(n, tag).unwrap();
+        }
+    }
+
+    /// The same, with metadata.
+    fn meta(&self, w: &World) {
+        for n in &self.pool {
+            let with = w.reg.with_metadata(Arc::clone(&self.meta));
+            let tag = with.register_detached(n, Arc::clone(&self.value)).unwrap();
+            w.reg.unregister_if_same(n, tag).unwrap();
+        }
+    }
+
+    /// Without metadata, plus the hand-rolled index's upkeep.
+    fn side(&self, w: &World) {
+        for n in &self.pool {
+            let tag = w.reg.register_detached(n, Arc::clone(&self.value)).unwrap();
+            for c in NEW_CAPS {
+                w.side
+                    .entry(c.to_owned())
+                    .or_default()
+                    .insert(n.clone(), tag);
+            }
+            w.reg.unregister_if_same(n, tag).unwrap();
+            for c in NEW_CAPS {
+                if let Some(mut set) = w.side.get_mut(c) {
+                    set.remove(n.as_str());
+                }
+            }
+        }
+    }
+}
 
 /// ns per register_detached + unregister_if_same cycle, on fresh names, for each of `CYCLES`.
 fn bench_cycle(w: &World, reps: usize, min: Duration) -> Vec<f64> {
-    let pool: Vec<String> = (0..POOL).map(|i| format!("new-{i:06}")).collect();
-    let caps = ["c-new-1", "c-new-2", "c-new-3"];
-    let meta = Arc::new(
-        Metadata::builder()
-            .kind("kind-new")
-            .capabilities(caps)
-            .build()
-            .unwrap(),
-    );
-    let agent_caps: Arc<[Box<str>]> = caps.iter().map(|c| Box::from(*c)).collect();
-    let value = Arc::new(Agent {
-        id: usize::MAX,
-        caps: agent_caps,
-    });
+    let cycle = Cycle::new();
     let len = w.reg.len();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); CYCLES.len()];
     for rep in 0..reps {
@@ -360,43 +421,58 @@ fn bench_cycle(w: &World, reps: usize, min: Duration) -> Vec<f64> {
             let k = (k + rep) % CYCLES.len();
             // One call = the whole pool once (POOL cycles).
             let per_pool = match k {
-                0 => time_ns(min, || {
-                    for n in &pool {
-                        let tag = w.reg.register_detached(n, Arc::clone(&value)).unwrap();
-                        w.reg.unregister_if_same(n, tag).unwrap();
-                    }
-                }),
-                1 => time_ns(min, || {
-                    for n in &pool {
-                        let with = w.reg.with_metadata(Arc::clone(&meta));
-                        let tag = with.register_detached(n, Arc::clone(&value)).unwrap();
-                        w.reg.unregister_if_same(n, tag).unwrap();
-                    }
-                }),
-                _ => time_ns(min, || {
-                    for n in &pool {
-                        let tag = w.reg.register_detached(n, Arc::clone(&value)).unwrap();
-                        for c in caps {
-                            w.side
-                                .entry(c.to_owned())
-                                .or_default()
-                                .insert(n.clone(), tag);
-                        }
-                        w.reg.unregister_if_same(n, tag).unwrap();
-                        for c in caps {
-                            if let Some(mut set) = w.side.get_mut(c) {
-                                set.remove(n.as_str());
-                            }
-                        }
-                    }
-                }),
+                0 => time_ns(min, || cycle.plain(w)),
+                1 => time_ns(min, || cycle.meta(w)),
+                _ => time_ns(min, || cycle.side(w)),
             };
             times[k].push(per_pool / POOL as f64);
         }
     }
     assert_eq!(w.reg.len(), len, "every cycle undone");
-    assert!(w.reg.find_by_capability(caps[0]).unwrap().is_empty());
+    assert!(w.reg.find_by_capability(NEW_CAPS[0]).unwrap().is_empty());
     times.into_iter().map(median).collect()
+}
+
+/// `--child OP N SIZE` (for `valgrind --tool=callgrind --toggle-collect='*prof_loop*'`): builds
+/// SIZE entries, then runs OP N times in a loop function of its own, so that callgrind counts
+/// exactly OP. Prints a checksum.
+fn child(op: &str, n: usize, size: usize) {
+    let (w, _, _) = build(size);
+    let cycle = Cycle::new();
+    let sum = match op {
+        "find10" => prof_loop_find(&w, RARE, n, genreg_find),
+        "find1000" => prof_loop_find(&w, MID, n, genreg_find),
+        "side10" => prof_loop_find(&w, RARE, n, side_find),
+        "side1000" => prof_loop_find(&w, MID, n, side_find),
+        "best" => prof_loop_best(&w, n, genreg_best),
+        "side-best" => prof_loop_best(&w, n, side_best),
+        // N pools of POOL cycles each.
+        "cycle" => prof_loop_cycle(&w, &cycle, n, Cycle::plain),
+        "cycle-meta" => prof_loop_cycle(&w, &cycle, n, Cycle::meta),
+        "cycle-side" => prof_loop_cycle(&w, &cycle, n, Cycle::side),
+        _ => panic!("unknown op {op}"),
+    };
+    println!("RESULT {sum}");
+}
+
+#[inline(never)]
+fn prof_loop_find(w: &World, cap: &str, n: usize, f: fn(&World, &str) -> Vec<Hit>) -> usize {
+    (0..n).map(|_| black_box(f(w, cap)).len()).sum()
+}
+
+#[inline(never)]
+fn prof_loop_best(w: &World, n: usize, f: fn(&World) -> Option<Hit>) -> usize {
+    (0..n)
+        .map(|_| black_box(f(w)).map_or(0, |h| h.0.len()))
+        .sum()
+}
+
+#[inline(never)]
+fn prof_loop_cycle(w: &World, c: &Cycle, n: usize, f: fn(&Cycle, &World)) -> usize {
+    for _ in 0..n {
+        f(c, w);
+    }
+    w.reg.len()
 }
 
 fn fmt_ns(ns: f64) -> String {
@@ -411,6 +487,11 @@ fn fmt_ns(ns: f64) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let arg = |k: usize| args.get(i + k).cloned().expect("--child OP N SIZE");
+        child(&arg(1), arg(2).parse().unwrap(), arg(3).parse().unwrap());
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let opt = |flag: &str| {
         args.iter()
@@ -472,7 +553,7 @@ fn main() {
                 .join(", ")
         );
         rows.push((
-            "best_match over 3 capabilities (1,110 candidates)".into(),
+            "best_match over 3 capabilities (held by 10 / 100 / 1,000)".into(),
             w.n,
             r,
         ));
@@ -497,7 +578,11 @@ fn main() {
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (label, n, r) in &rows {
         let scan = r[1];
-        let cell = |t: f64| format!("{} ({:.0}×)", fmt_ns(t), scan / t);
+        let cell = |t: f64| {
+            let x = scan / t;
+            let prec = if x < 10.0 { 2 } else { 0 };
+            format!("{} ({x:.prec$}×)", fmt_ns(t))
+        };
         println!(
             "| {label} | {n} | {} | {} | {} | {} |",
             cell(r[0]),

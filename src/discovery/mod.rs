@@ -23,6 +23,7 @@ pub use self::metadata::{
 pub use self::query::{Match, Query};
 
 use crate::error::{Error, Rejected};
+use crate::name::Name;
 use crate::raw::node::{Stored, WeakRef};
 use crate::registration::{Ensured, Registration};
 use crate::registry::Registry;
@@ -35,7 +36,7 @@ pub const MARSYS_RESERVED: [&str; 3] = ["start", "end", "user"];
 /// Names that may not be registered, compared case-insensitively (Unicode lower case).
 pub(crate) struct Reserved {
     /// Lower-cased, sorted, unique.
-    names: Arc<[Box<str>]>,
+    names: Box<[Box<str>]>,
     /// The longest reserved name in bytes: longer names skip the comparison. (Lower-casing
     /// can change a length, so this is the longest of the originals and their lower cases.)
     longest: usize,
@@ -75,9 +76,10 @@ impl Reserved {
     /// The refusal for `name`.
     #[cold]
     pub(crate) fn error(&self, name: &str) -> Error {
+        let joined: Vec<&str> = self.names().collect();
         Error::Reserved {
             name: name.into(),
-            reserved: ReservedNames(Arc::clone(&self.names)),
+            reserved: ReservedNames(joined.join("\n").as_str().into()),
         }
     }
 
@@ -87,14 +89,16 @@ impl Reserved {
 }
 
 /// The reserved names of a registry, as [`Error::Reserved`] reports them (lower case,
-/// sorted). Cheap to clone.
+/// sorted).
+// One `Name` (the names joined by a newline, which no name contains), so that an `Error`
+// stays as cheap to drop as a name: refusals are on the hot paths.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ReservedNames(Arc<[Box<str>]>);
+pub struct ReservedNames(Name);
 
 impl ReservedNames {
     /// The names, lower case, sorted.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.0.iter().map(|n| &**n)
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.as_str().split('\n')
     }
 }
 

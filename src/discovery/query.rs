@@ -17,7 +17,7 @@ use crossbeam_epoch::Guard;
 use super::metadata::{Field, Metadata, MetadataError, ident};
 use crate::name::{self, InvalidNameReason};
 use crate::raw::RawMap;
-use crate::raw::index::{Index, Term, first_segment};
+use crate::raw::index::{Index, Posting, Term, first_segment};
 use crate::raw::node::StoredRef;
 use crate::registry::Registry;
 use crate::tag::Tag;
@@ -235,11 +235,12 @@ impl Source<'_> {
             Source::Term(t) => std::slice::from_ref(t),
             Source::Any(ts) => ts.as_slice(),
         };
-        let mut names: Vec<&str> = terms
+        let postings: Vec<&Posting> = terms
             .iter()
             .filter_map(|t| index.posting(*t, guard))
-            .flat_map(|p| p.names(guard))
             .collect();
+        let mut names = Vec::with_capacity(postings.iter().map(|p| p.len()).sum());
+        names.extend(postings.iter().flat_map(|p| p.names(guard)));
         names.sort_unstable();
         names.dedup();
         names
@@ -298,7 +299,7 @@ fn check<V: Clone>(
     accepts: impl FnOnce(&str, &Metadata) -> bool,
 ) -> Option<Match<V>> {
     // The name is not validated: the index holds only names that were bound.
-    let node = map.get(map.hash(name), name, guard)?;
+    let node = map.get_cold(map.hash(name), name, guard)?;
     let meta = node.meta()?;
     // The mutant trusts the index: a binding whose metadata changed since its entry was
     // published is returned for what it no longer has.
@@ -383,28 +384,55 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         let Some(index) = map.index.as_ref() else {
             return Ok(None);
         };
-        let terms = capabilities.iter().map(|c| Term::Capability(c)).collect();
-        let names = candidates(&[Source::Any(terms)], index, guard);
+        let terms: Vec<Term<'_>> = capabilities.iter().map(|c| Term::Capability(c)).collect();
         let score = |meta: &Metadata| {
             capabilities
                 .iter()
                 .filter(|c| meta.has_capability(c))
                 .count()
         };
-        let mut best: Option<(usize, L, Match<V>)> = None;
-        for name in names {
-            let Some(m) = check(map, name, guard, |_, meta| score(meta) > 0) else {
-                continue;
+        // Unsorted and possibly twice (a name under two of the terms): a name ties with
+        // itself, so a repeat never wins, and ties break on the name explicitly.
+        let consider = |name: &str, best: &mut Option<(usize, L, Match<V>)>| {
+            let Some(node) = map.get_cold(map.hash(name), name, guard) else {
+                return;
             };
-            let s = score(&m.metadata);
+            let s = match node.meta() {
+                Some(meta) if node.is_visible() => score(meta),
+                _ => return,
+            };
+            // Only a candidate that can win is copied out (its value cloned).
+            if s == 0 || best.as_ref().is_some_and(|(bs, _, _)| s < *bs) {
+                return;
+            }
+            let Some(m) = check(map, name, guard, |_, _| true) else {
+                return;
+            };
             let l = load(&m);
-            // Names come in ascending order: a later one wins only if strictly better.
-            let better = match &best {
+            // Most matches, then the least load, then the least name.
+            let better = match best {
                 None => true,
-                Some((bs, bl, _)) => s > *bs || (s == *bs && l < *bl),
+                Some((bs, bl, bm)) => {
+                    s > *bs || (s == *bs && (l < *bl || (l == *bl && m.name < bm.name)))
+                }
             };
             if better {
-                best = Some((s, l, m));
+                *best = Some((s, l, m));
+            }
+        };
+        let mut best: Option<(usize, L, Match<V>)> = None;
+        let readable = Source::Any(terms.clone()).size(index, guard).is_some();
+        if readable {
+            for posting in terms.iter().filter_map(|t| index.posting(*t, guard)) {
+                for name in posting.names(guard) {
+                    consider(name, &mut best);
+                }
+            }
+        } else {
+            // A capability without a posting in an overflowed index: every entry with
+            // metadata.
+            for name in Source::Term(Term::Named).names(index, guard) {
+                consider(name, &mut best);
             }
         }
         Ok(best.map(|(_, _, m)| m))

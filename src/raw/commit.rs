@@ -73,7 +73,7 @@ impl<V> RawMap<V> {
             Change::Removed { old, .. } => (Some(old), None),
         };
         let current = |name: &str| {
-            self.get(self.hash(name), name, guard)
+            self.get_cold(self.hash(name), name, guard)
                 .filter(|n| n.is_visible())
                 .and_then(|n| n.meta().map(|m| &**m))
         };
@@ -82,11 +82,10 @@ impl<V> RawMap<V> {
             index.publish(new.name(), meta, guard);
             #[cfg(not(genreg_mutant = "index_unchecked"))]
             {
-                let now = self.get(new.hash, new.name(), guard);
+                let now = self.get_cold(new.hash, new.name(), guard);
                 if !now.is_some_and(|n| std::ptr::eq(n, new)) {
-                    for term in index::terms(new.name(), meta) {
-                        index.tidy(term, new.name(), || current(new.name()), guard);
-                    }
+                    let terms = index::terms(new.name(), meta);
+                    index.tidy(new.name(), terms, || current(new.name()), guard);
                 }
             }
         }
@@ -94,11 +93,10 @@ impl<V> RawMap<V> {
             let (old, meta) = old;
             let kept = new.and_then(|n| n.meta());
             index.before_retract();
-            for term in index::terms(old.name(), meta) {
-                if !kept.is_some_and(|k| term.held_by(old.name(), k)) {
-                    index.tidy(term, old.name(), || current(old.name()), guard);
-                }
-            }
+            let name = old.name();
+            let terms =
+                index::terms(name, meta).filter(|t| !kept.is_some_and(|k| t.held_by(name, k)));
+            index.tidy(name, terms, || current(name), guard);
         }
     }
 

@@ -27,11 +27,12 @@
 //!
 //! - **publish** (after a commit that bound node `N` to `x`): put a fresh entry for every term
 //!   of `N`, then a SeqCst fence, then load `x`'s binding. If it is not `N` any more, **tidy**
-//!   each of `N`'s terms.
+//!   `N`'s terms.
 //! - **retract** (after a commit that unbound or replaced node `O`): a SeqCst fence, then
-//!   **tidy** each term of `O` that the new binding (if any) does not carry.
-//! - **tidy** `(t, x)`: read the entry's identity `e`, *then* load `x`'s binding; if that does
-//!   not carry `t`, remove the entry if it still has identity `e`.
+//!   **tidy** the terms of `O` that the new binding (if any) does not carry.
+//! - **tidy** terms `t1..tk` of `x`: read each entry's identity `e1..ek`, *then* load `x`'s
+//!   binding (once); for each `ti` that it does not carry, remove the entry if it still has
+//!   identity `ei`.
 //!
 //! Why no justified entry is removed: a tidy removes `e` only after seeing, at some instant
 //! after `e` was read, a binding of `x` without `t`. A binding with `t` committed after that
@@ -55,7 +56,7 @@ use crossbeam_epoch::Guard;
 use super::node::Node;
 use super::{RawMap, Stored, Write, Written};
 use crate::discovery::Metadata;
-use crate::sync::{AtomicU64, AtomicUsize, Ordering, fence};
+use crate::sync::{AtomicUsize, Ordering, fence};
 use crate::tag::{Generation, InstanceId, Tag};
 use crate::watch::Reason;
 
@@ -80,14 +81,19 @@ pub(crate) enum Term<'a> {
 }
 
 impl Term<'_> {
-    /// The key of this term's posting.
-    pub(crate) fn key(&self) -> String {
-        match self {
-            Term::Named => "n".to_owned(),
-            Term::Prefix(p) => format!("p{p}"),
-            Term::Kind(k) => format!("k{k}"),
-            Term::Capability(c) => format!("c{c}"),
-            Term::Label(k, v) => format!("l{k}={v}"),
+    /// Writes the key of this term's posting into `buf` (replacing what it held).
+    pub(crate) fn write_key(&self, buf: &mut String) {
+        buf.clear();
+        let (tag, parts): (char, [&str; 3]) = match *self {
+            Term::Named => ('n', ["", "", ""]),
+            Term::Prefix(p) => ('p', [p, "", ""]),
+            Term::Kind(k) => ('k', [k, "", ""]),
+            Term::Capability(c) => ('c', [c, "", ""]),
+            Term::Label(k, v) => ('l', [k, "=", v]),
+        };
+        buf.push(tag);
+        for part in parts {
+            buf.push_str(part);
         }
     }
 
@@ -140,8 +146,6 @@ impl Posting {
 /// The index (see the module docs).
 pub(crate) struct Index {
     postings: RawMap<Arc<Posting>>,
-    /// The identity of the next entry put. Relaxed: only uniqueness matters.
-    next: AtomicU64,
     seed: u64,
     /// Postings created (a cap, not a count to rely on: two creators may pass it together).
     terms: AtomicUsize,
@@ -154,7 +158,6 @@ impl Index {
     pub(crate) fn new(seed: u64) -> Index {
         Index {
             postings: RawMap::new(0, seed ^ 0x1dec_5eed),
-            next: AtomicU64::new(1),
             seed,
             terms: AtomicUsize::new(0),
             overflowed: AtomicUsize::new(0),
@@ -180,8 +183,18 @@ impl Index {
 
     /// The posting of `term`, if it was ever used.
     pub(crate) fn posting<'g>(&self, term: Term<'_>, guard: &'g Guard) -> Option<&'g Posting> {
-        let key = term.key();
-        let node = self.postings.get(self.postings.hash(&key), &key, guard)?;
+        self.posting_in(term, &mut String::new(), guard)
+    }
+
+    /// [`posting`](Self::posting), with `buf` as room for the term's key.
+    fn posting_in<'g>(
+        &self,
+        term: Term<'_>,
+        buf: &mut String,
+        guard: &'g Guard,
+    ) -> Option<&'g Posting> {
+        term.write_key(buf);
+        let node = self.postings.get(self.postings.hash(buf), buf, guard)?;
         match node.stored() {
             super::StoredRef::Strong(p) => Some(&**p),
             super::StoredRef::Weak(_) => None,
@@ -190,8 +203,13 @@ impl Index {
 
     /// The posting of `term`, created if need be (postings are never removed), or `None` if
     /// the index holds [`MAX_TERMS`] already (then it is marked overflowed).
-    fn posting_or_new<'g>(&self, term: Term<'_>, guard: &'g Guard) -> Option<&'g Posting> {
-        if let Some(p) = self.posting(term, guard) {
+    fn posting_or_new<'g>(
+        &self,
+        term: Term<'_>,
+        buf: &mut String,
+        guard: &'g Guard,
+    ) -> Option<&'g Posting> {
+        if let Some(p) = self.posting_in(term, buf, guard) {
             return Some(p);
         }
         // `n` is the fallback of every other term: always indexed.
@@ -199,8 +217,8 @@ impl Index {
             self.overflowed.store(1, Ordering::SeqCst); // necessary: see the field
             return None;
         }
-        let key = term.key();
-        let hash = self.postings.hash(&key);
+        let key = &*buf;
+        let hash = self.postings.hash(key);
         let new = Arc::new(Posting {
             set: RawMap::new(0, self.seed ^ hash),
         });
@@ -208,12 +226,12 @@ impl Index {
         // Lost to another creator: use theirs.
         let node = match self
             .postings
-            .bind(hash, &key, tag, Stored::Strong(new), None, guard)
+            .bind(hash, key, tag, Stored::Strong(new), None, guard)
         {
             Ok(()) => {
                 // Relaxed: a cap (see the field).
                 self.terms.fetch_add(1, Ordering::Relaxed);
-                self.postings.get(hash, &key, guard)
+                self.postings.get(hash, key, guard)
             }
             Err((current, _)) => Some(current),
         };
@@ -223,17 +241,18 @@ impl Index {
         }
     }
 
+    /// A fresh entry identity: unique in the process (a fresh instance id, from the thread's
+    /// own block: no shared counter on this path).
     fn identity(&self) -> Tag {
-        // Relaxed: a unique number is all an identity needs.
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        Tag::new(InstanceId::from_raw(0), Generation::from_raw(n))
+        Tag::new(InstanceId::fresh(), Generation::from_raw(1))
     }
 
     /// Puts a fresh entry for each of the terms of a binding of `name` with `meta`.
     pub(crate) fn publish(&self, name: &str, meta: &Metadata, guard: &Guard) {
+        let mut buf = String::new();
         for term in terms(name, meta) {
             // Without a posting (overflowed), the entry is found through `n`.
-            let Some(posting) = self.posting_or_new(term, guard) else {
+            let Some(posting) = self.posting_or_new(term, &mut buf, guard) else {
                 continue;
             };
             let set = &posting.set;
@@ -260,29 +279,36 @@ impl Index {
         fence(Ordering::SeqCst); // necessary: the retractor's half of the Dekker pair
     }
 
-    /// Removes the entry `(term, name)` unless `current()` (the binding's metadata, read after
-    /// the entry's identity was) carries the term.
-    pub(crate) fn tidy<'g>(
+    /// Removes each entry `(term, name)` of `terms` unless `current()` (the binding's
+    /// metadata, read once, after every entry's identity was) carries the term.
+    pub(crate) fn tidy<'g, 't>(
         &self,
-        term: Term<'_>,
         name: &str,
+        terms: impl Iterator<Item = Term<'t>>,
         current: impl FnOnce() -> Option<&'g Metadata>,
         guard: &Guard,
     ) {
-        let Some(posting) = self.posting(term, guard) else {
-            return;
-        };
-        let set = &posting.set;
-        let hash = set.hash(name);
-        let Some(entry) = set.get(hash, name, guard) else {
-            return;
-        };
-        let identity = entry.tag;
-        if current().is_some_and(|m| term.held_by(name, m)) {
+        let mut buf = String::new();
+        let found: Vec<(Term<'t>, &Posting, Tag)> = terms
+            .filter_map(|term| {
+                let posting = self.posting_in(term, &mut buf, guard)?;
+                let entry = posting.set.get(posting.set.hash(name), name, guard)?;
+                Some((term, posting, entry.tag))
+            })
+            .collect();
+        if found.is_empty() {
             return;
         }
-        let mine = |n: &Node<()>| (n.tag == identity).then_some(Write::Remove(Reason::Explicit));
-        // Refused: a newer entry took its place, and it is that entry's publisher's to tidy.
-        let _: Written<'_, ()> = set.write_if(hash, name, mine, guard);
+        let current = current();
+        for (term, posting, identity) in found {
+            if current.is_some_and(|m| term.held_by(name, m)) {
+                continue;
+            }
+            let set = &posting.set;
+            let mine =
+                |n: &Node<()>| (n.tag == identity).then_some(Write::Remove(Reason::Explicit));
+            // Refused: a newer entry took its place, and it is that entry's publisher's to tidy.
+            let _: Written<'_, ()> = set.write_if(set.hash(name), name, mine, guard);
+        }
     }
 }

@@ -217,7 +217,7 @@ pub(crate) struct Key<'a> {
 }
 
 impl<'a> Key<'a> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(hash: u64, name: &'a str) -> Key<'a> {
         let words = if name.len() <= INLINE {
             inline_words(name)
@@ -288,6 +288,7 @@ struct Ext<V> {
 }
 
 impl<V> Held<V> {
+    #[inline]
     fn new(value: Stored<V>, meta: Option<Arc<Metadata>>) -> Held<V> {
         match (value, meta) {
             (Stored::Strong(v), None) => Held::Strong(v),
@@ -326,6 +327,7 @@ impl<V> Node<V> {
     }
 
     /// A node that carries metadata (or none).
+    #[inline]
     pub(crate) fn with_meta(
         hash: u64,
         tag: Tag,
