@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stage "loom": the model-checking suites (tests/loom.rs through the public API, and
-# src/raw/loom_models.rs inside the crate), every model exhaustively explored up to its
+# Stage "loom": the model-checking suites (tests/loom.rs through the public API,
+# tests/loom_events.rs and tests/loom_discovery.rs for the event log and the discovery index,
+# and src/raw/loom_models.rs inside the crate), every model exhaustively explored up to its
 # preemption bound.
 #
 #   bash ci/loom.sh                          # what CI runs: every model
@@ -22,8 +23,8 @@ unset LOOM_MAX_DURATION LOOM_MAX_PERMUTATIONS LOOM_CHECKPOINT_FILE
 export RUSTFLAGS="--cfg loom --cfg crossbeam_loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS=2
 
-step "build loom models" cargo test --release --test loom --test loom_events --lib \
-    --target-dir target/loom --no-run
+step "build loom models" cargo test --release --test loom --test loom_events \
+    --test loom_discovery --lib --target-dir target/loom --no-run
 # --nocapture: each model prints its bound, iteration count and time.
 step "run loom models (public API, tests/loom.rs)" \
     cargo test --release --test loom --target-dir target/loom -- --nocapture "$@"
@@ -31,6 +32,10 @@ step "run loom models (public API, tests/loom.rs)" \
 # a watcher, a writer against subscribe, a slow watcher at the history bound.
 step "run loom models (events, tests/loom_events.rs)" \
     cargo test --release --test loom_events --target-dir target/loom -- --nocapture "$@"
+# The discovery index's publish/retract/tidy protocol (tests/loom_discovery.rs): a registration
+# with metadata against a removal, a query against a stale entry, an update against a removal.
+step "run loom models (discovery index, tests/loom_discovery.rs)" \
+    cargo test --release --test loom_discovery --target-dir target/loom -- --nocapture "$@"
 # The raw core's models (src/raw/loom_models.rs): protocols whose state the public API cannot
 # set up, e.g. the next table's room check against copies, with three threads (~4 min).
 step "run loom models (raw core, src/raw/loom_models.rs)" \

@@ -14,16 +14,20 @@
 #   bash ci/mutants.sh loser_frees loom-each  # each loom model on its own: which ones catch it
 #
 # MUTANT: cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas |
-#         all (those five) |
+#         index_unchecked | query_unchecked |
+#         all (those seven) |
 #         none (control)
 # LAYER (limits in parentheses; each runs what the named ci/ script runs, plus the cfg):
 #   proptest     cargo test --release --test model -- --nocapture              (120 s)
 #   api          cargo test --release --test api                               (120 s)
 #   stress       cargo test --release --test stress                            (120 s)
+#   discovery    cargo test --release --test discovery (ci/test.sh adds --features serde,
+#                which only adds a JSON round trip; the test group builds without it)  (120 s)
 #   unit, tags, replay   the rest of ci/test.sh's `cargo test --release`:
 #                --lib, --test tags, --test fuzz_replay (the checked-in corpora)  (120 s)
-#   loom         both suites as ci/loom.sh runs them (tests/loom.rs, then the raw core's
-#                models in --lib), -- --nocapture                            (300 s)
+#   loom         the suites as ci/loom.sh runs them, in cargo's order (the raw core's models
+#                in --lib, tests/loom.rs, tests/loom_discovery.rs, tests/loom_events.rs),
+#                -- --nocapture (about 245 s without a mutant)                  (480 s)
 #                A failing model aborts the loom binary, so only the first one is reported;
 #                GENREG_MUTANTS_LOOM_FILTER=NAME runs only the matching models.
 #   miri-lib, miri-api, miri-tags, miri-model, miri-stress
@@ -34,9 +38,9 @@
 #   fuzz-ops, fuzz-concurrent              ci/fuzz.sh's libFuzzer binaries and options,
 #                60 s from the checked-in corpus (fuzz/corpus/TARGET, read only)  (120 s)
 #   fuzz-ops-empty, fuzz-concurrent-empty  the same from an empty corpus         (120 s)
-# Groups: all (every layer above), test (proptest api stress unit tags replay), miri (the
-#   five miri cells), fuzz (the four fuzz cells). Not in `all`: loom-each (every loom model
-#   as its own cell, `loom:NAME`).
+# Groups: all (every layer above), test (proptest api stress discovery unit tags replay), miri
+#   (the five miri cells), fuzz (the four fuzz cells). Not in `all`: loom-each (every model of
+#   tests/loom.rs, loom_events.rs and loom_discovery.rs as its own cell, `loom:NAME`).
 # Limits: GENREG_MUTANTS_T_TEST, _T_LOOM, _T_MIRI, _T_TSAN, _FUZZ_SECONDS (and _T_BUILD).
 # Repeats: GENREG_MUTANTS_REPEAT=N runs each cell N times (cells `LAYER#1` ... `LAYER#N`), to
 # measure how often a layer that depends on a schedule or a random seed catches a mutant.
@@ -71,7 +75,7 @@ LOGS="$OUT/logs"
 NIGHTLY="${GENREG_NIGHTLY:-nightly}"
 
 T_TEST="${GENREG_MUTANTS_T_TEST:-120}"
-T_LOOM="${GENREG_MUTANTS_T_LOOM:-300}"
+T_LOOM="${GENREG_MUTANTS_T_LOOM:-480}"
 T_MIRI="${GENREG_MUTANTS_T_MIRI:-300}"
 T_TSAN="${GENREG_MUTANTS_T_TSAN:-300}"
 FUZZ_SECONDS="${GENREG_MUTANTS_FUZZ_SECONDS:-60}"
@@ -80,8 +84,9 @@ T_BUILD="${GENREG_MUTANTS_T_BUILD:-2400}"
 REPEAT="${GENREG_MUTANTS_REPEAT:-1}"
 RUN="" # "#k" while repeating
 
-ALL_MUTANTS=(cas_unregister no_generation loser_frees reserve_race rev_after_cas)
-TEST_LAYERS=(proptest api stress unit tags replay)
+ALL_MUTANTS=(cas_unregister no_generation loser_frees reserve_race rev_after_cas index_unchecked
+    query_unchecked)
+TEST_LAYERS=(proptest api stress discovery unit tags replay)
 MIRI_LAYERS=(miri-lib miri-api miri-tags miri-model miri-stress)
 FUZZ_LAYERS=(fuzz-ops fuzz-ops-empty fuzz-concurrent fuzz-concurrent-empty)
 ALL_LAYERS=("${TEST_LAYERS[@]}" loom "${MIRI_LAYERS[@]}" tsan "${FUZZ_LAYERS[@]}")
@@ -102,7 +107,8 @@ usage() {
 case "${1:-all}" in
     -h | --help) usage 0 ;;
     all) mutants=("${ALL_MUTANTS[@]}") ;;
-    none | cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas) mutants=("$1") ;;
+    none | cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas | \
+        index_unchecked | query_unchecked) mutants=("$1") ;;
     *) printf 'unknown mutant %q\n\n' "$1" >&2 && usage 3 ;;
 esac
 case "${2:-all}" in
@@ -161,7 +167,7 @@ FUZZ_FLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 
 group_of() {
     case "$1" in
-        proptest | api | stress | unit | tags | replay) echo test ;;
+        proptest | api | stress | discovery | unit | tags | replay) echo test ;;
         miri-*) echo miri ;;
         fuzz-*) echo fuzz ;;
         loom*) echo loom ;;
@@ -200,9 +206,10 @@ build_cmd() { # MUTANT GROUP
     local td
     td="$(target_dir "$1" "$2")"
     case "$2" in
-        test) echo cargo test --release --lib --test model --test api --test stress --test tags \
-            --test fuzz_replay --no-run -v --target-dir "$td" ;;
-        loom) echo cargo test --release --test loom --test loom_events --lib --no-run -v --target-dir "$td" ;;
+        test) echo cargo test --release --lib --test model --test api --test stress \
+            --test discovery --test tags --test fuzz_replay --no-run -v --target-dir "$td" ;;
+        loom) echo cargo test --release --test loom --test loom_events --test loom_discovery --lib \
+            --no-run -v --target-dir "$td" ;;
         miri) echo cargo "+$NIGHTLY" miri test --lib --test api --test tags --test model \
             --test stress --no-run -v ;;
         tsan) echo cargo "+$NIGHTLY" test -Zbuild-std --target "$TRIPLE" --release --test stress \
@@ -320,7 +327,7 @@ run_cell() {
             # Shrinking after a failure is capped so that the minimal case fits the limit.
             envs+=(PROPTEST_MAX_SHRINK_TIME=60000)
             cmd=(cargo test --release --test model --target-dir "$td" -- --nocapture) ;;
-        api | stress | tags)
+        api | stress | discovery | tags)
             limit=$T_TEST
             cmd=(cargo test --release --test "$layer" --target-dir "$td") ;;
         unit)
@@ -331,12 +338,13 @@ run_cell() {
             cmd=(cargo test --release --test fuzz_replay --target-dir "$td") ;;
         loom)
             limit=$T_LOOM re="$FAIL_RE|$PANIC_RE"
-            cmd=(cargo test --release --test loom --test loom_events --lib --target-dir "$td"
+            cmd=(cargo test --release --test loom --test loom_events --test loom_discovery --lib
+                --target-dir "$td"
                 -- --nocapture ${GENREG_MUTANTS_LOOM_FILTER:+"$GENREG_MUTANTS_LOOM_FILTER"}) ;;
         loom:*)
             limit=$T_LOOM re="$FAIL_RE|$PANIC_RE"
-            cmd=(cargo test --release --test loom --target-dir "$td" -- --nocapture
-                --exact "${layer#loom:}") ;;
+            cmd=(cargo test --release --test loom --test loom_events --test loom_discovery
+                --target-dir "$td" -- --nocapture --exact "${layer#loom:}") ;;
         miri-lib)
             limit=$T_MIRI
             cmd=(cargo "+$NIGHTLY" miri test --lib) ;;
@@ -433,7 +441,8 @@ for m in "${mutants[@]}"; do
             continue
         fi
         mapfile -t models < <(env RUSTFLAGS="$(rustflags "$m" loom)" CARGO_INCREMENTAL=0 \
-            cargo test --release --test loom --target-dir "$(target_dir "$m" loom)" \
+            cargo test --release --test loom --test loom_events --test loom_discovery \
+            --target-dir "$(target_dir "$m" loom)" \
             -- --list 2>/dev/null | sed -n 's/: test$//p')
         [ "${#models[@]}" -gt 0 ] || die "could not list the loom models"
         for model in "${models[@]}"; do

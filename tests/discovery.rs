@@ -530,6 +530,15 @@ fn queries_race_with_churn_and_stay_exact_for_stable_bindings() {
                 }
             });
         }
+        // Stops the writers however this thread leaves (an assertion failing below must fail
+        // the test, not leave the writers running and the scope waiting for them).
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
         for _ in 0..if cfg!(miri) { 3 } else { 300 } {
             for (cap, other) in [("left", "right"), ("right", "left")] {
                 let found = reg.find_by_capability(cap).unwrap();
@@ -553,7 +562,6 @@ fn queries_race_with_churn_and_stay_exact_for_stable_bindings() {
                 .unwrap();
             assert_eq!(both.len(), stable.len());
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     // At quiescence the index holds exactly the stable entries' terms: nothing stale is left
     // behind by the racing publications and retractions.
