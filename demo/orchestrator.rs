@@ -866,6 +866,18 @@ fn main() {
         let (stop, upgrades, caught_up_to) = (&stop, &upgrades, &caught_up_to);
         let r = registry.clone();
         let monitor_thread = scope.spawn(move || monitor(r, caught_up_to));
+        // If a thread panics (a broken invariant), the monitor must stop too, or the scope
+        // would wait for it forever: it stops at any revision once this is 0.
+        struct StopMonitor<'a>(&'a AtomicU64, &'a AtomicBool);
+        impl Drop for StopMonitor<'_> {
+            fn drop(&mut self) {
+                if thread::panicking() {
+                    self.1.store(true, Relaxed);
+                    self.0.store(0, Relaxed);
+                }
+            }
+        }
+        let _stop_monitor = StopMonitor(caught_up_to, stop);
         let mut threads = Vec::new();
         for id in 0..WORKER_THREADS {
             let r = registry.clone(); // clones share one registry

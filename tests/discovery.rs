@@ -612,3 +612,53 @@ fn terms_past_the_cap_are_still_found_and_the_index_stays_bounded() {
     }
     assert_eq!(reg.discovery_index_len(), settled);
 }
+
+#[test]
+fn best_match_scores_the_binding_it_returns() {
+    // A stable entry always has both capabilities; others flip between both and one. Whatever
+    // races, the answer has the best score there is (2), as its own metadata shows: it was
+    // scored on the very binding it returns (a bug found by the orchestrator example: a
+    // binding scored, then read again after an update, was returned with its new metadata).
+    let reg: Registry<u32> = builder().build();
+    let both = Arc::new(meta("w", &["a", "b"]));
+    let one = Arc::new(meta("w", &["b"]));
+    reg.with_metadata(Arc::clone(&both))
+        .register_detached("stable", 0)
+        .unwrap();
+    let tags: Vec<_> = (0..4)
+        .map(|i| {
+            reg.with_metadata(Arc::clone(&both))
+                .register_detached(&format!("flip-{i}"), i)
+                .unwrap()
+        })
+        .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut k = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = k % tags.len();
+                let m = if (k / tags.len()) % 2 == 0 {
+                    &one
+                } else {
+                    &both
+                };
+                reg.update_metadata(&format!("flip-{i}"), tags[i], Arc::clone(m))
+                    .unwrap();
+                k += 1;
+            }
+        });
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        for _ in 0..if cfg!(miri) { 3 } else { 20_000 } {
+            let best = reg.best_match(&["a", "b"]).unwrap().unwrap();
+            assert!(best.metadata.has_capability("a"), "{best:?}");
+            assert!(best.metadata.has_capability("b"), "{best:?}");
+        }
+    });
+}

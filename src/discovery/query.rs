@@ -18,6 +18,7 @@ use super::metadata::{Field, Metadata, MetadataError, ident};
 use crate::name::{self, InvalidNameReason};
 use crate::raw::RawMap;
 use crate::raw::index::{Index, Posting, Term, first_segment};
+use crate::raw::node::Node;
 use crate::raw::node::StoredRef;
 use crate::registry::Registry;
 use crate::tag::Tag;
@@ -300,6 +301,15 @@ fn check<V: Clone>(
 ) -> Option<Match<V>> {
     // The name is not validated: the index holds only names that were bound.
     let node = map.get_cold(map.hash(name), name, guard)?;
+    match_of(node, accepts)
+}
+
+/// `node` as a [`Match`], if it is visible, has metadata and `accepts` it.
+fn match_of<V: Clone>(
+    node: &Node<V>,
+    accepts: impl FnOnce(&str, &Metadata) -> bool,
+) -> Option<Match<V>> {
+    let name = node.name();
     let meta = node.meta()?;
     // The mutant trusts the index: a binding whose metadata changed since its entry was
     // published is returned for what it no longer has.
@@ -401,11 +411,12 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 Some(meta) if node.is_visible() => score(meta),
                 _ => return,
             };
-            // Only a candidate that can win is copied out (its value cloned).
+            // Only a candidate that can win is copied out (its value cloned), from the very
+            // node it was scored on.
             if s == 0 || best.as_ref().is_some_and(|(bs, _, _)| s < *bs) {
                 return;
             }
-            let Some(m) = check(map, name, guard, |_, _| true) else {
+            let Some(m) = match_of(node, |_, _| true) else {
                 return;
             };
             let l = load(&m);
