@@ -54,6 +54,8 @@ const SERVICE_SKILLS: [&str; 4] = ["critique", "planning", "research", "writing"
 /// What each worker thread's agents can do: every worker can `compute`; thread 0's also
 /// `summarize`, thread 1's also `translate`.
 const WORKER_SKILLS: [[&str; 2]; 2] = [["compute", "summarize"], ["compute", "translate"]];
+/// The registry's bound (`Builder::max_entries`: MARSYS's `BoundedRegistry` and `MAX_AGENTS`).
+const MAX_AGENTS: usize = 512;
 /// The name coordinators A and B fight over.
 const COORDINATOR: &str = "coordinator";
 /// How many agents a worker thread keeps registered at once.
@@ -828,6 +830,60 @@ fn inbox_shutdown(registry: &Agents) -> Duration {
     waited
 }
 
+/// MARSYS's "Registry full": four threads at once try to register twice as many agents as
+/// there are places left. Exactly the free places are taken, every other registration is
+/// refused with `Full` (its agent handed back), and the bound is never passed. Returns the
+/// places that were free.
+fn bounded_burst(registry: &Agents) -> usize {
+    let free = MAX_AGENTS - registry.len();
+    let per_thread = free / 2 + 1;
+    let (won, full) = (AtomicU64::new(0), AtomicU64::new(0));
+    let guards: Vec<Registration<Arc<Agent>>> = thread::scope(|scope| {
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (won, full) = (&won, &full);
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..per_thread {
+                        match registry.register(&format!("burst-{t}-{i}"), Agent::new("burst", 0)) {
+                            Ok(guard) => {
+                                won.fetch_add(1, Relaxed);
+                                mine.push(guard);
+                            }
+                            Err(rejected) => match rejected.error() {
+                                Error::Full { capacity, .. } => {
+                                    assert_eq!(*capacity, MAX_AGENTS);
+                                    full.fetch_add(1, Relaxed);
+                                }
+                                other => panic!("a burst name is fresh: {other}"),
+                            },
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("a burst thread"))
+            .collect()
+    });
+    assert_eq!(
+        won.load(Relaxed) as usize,
+        free,
+        "exactly the free places are taken"
+    );
+    assert_eq!(
+        full.load(Relaxed) as usize,
+        4 * per_thread - free,
+        "every other registration is refused"
+    );
+    assert_eq!(registry.len(), MAX_AGENTS);
+    drop(guards); // every burst agent leaves: their places are free again
+    assert_eq!(registry.len(), MAX_AGENTS - free);
+    free
+}
+
 fn main() {
     let seconds: f64 = match std::env::args().nth(1) {
         Some(arg) => arg.parse().expect("usage: orchestrator [SECONDS]"),
@@ -835,9 +891,11 @@ fn main() {
     };
     // With an event log of 64k changes, and events that carry tags only: removed agents are
     // then dropped as soon as they are collected, not kept alive by the history.
+    // Bounded to MAX_AGENTS live agents at any instant.
     let registry: Agents = Registry::builder()
         .events(1 << 16)
         .event_values(false)
+        .max_entries(MAX_AGENTS)
         .build();
 
     // The services live for the whole run: `detach` keeps their bindings past their guards.
@@ -1030,6 +1088,13 @@ fn main() {
         "saved and restored",
         restored as u64,
         "bindings, tags intact; stale tags match nothing newer",
+    );
+
+    let free = bounded_burst(&registry);
+    row(
+        "bound held under a burst",
+        free as u64,
+        &format!("places taken of {MAX_AGENTS}; every other registration refused: Full"),
     );
 
     let waited = inbox_shutdown(&registry);

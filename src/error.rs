@@ -43,6 +43,14 @@ pub enum Error {
         /// Every reserved name (lower case).
         reserved: ReservedNames,
     },
+    /// The registry holds its bound of live bindings
+    /// ([`Builder::max_entries`](crate::Builder::max_entries)); nothing was changed.
+    Full {
+        /// The name that was not registered.
+        name: Name,
+        /// The bound.
+        capacity: usize,
+    },
     /// The name breaks the rules of [`crate::name`](crate#names).
     InvalidName {
         /// The name as given (never truncated).
@@ -76,6 +84,12 @@ impl fmt::Display for Error {
             Error::Reserved { name, reserved } => write!(
                 f,
                 "name {} is reserved (reserved names, in any case: {reserved})",
+                for_display(name)
+            ),
+            Error::Full { name, capacity } => write!(
+                f,
+                "name {} was not registered: the registry is full (it holds its bound of \
+                 {capacity} bindings)",
                 for_display(name)
             ),
             Error::InvalidName { name, reason } => {

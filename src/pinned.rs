@@ -13,7 +13,7 @@ use crate::discovery::Metadata;
 use crate::error::{Error, Rejected};
 use crate::name;
 use crate::raw::node::{Node, Stored, StoredRef};
-use crate::raw::{RawIter, Write, Written};
+use crate::raw::{RawIter, Refused, Write, Written};
 use crate::registration::{Ensured, Registration};
 use crate::registry::Registry;
 use crate::sync::Ordering;
@@ -277,30 +277,72 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         }
         let tag = Tag::new(instance, inner.generations.next());
         let hash = inner.map.hash(name);
-        match inner.map.bind(hash, name, tag, value, meta, &self.guard) {
+        let map = &inner.map;
+        match map.bind(hash, name, tag, value, meta.clone(), &self.guard) {
             Ok(()) => Ok(tag),
-            Err((current, value)) => Err((
+            Err((Refused::Exists(current), value)) => Err((
                 Error::AlreadyRegistered {
                     name: name.into(),
                     current: current.tag,
                 },
                 value,
             )),
+            Err((Refused::Full, value)) => self.bind_when_full(name, hash, tag, value, meta),
         }
     }
 
-    /// Binds a validated name with a given tag (restore); on refusal, the current tag.
+    /// At the bound: dead weak bindings still hold their places until purged, so purge them
+    /// and try once more before refusing.
+    #[cold]
+    fn bind_when_full(
+        &self,
+        name: &str,
+        hash: u64,
+        tag: Tag,
+        value: Stored<V>,
+        meta: Option<Arc<Metadata>>,
+    ) -> Result<Tag, (Error, Stored<V>)> {
+        let map = &self.registry.inner.map;
+        let retried = if map.weak_used() && self.purge_dead() > 0 {
+            map.bind(hash, name, tag, value, meta, &self.guard)
+        } else {
+            Err((Refused::Full, value))
+        };
+        match retried {
+            Ok(()) => Ok(tag),
+            Err((Refused::Exists(current), value)) => Err((
+                Error::AlreadyRegistered {
+                    name: name.into(),
+                    current: current.tag,
+                },
+                value,
+            )),
+            Err((Refused::Full, value)) => Err((
+                Error::Full {
+                    name: name.into(),
+                    capacity: map.capacity.as_ref().map_or(0, |c| c.limit()),
+                },
+                value,
+            )),
+        }
+    }
+
+    /// Binds a validated name with a given tag (restore); on refusal, the current tag (`None`:
+    /// the registry is at its bound).
     pub(crate) fn bind_tagged(
         &self,
         name: &str,
         tag: Tag,
         value: Stored<V>,
         meta: Option<Arc<Metadata>>,
-    ) -> Result<(), Tag> {
+    ) -> Result<(), Option<Tag>> {
         let map = &self.registry.inner.map;
         let hash = map.hash(name);
         map.bind(hash, name, tag, value, meta, &self.guard)
-            .map_err(|(current, _value)| current.tag)
+            .map_err(|(refused, _value)| match refused {
+                Refused::Exists(current) => Some(current.tag),
+                Refused::Full => None,
+            })
     }
 
     /// See [`Registry::unregister_if_same`]; the removed binding stays readable through the

@@ -72,6 +72,7 @@ pub struct Builder<V> {
     /// Whether events carry values ([`Builder::event_values`]).
     event_values: bool,
     reserved: Option<Reserved>,
+    max_entries: Option<usize>,
     _values: PhantomData<fn() -> V>,
 }
 
@@ -93,6 +94,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
             events: None,
             event_values: true,
             reserved: None,
+            max_entries: None,
             _values: PhantomData,
         }
     }
@@ -140,10 +142,44 @@ impl<V: Send + Sync + 'static> Builder<V> {
         self
     }
 
+    /// Bounds the registry to `n` live bindings: never more than `n` **at any instant**, under
+    /// any concurrency. A registration that would make `n + 1` is refused with
+    /// [`Error::Full`] (its value handed back) and changes nothing; every way of binding
+    /// counts (a name's own tombstone reused, weak bindings, auto names, restore), and a
+    /// removal frees its place before it returns, for the next registration.
+    ///
+    /// A weak binding whose owner died keeps its place until it is purged: a registration
+    /// that finds the registry full purges dead weak bindings and tries once more before it
+    /// refuses, so they never make it refuse. Replacements and metadata updates take no place.
+    ///
+    /// Fixed for the registry's life (there is no way to change it later: shrinking below the
+    /// live count could not be honoured at once). `0` refuses every registration. Off by
+    /// default; with it, each registration and removal also updates one counter shared by
+    /// every thread (see the crate docs for its cost).
+    ///
+    /// ```
+    /// use genreg::{Error, Registry};
+    /// let reg: Registry<u32> = Registry::builder().max_entries(2).build();
+    /// let a = reg.register("a", 1)?;
+    /// reg.register_detached("b", 2)?;
+    /// let full = reg.register("c", 3).unwrap_err();
+    /// assert!(matches!(full.error(), Error::Full { capacity: 2, .. }));
+    /// drop(a); // the guard unbinds "a": its place is free at once
+    /// reg.register_detached("c", 3)?;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> Registry<V> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let mut map = RawMap::new(self.capacity, seed).with_index(Index::new(seed));
+        if let Some(n) = self.max_entries {
+            map = map.with_capacity_limit(n);
+        }
         if let Some((history, capture)) = self.events {
             fn none<V>(_: StoredRef<'_, V>) -> Option<V> {
                 None
@@ -403,6 +439,11 @@ impl<V: Send + Sync + 'static> Registry<V> {
     /// stale (their drop then does nothing): use [`Registration::replace`] to keep one current.
     pub fn replace_if_same(&self, name: &str, tag: Tag, value: V) -> Result<Tag, Rejected<V>> {
         self.pin().replace_if_same(name, tag, value)
+    }
+
+    /// The bound on live bindings ([`Builder::max_entries`]), if any.
+    pub fn max_entries(&self) -> Option<usize> {
+        self.inner.map.capacity.as_ref().map(|c| c.limit())
     }
 
     /// Bindings stored right now: O(1), a sum of a few per-thread counters (an instant's

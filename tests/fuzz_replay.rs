@@ -51,6 +51,12 @@ fn replay_ops_corpus() {
     replay("ops", |data| {
         if let Some(ops) = decode::<Vec<Op>>(data) {
             run_sequential(&ops, Config::default());
+            // And bounded, as the fuzz target runs a quarter of its inputs.
+            let bounded = Config {
+                max_entries: Some(2),
+                ..Config::default()
+            };
+            run_sequential(&ops, bounded);
         }
     });
 }

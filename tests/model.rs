@@ -45,6 +45,9 @@ fn cfg(seed: u64) -> Config {
         owned_collector: true,
         // Half the cases without the event log: the core paths must hold both ways.
         events: seed % 2 == 0,
+        // A third of the cases bounded, to 1 to 4 bindings (the name space is 4 names plus
+        // auto names and edge cases: registrations meet the bound often).
+        max_entries: (seed % 3 == 0).then_some(1 + (seed >> 8) as usize % 4),
     }
 }
 

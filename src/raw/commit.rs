@@ -121,7 +121,12 @@ impl<V> RawMap<V> {
             }
             | Change::Replaced { .. } => {}
             Change::Bound { purged: None, .. } => self.len.add(1),
-            Change::Removed { .. } => self.len.add(-1),
+            Change::Removed { .. } => {
+                self.len.add(-1);
+                // The binding's place under the bound is free (see `capacity.rs`). (A dead weak
+                // binding replaced by a registration passed its place on: nothing to release.)
+                self.release();
+            }
         }
     }
 }

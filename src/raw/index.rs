@@ -54,7 +54,7 @@ use std::sync::Arc;
 use crossbeam_epoch::Guard;
 
 use super::node::Node;
-use super::{RawMap, Stored, Write, Written};
+use super::{RawMap, Refused, Stored, Write, Written};
 use crate::discovery::Metadata;
 use crate::sync::{AtomicUsize, Ordering, fence};
 use crate::tag::{Generation, InstanceId, Tag};
@@ -233,7 +233,8 @@ impl Index {
                 self.terms.fetch_add(1, Ordering::Relaxed);
                 self.postings.get(hash, key, guard)
             }
-            Err((current, _)) => Some(current),
+            Err((Refused::Exists(current), _)) => Some(current),
+            Err((Refused::Full, _)) => unreachable!("the index's maps are unbounded"),
         };
         match node.expect("postings are never removed").stored() {
             super::StoredRef::Strong(p) => Some(p),
@@ -261,7 +262,8 @@ impl Index {
             loop {
                 let current = match set.bind(hash, name, tag, Stored::Strong(()), None, guard) {
                     Ok(()) => break,
-                    Err((current, _)) => current.tag,
+                    Err((Refused::Exists(current), _)) => current.tag,
+                    Err((Refused::Full, _)) => unreachable!("the index's maps are unbounded"),
                 };
                 // The name is there under an older identity: replace it with this one.
                 let same = |n: &Node<()>| n.tag == current;

@@ -36,6 +36,7 @@
 //! Each operation on one name is linearizable: at its linearization point (the successful CAS,
 //! or the load that decided the answer) the name's state is the one it reports.
 
+pub(crate) mod capacity;
 mod commit;
 pub(crate) mod index;
 mod len;
@@ -52,6 +53,7 @@ use std::sync::Arc;
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
+use self::capacity::Capacity;
 use self::commit::{Cause, Change};
 use self::index::Index;
 use self::len::Len;
@@ -99,6 +101,8 @@ pub(crate) struct RawMap<V> {
     pub(crate) wake: Wake,
     /// The discovery index (see `index.rs`), kept at every commit that involves metadata.
     pub(crate) index: Option<Box<Index>>,
+    /// The bound on live bindings, if any (see `capacity.rs`).
+    pub(crate) capacity: Option<Capacity>,
 }
 
 // SAFETY: the map owns `V`s and hands out `&V` to other threads: it is Send/Sync when `V` is.
@@ -115,6 +119,18 @@ pub(crate) enum Insert<'g, V> {
         current: &'g Node<V>,
         rejected: Owned<Node<V>>,
     },
+    /// The map holds its bound of bindings (see `capacity.rs`); the node is handed back.
+    Full {
+        rejected: Owned<Node<V>>,
+    },
+}
+
+/// Why [`RawMap::bind`] refused.
+pub(crate) enum Refused<'g, V> {
+    /// The name is bound to this node.
+    Exists(&'g Node<V>),
+    /// The map holds its bound of bindings.
+    Full,
 }
 
 /// What a conditional write does to a matching node.
@@ -165,6 +181,27 @@ impl<V> RawMap<V> {
             log: None,
             wake: Wake::new(),
             index: None,
+            capacity: None,
+        }
+    }
+
+    /// Bounds the live bindings (at construction).
+    pub(crate) fn with_capacity_limit(mut self, limit: usize) -> RawMap<V> {
+        self.capacity = Some(Capacity::new(limit));
+        self
+    }
+
+    /// Takes a place for a binding about to be added (see `capacity.rs`).
+    #[inline(always)]
+    fn admit(&self) -> bool {
+        self.capacity.as_ref().is_none_or(Capacity::admit)
+    }
+
+    /// Gives back a place taken by [`admit`](Self::admit), or a removed binding's.
+    #[inline(always)]
+    fn release(&self) {
+        if let Some(c) = &self.capacity {
+            c.release();
         }
     }
 
@@ -209,6 +246,11 @@ impl<V> RawMap<V> {
         // SAFETY: the root is never null, and a table is retired only after it stopped being
         // the root, so it outlives every guard that loaded it.
         unsafe { self.root.load(Ordering::Acquire, guard).deref() }
+    }
+
+    /// Whether a weak binding was ever stored (dead ones may then be waiting for a purge).
+    pub(crate) fn weak_used(&self) -> bool {
+        self.weak_used.load(Ordering::Relaxed) != 0
     }
 
     /// Notes that a weak binding is about to be stored (see `weak_used`).
@@ -331,6 +373,12 @@ impl<V> RawMap<V> {
                                 continue 'tables;
                             }
                         }
+                        if !self.admit() {
+                            table.claimed.fetch_sub(1, Ordering::Relaxed);
+                            // SAFETY: `new` was never published.
+                            let rejected = unsafe { new.into_owned() };
+                            return Insert::Full { rejected };
+                        }
                         let rev = self.draw(1);
                         match table.cas(i, cur, new, guard) {
                             Ok(()) => {
@@ -341,6 +389,7 @@ impl<V> RawMap<V> {
                             }
                             Err(_) => {
                                 self.lost(rev, 1, guard);
+                                self.release();
                                 table.claimed.fetch_sub(1, Ordering::Relaxed);
                                 continue; // look at slot `i` again
                             }
@@ -399,7 +448,12 @@ impl<V> RawMap<V> {
                             continue;
                         }
                         // The name's own slot: reuse it (a tombstone holds no slot of another
-                        // name, so no reservation is needed).
+                        // name, so no table reservation is needed; a place under the bound is).
+                        if !self.admit() {
+                            // SAFETY: `new` was never published.
+                            let rejected = unsafe { new.into_owned() };
+                            return Insert::Full { rejected };
+                        }
                         let rev = self.draw(1);
                         if table.cas(i, cur, new, guard).is_ok() {
                             let purged = None;
@@ -410,6 +464,7 @@ impl<V> RawMap<V> {
                             return Insert::Inserted;
                         }
                         self.lost(rev, 1, guard);
+                        self.release();
                         continue; // look at slot `i` again
                     }
                     Slot::Tomb(_)
@@ -436,13 +491,15 @@ impl<V> RawMap<V> {
         value: Stored<V>,
         meta: Option<Arc<Metadata>>,
         guard: &'g Guard,
-    ) -> Result<(), (&'g Node<V>, Stored<V>)> {
+    ) -> Result<(), (Refused<'g, V>, Stored<V>)> {
         let node = Owned::new(Node::with_meta(hash, tag, NameBuf::new(name), value, meta));
         match self.insert(node, |n| !n.is_visible(), guard) {
             Insert::Inserted => Ok(()),
-            Insert::Exists { current, rejected } => {
-                Err((current, (*rejected.into_box()).into_stored()))
-            }
+            Insert::Exists { current, rejected } => Err((
+                Refused::Exists(current),
+                (*rejected.into_box()).into_stored(),
+            )),
+            Insert::Full { rejected } => Err((Refused::Full, (*rejected.into_box()).into_stored())),
         }
     }
 

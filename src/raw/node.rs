@@ -321,7 +321,7 @@ pub(crate) struct Node<V> {
 }
 
 impl<V> Node<V> {
-    #[cfg(any(test, loom))]
+    #[cfg(test)]
     pub(crate) fn new(hash: u64, tag: Tag, name: NameBuf, value: Stored<V>) -> Node<V> {
         Node::with_meta(hash, tag, name, value, None)
     }

@@ -247,6 +247,15 @@ pub enum RestoreError {
         /// The binding found there.
         current: Tag,
     },
+    /// The snapshot holds more bindings than the registry's bound
+    /// ([`Builder::max_entries`](crate::Builder::max_entries)), or concurrent registrations
+    /// filled the registry while the restore ran (names restored before stay bound).
+    Full {
+        /// The bound.
+        capacity: usize,
+        /// The bindings the snapshot holds.
+        entries: usize,
+    },
 }
 
 impl fmt::Display for RestoreError {
@@ -287,6 +296,11 @@ impl fmt::Display for RestoreError {
                 f,
                 "snapshot's {counter} counter is {value}, above the largest a restore accepts ({})",
                 Snapshot::<()>::MAX_COUNTER
+            ),
+            RestoreError::Full { capacity, entries } => write!(
+                f,
+                "snapshot of {entries} bindings does not fit: the registry's bound is \
+                 {capacity} bindings"
             ),
             RestoreError::Conflict { name, current } => write!(
                 f,
@@ -565,6 +579,15 @@ impl<V: Send + Sync + 'static> Registry<V> {
         if len != 0 {
             return Err(RestoreError::NotEmpty { len });
         }
+        let capacity = inner
+            .map
+            .capacity
+            .as_ref()
+            .map_or(usize::MAX, |c| c.limit());
+        if snapshot.entries.len() > capacity {
+            let entries = snapshot.entries.len();
+            return Err(RestoreError::Full { capacity, entries });
+        }
         inner
             .generations
             .advance_past(c.generation.saturating_sub(1).max(max_generation));
@@ -576,15 +599,17 @@ impl<V: Send + Sync + 'static> Registry<V> {
         }
         let mut bound = 0;
         let pinned = self.pin();
+        let entries = snapshot.entries.len();
         for e in snapshot.entries {
             match pinned.bind_tagged(&e.name, e.tag, Stored::Strong(e.value), e.metadata) {
                 Ok(()) => bound += 1,
-                Err(current) => {
+                Err(Some(current)) => {
                     return Err(RestoreError::Conflict {
                         name: e.name,
                         current,
                     });
                 }
+                Err(None) => return Err(RestoreError::Full { capacity, entries }),
             }
         }
         Ok(bound)

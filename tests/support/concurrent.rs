@@ -181,7 +181,9 @@ impl Worker {
                 assert!(
                     matches!(
                         err,
-                        Error::AlreadyRegistered { .. } | Error::InvalidName { .. }
+                        Error::AlreadyRegistered { .. }
+                            | Error::InvalidName { .. }
+                            | Error::Full { .. }
                     ),
                     "{ctx:?}: {err:?}"
                 );
@@ -259,9 +261,12 @@ impl Worker {
                 let name = match &r {
                     Ok(g) => g.name().to_owned(),
                     Err(rej) => {
-                        // Refused up front, for the prefix, with no number used.
-                        let expected = validate_prefix(&prefix).expect_err("only a bad prefix");
-                        assert_eq!(rej.error(), &expected, "{op:?}");
+                        // Refused up front, for the prefix, with no number used; or the
+                        // registry holds its bound.
+                        if !matches!(rej.error(), Error::Full { .. }) {
+                            let expected = validate_prefix(&prefix).expect_err("only a bad prefix");
+                            assert_eq!(rej.error(), &expected, "{op:?}");
+                        }
                         let (_, back) = r.unwrap_err().into_parts();
                         assert!(Arc::ptr_eq(&back, &v), "{op:?}: value not handed back");
                         return;
@@ -559,6 +564,7 @@ impl Worker {
                         assert!(name.starts_with(&format!("{prefix}-")), "{op:?}: {name:?}");
                         self.registered(op, &name, None, *v, &v, Ok(g));
                     }
+                    Err(rej) if matches!(rej.error(), Error::Full { .. }) => {}
                     Err(rej) => {
                         let expected = validate_prefix(&prefix).expect_err("only a bad prefix");
                         assert_eq!(rej.error(), &expected, "{op:?}");
@@ -771,6 +777,15 @@ pub fn run_concurrent(input: &ConcurrentInput, cfg: Config) {
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
+    // Quiescent: never more live bindings than the bound (dead weak ones purged first).
+    if let Some(n) = cfg.max_entries {
+        reg.purge_dead();
+        assert!(
+            reg.len() <= n,
+            "{} bindings under a bound of {n}",
+            reg.len()
+        );
+    }
     // Quiescent: a watcher's replay equals the final state.
     if let Some(mirror) = mirror.as_mut() {
         let visible = reg

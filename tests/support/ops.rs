@@ -625,6 +625,9 @@ pub struct Config {
     /// With the event log on, the harnesses also watch from revision zero and check that
     /// replaying the events rebuilds the registry's state (`EventMirror`).
     pub events: bool,
+    /// `Builder::max_entries`, if any (the model refuses a registration as `Full` when it
+    /// already holds that many visible bindings).
+    pub max_entries: Option<usize>,
 }
 
 impl Default for Config {
@@ -634,6 +637,7 @@ impl Default for Config {
             seed: 0x5eed,
             owned_collector: true,
             events: true,
+            max_entries: None,
         }
     }
 }
@@ -653,6 +657,10 @@ pub fn build_registry(cfg: Config) -> Registry<V> {
         b.events(1 << 16).event_values(cfg.seed % 4 != 2)
     } else {
         b
+    };
+    let b = match cfg.max_entries {
+        Some(n) => b.max_entries(n),
+        None => b,
     };
     b.build()
 }
@@ -818,6 +826,7 @@ pub fn check_display(err: &Error) {
         Error::TagMismatch { name, current, .. } => (name, Some(current)),
         Error::NotFound { name } => (name, None),
         Error::InvalidName { name, .. } => (name, None),
+        Error::Full { name, .. } => (name, None),
         _ => return,
     };
     let plain = name.chars().count() <= 64

@@ -43,6 +43,8 @@ pub struct Model {
     pub instances: HashSet<InstanceId>,
     /// Upper bound on dead weak bindings not yet purged (what `purge_dead` may return).
     pub dead_maybe: usize,
+    /// The registry's bound, if any.
+    pub max_entries: Option<usize>,
     /// The metadata of each binding that carries some, by tag (a tag is never reused, so
     /// entries of removed bindings are simply never looked up again).
     pub metas: HashMap<Tag, Metadata>,
@@ -79,7 +81,14 @@ impl Model {
                 name: name.into(),
                 current,
             }),
-            None => Ok(()),
+            // The bound counts visible bindings only (dead weak ones are purged first).
+            None => match self.max_entries {
+                Some(capacity) if self.map.len() >= capacity => Err(Error::Full {
+                    name: name.into(),
+                    capacity,
+                }),
+                _ => Ok(()),
+            },
         }
     }
 
@@ -147,7 +156,10 @@ impl Harness {
             guards: Vec::new(),
             owners: Vec::new(),
             reg,
-            model: Model::new(),
+            model: Model {
+                max_entries: cfg.max_entries,
+                ..Model::new()
+            },
             seen: Vec::new(),
             next_value: 0,
             mirror,
