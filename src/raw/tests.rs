@@ -152,6 +152,7 @@ fn single_thread_walk_through_migrations() {
                 drop(rejected);
             }
             Insert::Inserted => panic!("duplicate inserted"),
+            Insert::Full { .. } => panic!("unbounded"),
         }
         for i in (0..n).step_by(2) {
             let name = format!("n{i}");
