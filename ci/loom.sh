@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stage "loom": the model-checking suites (tests/loom.rs through the public API,
-# tests/loom_events.rs and tests/loom_discovery.rs for the event log and the discovery index,
+# tests/loom_events.rs, tests/loom_discovery.rs and tests/loom_capacity.rs for the event log,
+# the discovery index and the bound on live bindings,
 # and src/raw/loom_models.rs inside the crate), every model exhaustively explored up to its
 # preemption bound.
 #
@@ -24,7 +25,7 @@ export RUSTFLAGS="--cfg loom --cfg crossbeam_loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS=2
 
 step "build loom models" cargo test --release --test loom --test loom_events \
-    --test loom_discovery --lib --target-dir target/loom --no-run
+    --test loom_discovery --test loom_capacity --lib --target-dir target/loom --no-run
 # --nocapture: each model prints its bound, iteration count and time.
 step "run loom models (public API, tests/loom.rs)" \
     cargo test --release --test loom --target-dir target/loom -- --nocapture "$@"
@@ -36,6 +37,10 @@ step "run loom models (events, tests/loom_events.rs)" \
 # with metadata against a removal, a query against a stale entry, an update against a removal.
 step "run loom models (discovery index, tests/loom_discovery.rs)" \
     cargo test --release --test loom_discovery --target-dir target/loom -- --nocapture "$@"
+# The bound on live bindings (tests/loom_capacity.rs): two registrations racing for the last
+# place; a removal and a registration racing another registration.
+step "run loom models (capacity, tests/loom_capacity.rs)" \
+    cargo test --release --test loom_capacity --target-dir target/loom -- --nocapture "$@"
 # The raw core's models (src/raw/loom_models.rs): protocols whose state the public API cannot
 # set up, e.g. the next table's room check against copies, with three threads (~4 min).
 step "run loom models (raw core, src/raw/loom_models.rs)" \

@@ -450,6 +450,20 @@ fn child(op: &str, n: usize, size: usize) {
         "cycle" => prof_loop_cycle(&w, &cycle, n, Cycle::plain),
         "cycle-meta" => prof_loop_cycle(&w, &cycle, n, Cycle::meta),
         "cycle-side" => prof_loop_cycle(&w, &cycle, n, Cycle::side),
+        // The bound's cost (`Builder::max_entries`, issue 12): the plain cycle on the same
+        // entries with a bound far above them, against "cycle".
+        "cycle-bounded" => {
+            let bounded = World {
+                n: w.n,
+                reg: Registry::builder().max_entries(usize::MAX / 2).build(),
+                side: SideIndex::default(),
+            };
+            for e in w.reg.entries() {
+                let (name, entry) = e;
+                bounded.reg.register_detached(&name, entry.into_value()).unwrap();
+            }
+            prof_loop_cycle(&bounded, &cycle, n, Cycle::plain)
+        }
         _ => panic!("unknown op {op}"),
     };
     println!("RESULT {sum}");
