@@ -20,7 +20,7 @@ step "miri sysroot" cargo "+$NIGHTLY" miri setup ||
 if [ "$#" -gt 0 ]; then
     selection=("$@")
 else
-    selection=(--lib --test api --test tags --test model --test stress --test watch --test discovery)
+    selection=(--lib --test api --test tags --test model --test stress --test watch --test discovery --test capacity)
 fi
 step "miri test ${selection[*]}" env \
     MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-permissive-provenance" \

@@ -460,7 +460,10 @@ fn child(op: &str, n: usize, size: usize) {
             };
             for e in w.reg.entries() {
                 let (name, entry) = e;
-                bounded.reg.register_detached(&name, entry.into_value()).unwrap();
+                bounded
+                    .reg
+                    .register_detached(&name, entry.into_value())
+                    .unwrap();
             }
             prof_loop_cycle(&bounded, &cycle, n, Cycle::plain)
         }
