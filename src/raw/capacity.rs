@@ -48,8 +48,9 @@ impl Capacity {
         self.limit
     }
 
-    /// Takes a place, if one is free.
-    #[inline]
+    /// Takes a place, if one is free. (Out of line: a registry without a bound must not pay
+    /// for this loop's code in its write paths; one with a bound pays a call.)
+    #[inline(never)]
     pub(crate) fn admit(&self) -> bool {
         #[cfg(not(genreg_mutant = "admit_race"))]
         {
@@ -81,8 +82,8 @@ impl Capacity {
         }
     }
 
-    /// Gives a place back (a lost CAS after `admit`, or a removal).
-    #[inline]
+    /// Gives a place back (a lost CAS after `admit`, or a removal). (Out of line, as `admit`.)
+    #[inline(never)]
     pub(crate) fn release(&self) {
         let before = self.admitted.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before > 0, "a place released twice");
