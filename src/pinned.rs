@@ -280,14 +280,22 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         let map = &inner.map;
         match map.bind(hash, name, tag, value, meta.clone(), &self.guard) {
             Ok(()) => Ok(tag),
-            Err((Refused::Exists(current), value)) => Err((
-                Error::AlreadyRegistered {
-                    name: name.into(),
-                    current: current.tag,
-                },
-                value,
-            )),
             Err((Refused::Full, value)) => self.bind_when_full(name, hash, tag, value, meta),
+            Err((refused, value)) => Err((self.refusal(name, refused), value)),
+        }
+    }
+
+    /// The error for a refused binding of `name`.
+    fn refusal(&self, name: &str, refused: Refused<'_, V>) -> Error {
+        match refused {
+            Refused::Exists(current) => Error::AlreadyRegistered {
+                name: name.into(),
+                current: current.tag,
+            },
+            Refused::Full => Error::Full {
+                name: name.into(),
+                capacity: self.registry.max_entries().unwrap_or(0),
+            },
         }
     }
 
@@ -308,23 +316,9 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         } else {
             Err((Refused::Full, value))
         };
-        match retried {
-            Ok(()) => Ok(tag),
-            Err((Refused::Exists(current), value)) => Err((
-                Error::AlreadyRegistered {
-                    name: name.into(),
-                    current: current.tag,
-                },
-                value,
-            )),
-            Err((Refused::Full, value)) => Err((
-                Error::Full {
-                    name: name.into(),
-                    capacity: map.capacity.as_ref().map_or(0, |c| c.limit()),
-                },
-                value,
-            )),
-        }
+        retried
+            .map(|()| tag)
+            .map_err(|(refused, value)| (self.refusal(name, refused), value))
     }
 
     /// Binds a validated name with a given tag (restore); on refusal, the current tag (`None`:

@@ -611,10 +611,21 @@ impl<T: ?Sized + Send + Sync + 'static> Registry<Arc<T>> {
         instance: InstanceId,
         owner: &Arc<T>,
     ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
+        self.register_weak_with(name, instance, owner, None)
+    }
+
+    /// [`register_weak_as`](Self::register_weak_as), with metadata or none.
+    pub(crate) fn register_weak_with(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        owner: &Arc<T>,
+        meta: Option<Arc<crate::Metadata>>,
+    ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
         self.inner.map.note_weak();
         let weak: Box<dyn WeakRef<Arc<T>>> = Box::new(Arc::downgrade(owner));
         self.pin()
-            .register_stored(name, instance, Stored::Weak(weak), None)
+            .register_stored(name, instance, Stored::Weak(weak), meta)
             .map_err(|(e, _)| Rejected::new(e, Arc::clone(owner)))
     }
 

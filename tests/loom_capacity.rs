@@ -12,9 +12,9 @@
 //! registrations pass the check and the registry holds two bindings under a bound of one.
 #![cfg(loom)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+#[path = "support/loom_check.rs"]
+mod loom_check;
+use loom_check::check;
 
 use genreg::{Error, Registry, Tag};
 
@@ -25,32 +25,6 @@ fn registry(max: usize) -> Registry<u32> {
         .hash_seed(0x5eed_0003)
         .max_entries(max)
         .build()
-}
-
-/// Runs a model exhaustively to `bound` preemptions (plus `GENREG_LOOM_EXTRA_PREEMPTIONS`).
-fn check(model: &str, bound: usize, f: impl Fn() + Send + Sync + 'static) {
-    let bound = bound
-        + std::env::var("GENREG_LOOM_EXTRA_PREEMPTIONS")
-            .map(|v| v.parse::<usize>().expect("a number"))
-            .unwrap_or(0);
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(bound);
-    builder.max_branches = 100_000;
-    builder.max_duration = None;
-    builder.max_permutations = None;
-    let iterations = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&iterations);
-    let started = Instant::now();
-    builder.check(move || {
-        count.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    let iterations = iterations.load(Ordering::Relaxed);
-    println!(
-        "loom model {model}: preemption bound {bound}, {iterations} iterations, {:.1?}",
-        started.elapsed()
-    );
-    assert!(iterations > 1, "{model}: a single interleaving explored");
 }
 
 /// The outcome of a registration: its tag, or `None` if refused as full.

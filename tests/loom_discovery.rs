@@ -17,14 +17,16 @@
 //! behind (`index_unchecked` fails here) and nothing justified was removed.
 #![cfg(loom)]
 
+#[path = "support/loom_check.rs"]
+mod loom_check;
+use loom_check::check;
+
 #[cfg(not(crossbeam_loom))]
 compile_error!(
     "the loom models need crossbeam-epoch in loom mode too: --cfg loom --cfg crossbeam_loom"
 );
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use genreg::{Error, Event, EventKind, Filter, Metadata, Registry, Revision, Tag};
 
@@ -33,32 +35,6 @@ use genreg::{Error, Event, EventKind, Filter, Metadata, Registry, Revision, Tag}
 /// handle with an owned collector at every call.
 fn registry() -> Registry<u32> {
     Registry::builder().hash_seed(0x5eed_0001).build()
-}
-
-/// Runs a model exhaustively to `bound` preemptions (plus `GENREG_LOOM_EXTRA_PREEMPTIONS`).
-fn check(model: &str, bound: usize, f: impl Fn() + Send + Sync + 'static) {
-    let bound = bound
-        + std::env::var("GENREG_LOOM_EXTRA_PREEMPTIONS")
-            .map(|v| v.parse::<usize>().expect("a number"))
-            .unwrap_or(0);
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(bound);
-    builder.max_branches = 100_000;
-    builder.max_duration = None;
-    builder.max_permutations = None;
-    let iterations = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&iterations);
-    let started = Instant::now();
-    builder.check(move || {
-        count.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    let iterations = iterations.load(Ordering::Relaxed);
-    println!(
-        "loom model {model}: preemption bound {bound}, {iterations} iterations, {:.1?}",
-        started.elapsed()
-    );
-    assert!(iterations > 1, "{model}: a single interleaving explored");
 }
 
 /// Metadata with one capability (and no kind, no labels): two index terms, `n` and `c{cap}`.

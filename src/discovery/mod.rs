@@ -24,7 +24,7 @@ pub use self::query::{Match, Query};
 
 use crate::error::{Error, Rejected};
 use crate::name::Name;
-use crate::raw::node::{Stored, WeakRef};
+use crate::raw::node::Stored;
 use crate::registration::{Ensured, Registration};
 use crate::registry::Registry;
 use crate::tag::{InstanceId, Tag};
@@ -206,13 +206,9 @@ impl<T: ?Sized + Send + Sync + 'static> WithMetadata<'_, Arc<T>> {
         instance: InstanceId,
         owner: &Arc<T>,
     ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
-        self.registry.inner.map.note_weak();
-        let weak: Box<dyn WeakRef<Arc<T>>> = Box::new(Arc::downgrade(owner));
         let meta = Some(Arc::clone(&self.meta));
         self.registry
-            .pin()
-            .register_stored(name, instance, Stored::Weak(weak), meta)
-            .map_err(|(e, _)| Rejected::new(e, Arc::clone(owner)))
+            .register_weak_with(name, instance, owner, meta)
     }
 
     /// See [`Registry::ensure_registered_weak`].

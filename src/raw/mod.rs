@@ -10,6 +10,9 @@
 //! - `len.rs`: the length, a counter striped over cache lines.
 //! - `commit.rs`: the one point where every committed change is reported.
 //! - `pending.rs`: removed values on their way to the epoch collector.
+//! - `replace.rs`: a binding's node replaced (a new value, or new metadata under the same tag).
+//! - `index.rs`: the discovery index, kept from the commit point, checked on every read.
+//! - `capacity.rs`: the bound on live bindings (`max_entries`).
 //!
 //! # Operations
 //! Every operation starts at the root table and walks the name's probe chain (linear probing
@@ -45,6 +48,7 @@ mod migrate;
 pub(crate) mod node;
 mod pending;
 mod reclaim;
+mod replace;
 mod table;
 
 use std::hash::BuildHasher;
@@ -501,108 +505,6 @@ impl<V> RawMap<V> {
             )),
             Insert::Full { rejected } => Err((Refused::Full, (*rejected.into_box()).into_stored())),
         }
-    }
-
-    /// Replaces the binding of `name` with a new node (`new_tag`, `value`) if `accept(current)`:
-    /// one CAS. The new node keeps the metadata and the kind of the one it replaces: a weak
-    /// binding stays weak, with `value` as its new owner (the caller keeps it alive; the
-    /// registry drops its own copy of the `Arc` here). On refusal, the binding that refused
-    /// (`None`: the name is not bound) and `value` handed back.
-    #[inline]
-    pub(crate) fn replace_if<'g>(
-        &self,
-        hash: u64,
-        name: &str,
-        new_tag: Tag,
-        value: V,
-        accept: impl Fn(&Node<V>) -> bool,
-        guard: &'g Guard,
-    ) -> Result<(), (Option<&'g Node<V>>, V)> {
-        // The node is built when the binding is found and accepted (so that it can keep the
-        // binding's kind), once: a lost CAS decides again with the same node.
-        let mut value = Some(value);
-        let mut new: Option<Shared<'g, Node<V>>> = None;
-        let decide = |n: &'g Node<V>| {
-            if !accept(n) {
-                return None;
-            }
-            let new = *new.get_or_insert_with(|| {
-                let stored = match n.stored() {
-                    StoredRef::Strong(_) => Stored::Strong(value.take().expect("built once")),
-                    StoredRef::Weak(w) => Stored::Weak(w.rebind(value.as_ref().expect("kept"))),
-                };
-                let meta = n.meta().cloned();
-                let node = Node::with_meta(hash, new_tag, NameBuf::new(name), stored, meta);
-                Owned::new(node).into_shared(guard)
-            });
-            Some(Write::Replace(new))
-        };
-        let refused = match self.write_if(hash, name, decide, guard) {
-            // A weak replacement leaves the caller's `Arc` in `value`: dropped here.
-            Written::Done(_) => return Ok(()),
-            Written::Refused(n) => Some(n),
-            Written::NotFound => None,
-        };
-        if let Some(new) = new {
-            // SAFETY: the replacement did not happen, so `new` was never published: it is
-            // still ours alone.
-            let node = unsafe { new.into_owned() }.into_box();
-            if let Stored::Strong(v) = (*node).into_stored() {
-                value = Some(v);
-            }
-        }
-        Err((refused, value.expect("handed back")))
-    }
-
-    /// Sets the metadata of `name`'s binding if `accept(current)`: one CAS of a new node with
-    /// the same tag and value (a clone of a strong value; a weak binding stays weak) and `meta`.
-    /// Committed as a [`Change::Replaced`] whose nodes share their tag. On refusal, the
-    /// binding that refused (`None`: the name is not bound, or is a dead weak binding).
-    pub(crate) fn update_meta<'g>(
-        &self,
-        hash: u64,
-        name: &str,
-        meta: Option<Arc<Metadata>>,
-        accept: impl Fn(&Node<V>) -> bool,
-        guard: &'g Guard,
-    ) -> Result<(), Option<&'g Node<V>>>
-    where
-        V: Clone,
-    {
-        // Built once, from the first accepted binding: a lost CAS that finds another node with
-        // the same tag finds the same binding (a tag is never reused), so the same value.
-        let mut new: Option<Shared<'g, Node<V>>> = None;
-        let mut dead = false;
-        let decide = |n: &'g Node<V>| {
-            if !accept(n) {
-                return None;
-            }
-            if new.is_none() {
-                let stored = match n.stored() {
-                    StoredRef::Strong(v) => Stored::Strong(v.clone()),
-                    StoredRef::Weak(w) => match w.upgrade() {
-                        Some(owner) => Stored::Weak(w.rebind(&owner)),
-                        None => {
-                            dead = true;
-                            return None;
-                        }
-                    },
-                };
-                let node = Node::with_meta(hash, n.tag, NameBuf::new(name), stored, meta.clone());
-                new = Some(Owned::new(node).into_shared(guard));
-            }
-            new.map(Write::Replace)
-        };
-        let refused = match self.write_if(hash, name, decide, guard) {
-            Written::Done(_) => return Ok(()),
-            Written::Refused(n) if !dead => Some(n),
-            Written::Refused(_) | Written::NotFound => None,
-        };
-        if let Some(new) = new {
-            // SAFETY: the write did not happen, so `new` was never published: it is ours.
-            drop(unsafe { new.into_owned() });
-        }
-        Err(refused)
     }
 
     /// Removes or replaces the node bound to `name`, as `decide(node)` says (`None` refuses):
