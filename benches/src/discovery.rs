@@ -548,27 +548,11 @@ fn main() {
         );
         for (label, cap, expect) in [("10 matches", RARE, 10), ("1,000 matches", MID, 1_000)] {
             let r = bench_find(&w, cap, expect, reps, min);
-            println!(
-                "  find_by_capability, {label}: {}",
-                METHODS
-                    .iter()
-                    .zip(&r)
-                    .map(|(m, t)| format!("{m} {}", fmt_ns(*t)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            println!("  find_by_capability, {label}: {}", by_method(&r));
             rows.push((format!("find_by_capability, {label}"), w.n, r));
         }
         let r = bench_best(&w, reps, min);
-        println!(
-            "  best_match over 3: {}",
-            METHODS
-                .iter()
-                .zip(&r)
-                .map(|(m, t)| format!("{m} {}", fmt_ns(*t)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        println!("  best_match over 3: {}", by_method(&r));
         rows.push((
             "best_match over 3 capabilities (held by 10 / 100 / 1,000)".into(),
             w.n,
@@ -623,4 +607,14 @@ fn main() {
             c[2] / c[0]
         );
     }
+}
+
+/// "method time, ..." for one query's timings, in `METHODS` order.
+fn by_method(times: &[f64]) -> String {
+    METHODS
+        .iter()
+        .zip(times)
+        .map(|(m, t)| format!("{m} {}", fmt_ns(*t)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

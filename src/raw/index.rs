@@ -143,6 +143,14 @@ impl Posting {
     }
 }
 
+/// The posting a node of the terms map holds (always a strong value).
+fn posting_of(node: &Node<Arc<Posting>>) -> &Posting {
+    match node.stored() {
+        super::StoredRef::Strong(p) => p,
+        super::StoredRef::Weak(_) => unreachable!("postings are strong"),
+    }
+}
+
 /// The index (see the module docs).
 pub(crate) struct Index {
     postings: RawMap<Arc<Posting>>,
@@ -172,13 +180,7 @@ impl Index {
 
     /// Entries in every posting, justified or not (for tests).
     pub(crate) fn len(&self, guard: &Guard) -> usize {
-        self.postings
-            .iter(guard)
-            .map(|n| match n.stored() {
-                super::StoredRef::Strong(p) => p.len(),
-                super::StoredRef::Weak(_) => 0,
-            })
-            .sum()
+        self.postings.iter(guard).map(|n| posting_of(n).len()).sum()
     }
 
     /// The posting of `term`, if it was ever used.
@@ -195,10 +197,7 @@ impl Index {
     ) -> Option<&'g Posting> {
         term.write_key(buf);
         let node = self.postings.get(self.postings.hash(buf), buf, guard)?;
-        match node.stored() {
-            super::StoredRef::Strong(p) => Some(&**p),
-            super::StoredRef::Weak(_) => None,
-        }
+        Some(posting_of(node))
     }
 
     /// The posting of `term`, created if need be (postings are never removed), or `None` if
@@ -236,10 +235,7 @@ impl Index {
             Err((Refused::Exists(current), _)) => Some(current),
             Err((Refused::Full, _)) => unreachable!("the index's maps are unbounded"),
         };
-        match node.expect("postings are never removed").stored() {
-            super::StoredRef::Strong(p) => Some(p),
-            super::StoredRef::Weak(_) => unreachable!("postings are strong"),
-        }
+        Some(posting_of(node.expect("postings are never removed")))
     }
 
     /// A fresh entry identity: unique in the process (a fresh instance id, from the thread's
