@@ -14,5 +14,8 @@ step "rustfmt" cargo fmt --all -- --check ||
 # adapters and the throughput harness).
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings ||
     die "clippy found warnings (denied in CI); see above"
-step "rustdoc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps ||
+step "clippy (features serde, tokio)" \
+    cargo clippy --workspace --all-targets --features genreg/serde,genreg/tokio -- -D warnings ||
+    die "clippy found warnings with the optional features (denied in CI); see above"
+step "rustdoc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features serde,tokio ||
     die "rustdoc warnings (broken intra-doc links, missing docs...); see above"

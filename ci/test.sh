@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 stage_start test
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH"
 
-step "cargo test --release --features serde" cargo test --release --features serde
+step "cargo test --release --features serde,tokio" cargo test --release --features serde,tokio
 
 # The README's first command, shortened to one second: the example asserts its own invariants
 # (B survives every late destructor, versions never go back, nothing leaks) and panics otherwise.

@@ -51,6 +51,14 @@ pub enum Error {
         /// The bound.
         capacity: usize,
     },
+    /// The binding's time to live passed without a keepalive: it is invisible and is (or is
+    /// about to be) removed; a keepalive cannot revive it. Register again.
+    Expired {
+        /// The name.
+        name: Name,
+        /// The tag of the binding that expired.
+        tag: Tag,
+    },
     /// The name breaks the rules of [`crate::name`](crate#names).
     InvalidName {
         /// The name as given (never truncated).
@@ -90,6 +98,12 @@ impl fmt::Display for Error {
                 f,
                 "name {} was not registered: the registry is full (it holds its bound of \
                  {capacity} bindings)",
+                for_display(name)
+            ),
+            Error::Expired { name, tag } => write!(
+                f,
+                "the binding {tag} of name {} expired: its time to live passed without a \
+                 keepalive",
                 for_display(name)
             ),
             Error::InvalidName { name, reason } => {

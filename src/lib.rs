@@ -297,6 +297,7 @@
 
 pub mod discovery;
 mod error;
+pub mod liveness;
 mod name;
 mod pinned;
 mod raw;
@@ -305,9 +306,11 @@ mod registry;
 mod sync;
 mod tag;
 mod watch;
+mod with;
 
 pub use crate::discovery::{Match, Metadata, MetadataError, Query};
 pub use crate::error::{Error, Rejected};
+pub use crate::liveness::{HealthReport, HealthState, HealthStatus, Reaper, ReaperThread};
 pub use crate::name::{InvalidNameReason, MAX_AUTO_PREFIX_LEN, MAX_NAME_LEN, Name};
 pub use crate::pinned::{EntryRef, Iter, Pinned};
 pub use crate::registration::{Ensured, Registration};
@@ -317,6 +320,7 @@ pub use crate::watch::{
     Counters, Event, EventKind, Filter, Reason, RestoreError, Revision, SNAPSHOT_FORMAT, Snapshot,
     SnapshotEntry, WatchError, Watcher,
 };
+pub use crate::with::RegisterWith;
 /// Re-exported so that callers can give a registry its own [`Collector`](epoch::Collector).
 pub use crossbeam_epoch as epoch;
 

@@ -12,7 +12,7 @@ use crossbeam_epoch::{Guard, LocalHandle};
 use crate::discovery::Metadata;
 use crate::error::{Error, Rejected};
 use crate::name;
-use crate::raw::node::{Node, Stored, StoredRef};
+use crate::raw::node::{Extra, Node, Stored, StoredRef};
 use crate::raw::{RawIter, Refused, Write, Written};
 use crate::registration::{Ensured, Registration};
 use crate::registry::Registry;
@@ -44,9 +44,23 @@ pub struct EntryRef<'g, V> {
 }
 
 impl<'g, V> EntryRef<'g, V> {
-    /// Builds a view of `node`, or `None` if it is a weak binding whose owner died.
+    /// Builds a view of `node`, or `None` if a read does not see it (a weak binding whose
+    /// owner died, an expired or condemned one: see `Node::is_visible`).
     #[inline]
     fn of(node: &'g Node<V>) -> Option<EntryRef<'g, V>> {
+        let upgraded = match node.visible_stored()? {
+            StoredRef::Strong(_) => None,
+            StoredRef::Weak(w) => Some(w.upgrade()?),
+        };
+        Some(EntryRef { node, upgraded })
+    }
+
+    /// A view of `node`, just removed: `None` if it was dead for good (its removal was a
+    /// purge).
+    fn removed(node: &'g Node<V>) -> Option<EntryRef<'g, V>> {
+        if node.is_buried() {
+            return None;
+        }
         let upgraded = match node.stored() {
             StoredRef::Strong(_) => None,
             StoredRef::Weak(w) => Some(w.upgrade()?),
@@ -182,8 +196,13 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
 
     /// See [`Registry::register_detached`].
     pub fn register_detached(&self, name: &str, value: V) -> Result<Tag, Rejected<V>> {
-        self.bind(name, InstanceId::fresh(), Stored::Strong(value), None)
-            .map_err(strong_refused)
+        self.bind(
+            name,
+            InstanceId::fresh(),
+            Stored::Strong(value),
+            Extra::default(),
+        )
+        .map_err(strong_refused)
     }
 
     /// See [`Registry::register_as`].
@@ -193,7 +212,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         instance: InstanceId,
         value: V,
     ) -> Result<Registration<V>, Rejected<V>> {
-        self.register_stored(name, instance, Stored::Strong(value), None)
+        self.register_stored(name, instance, Stored::Strong(value), Extra::default())
             .map_err(strong_refused)
     }
 
@@ -209,7 +228,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
 
     /// See [`Registry::register_auto`].
     pub fn register_auto(&self, prefix: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
-        self.register_auto_with(prefix, value, None)
+        self.register_auto_with(prefix, value, Extra::default())
     }
 
     /// [`register_auto`](Self::register_auto) with metadata.
@@ -217,7 +236,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         &self,
         prefix: &str,
         value: V,
-        meta: Option<Arc<Metadata>>,
+        extra: Extra,
     ) -> Result<Registration<V>, Rejected<V>> {
         if let Err(reason) = name::validate_prefix(prefix) {
             let error = Error::InvalidName {
@@ -233,7 +252,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             let name = format!("{prefix}-{n}");
             let fresh = InstanceId::fresh();
             let registered = self
-                .register_stored(&name, fresh, Stored::Strong(value), meta.clone())
+                .register_stored(&name, fresh, Stored::Strong(value), extra.clone())
                 .map_err(strong_refused);
             match registered {
                 Ok(reg) => return Ok(reg),
@@ -252,10 +271,11 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         name: &str,
         instance: InstanceId,
         value: Stored<V>,
-        meta: Option<Arc<Metadata>>,
+        extra: Extra,
     ) -> Result<Registration<V>, (Error, Stored<V>)> {
-        let tag = self.bind(name, instance, value, meta)?;
-        Ok(Registration::new(self.registry.clone(), name, tag))
+        let live = extra.live.clone();
+        let tag = self.bind(name, instance, value, extra)?;
+        Ok(Registration::new(self.registry.clone(), name, tag).with_live(live))
     }
 
     /// Binds a prepared value and returns its tag; on refusal hands it back.
@@ -264,7 +284,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         name: &str,
         instance: InstanceId,
         value: Stored<V>,
-        meta: Option<Arc<Metadata>>,
+        extra: Extra,
     ) -> Result<Tag, (Error, Stored<V>)> {
         if let Err(e) = invalid(name) {
             return Err((e, value));
@@ -278,9 +298,12 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         let tag = Tag::new(instance, inner.generations.next());
         let hash = inner.map.hash(name);
         let map = &inner.map;
-        match map.bind(hash, name, tag, value, meta.clone(), &self.guard) {
+        if extra.live.is_some() {
+            map.note_mortal();
+        }
+        match map.bind(hash, name, tag, value, extra.clone(), &self.guard) {
             Ok(()) => Ok(tag),
-            Err((Refused::Full, value)) => self.bind_when_full(name, hash, tag, value, meta),
+            Err((Refused::Full, value)) => self.bind_when_full(name, hash, tag, value, extra),
             Err((refused, value)) => Err((self.refusal(name, refused), value)),
         }
     }
@@ -308,11 +331,11 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         hash: u64,
         tag: Tag,
         value: Stored<V>,
-        meta: Option<Arc<Metadata>>,
+        extra: Extra,
     ) -> Result<Tag, (Error, Stored<V>)> {
         let map = &self.registry.inner.map;
-        let retried = if map.weak_used() && self.purge_dead() > 0 {
-            map.bind(hash, name, tag, value, meta, &self.guard)
+        let retried = if map.mortal_used() && self.purge_dead() > 0 {
+            map.bind(hash, name, tag, value, extra, &self.guard)
         } else {
             Err((Refused::Full, value))
         };
@@ -328,11 +351,11 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         name: &str,
         tag: Tag,
         value: Stored<V>,
-        meta: Option<Arc<Metadata>>,
+        extra: Extra,
     ) -> Result<(), Option<Tag>> {
         let map = &self.registry.inner.map;
         let hash = map.hash(name);
-        map.bind(hash, name, tag, value, meta, &self.guard)
+        map.bind(hash, name, tag, value, extra, &self.guard)
             .map_err(|(refused, _value)| match refused {
                 Refused::Exists(current) => Some(current.tag),
                 Refused::Full => None,
@@ -361,15 +384,17 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         // it, and `not_found` tells the two apart only on that (rare) path.
         let map = &self.registry.inner.map;
         let hash = map.hash(name);
+        // A dead binding is buried before it is removed (see `Node::bury`): its removal is a
+        // purge, reported as not found. One that is not buried when its CAS wins was removed
+        // alive, and is reported so even if its deadline passes right after.
         let decide = |n: &Node<V>| {
             expected
                 .is_none_or(|t| n.tag.matches(t))
-                .then_some(Write::Remove(reason))
+                .then(|| Write::Remove(n.bury().unwrap_or(reason)))
         };
         let not_found = || not_found(name);
         match map.write_if(hash, name, decide, &self.guard) {
-            // A dead weak binding was invisible: removing it was a purge, not a removal.
-            Written::Done(n) => EntryRef::of(n).ok_or_else(not_found),
+            Written::Done(n) => EntryRef::removed(n).ok_or_else(not_found),
             Written::Refused(n) if !n.is_visible() => {
                 self.purge(n);
                 Err(not_found())
@@ -458,17 +483,22 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         dead.into_iter().filter(|n| self.purge(n)).count()
     }
 
-    /// Removes a dead weak binding if it is still the one bound (identity-safe).
+    /// Removes a dead binding (a weak one whose owner died, an expired or condemned one) if
+    /// it is still the one bound (identity-safe), burying it first (see `Node::bury`): one that
+    /// a keepalive renewed in time is left alone. Returns whether this call removed it.
     #[cold]
     #[inline(never)]
-    fn purge(&self, node: &Node<V>) -> bool {
+    pub(crate) fn purge(&self, node: &Node<V>) -> bool {
+        let Some(reason) = node.bury() else {
+            return false;
+        };
         let map = &self.registry.inner.map;
         let tag = node.tag;
         matches!(
             map.write_if(
                 node.hash,
                 node.name(),
-                |n| (n.tag == tag).then_some(Write::Remove(Reason::WeakOwnerDead)),
+                |n| (n.tag == tag).then_some(Write::Remove(reason)),
                 &self.guard
             ),
             Written::Done(_)

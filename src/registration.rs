@@ -1,9 +1,11 @@
 //! [`Registration`]: the guard that owns a binding.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Rejected};
 use crate::name::Name;
+use crate::raw::live::Live;
 use crate::raw::{Write, Written};
 use crate::registry::{Entry, Registry};
 use crate::tag::{InstanceId, Tag};
@@ -21,6 +23,9 @@ pub struct Registration<V> {
     name: Name,
     tag: Tag,
     armed: bool,
+    /// The binding's liveness cell, if it has one (a TTL): so that the owner can learn that its
+    /// binding expired after it is gone from the table.
+    pub(crate) live: Option<Arc<Live>>,
 }
 
 /// The result of [`Registry::ensure_registered`].
@@ -74,7 +79,14 @@ impl<V> Registration<V> {
             name: name.into(),
             tag,
             armed: true,
+            live: None,
         }
+    }
+
+    /// With the binding's liveness cell.
+    pub(crate) fn with_live(mut self, live: Option<Arc<Live>>) -> Self {
+        self.live = live;
+        self
     }
 
     /// The name this guard bound.

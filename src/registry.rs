@@ -8,16 +8,19 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
 use crate::discovery::Reserved;
 use crate::error::{Error, Rejected};
+use crate::liveness::clock::{SharedClock, nanos};
+use crate::liveness::{Clock, SystemClock};
 use crate::pinned::{EntryRef, Pinned};
 use crate::raw::RawMap;
 use crate::raw::index::Index;
 use crate::raw::log::{Capture, Log};
-use crate::raw::node::{Stored, StoredRef, WeakRef};
+use crate::raw::node::{Extra, Stored, StoredRef, WeakRef};
 use crate::registration::{Ensured, Registration};
 use crate::sync::AtomicU64;
 use crate::tag::{GenerationCounter, InstanceId, Tag};
@@ -51,6 +54,10 @@ pub(crate) struct Inner<V> {
     pub(crate) auto: AtomicU64,
     /// Names that may not be registered ([`Builder::reserved_names`]).
     pub(crate) reserved: Option<Reserved>,
+    /// Where deadlines and health records read the time.
+    pub(crate) clock: SharedClock,
+    /// [`Builder::remove_critical_after`], in clock nanoseconds.
+    pub(crate) critical_after: Option<u64>,
     collector: Option<Collector>,
 }
 
@@ -73,6 +80,8 @@ pub struct Builder<V> {
     event_values: bool,
     reserved: Option<Reserved>,
     max_entries: Option<usize>,
+    clock: Option<SharedClock>,
+    critical_after: Option<u64>,
     _values: PhantomData<fn() -> V>,
 }
 
@@ -95,6 +104,8 @@ impl<V: Send + Sync + 'static> Builder<V> {
             event_values: true,
             reserved: None,
             max_entries: None,
+            clock: None,
+            critical_after: None,
             _values: PhantomData,
         }
     }
@@ -173,6 +184,24 @@ impl<V: Send + Sync + 'static> Builder<V> {
         self
     }
 
+    /// The clock that deadlines (TTL) and health records read ([`SystemClock`], monotonic, by
+    /// default). Tests pass a [`ManualClock`](crate::liveness::ManualClock) and move it, so
+    /// that no test sleeps to wait for an expiry.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Removes an entry that has been [`Critical`](crate::HealthState::Critical) for `limit`
+    /// (Consul's `DeregisterCriticalServiceAfter`): when a health record finds it so, or when a
+    /// [`Reaper`](crate::Reaper) reaches it; the event's reason is
+    /// [`Critical`](crate::Reason::Critical). Off by default. A `limit` of zero removes an
+    /// entry at its first critical record.
+    pub fn remove_critical_after(mut self, limit: Duration) -> Self {
+        self.critical_after = Some(nanos(limit));
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> Registry<V> {
         let seed = self.seed.unwrap_or_else(random_seed);
@@ -197,6 +226,8 @@ impl<V: Send + Sync + 'static> Builder<V> {
                 generations: GenerationCounter::new(),
                 auto: AtomicU64::new(1),
                 reserved: self.reserved,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
+                critical_after: self.critical_after,
                 collector: self.collector,
             }),
         }
@@ -611,21 +642,22 @@ impl<T: ?Sized + Send + Sync + 'static> Registry<Arc<T>> {
         instance: InstanceId,
         owner: &Arc<T>,
     ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
-        self.register_weak_with(name, instance, owner, None)
+        self.register_weak_with(name, instance, owner, Extra::default())
     }
 
-    /// [`register_weak_as`](Self::register_weak_as), with metadata or none.
+    /// [`register_weak_as`](Self::register_weak_as), with metadata, a liveness cell or
+    /// neither.
     pub(crate) fn register_weak_with(
         &self,
         name: &str,
         instance: InstanceId,
         owner: &Arc<T>,
-        meta: Option<Arc<crate::Metadata>>,
+        extra: Extra,
     ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
-        self.inner.map.note_weak();
+        self.inner.map.note_mortal();
         let weak: Box<dyn WeakRef<Arc<T>>> = Box::new(Arc::downgrade(owner));
         self.pin()
-            .register_stored(name, instance, Stored::Weak(weak), meta)
+            .register_stored(name, instance, Stored::Weak(weak), extra)
             .map_err(|(e, _)| Rejected::new(e, Arc::clone(owner)))
     }
 

@@ -1,6 +1,6 @@
 //! Metadata and discovery: find entries by capability, kind, label and name prefix.
 //!
-//! An entry registered through [`Registry::with_metadata`] carries [`Metadata`] (a kind, a set
+//! An entry registered through [`Registry::with_metadata`](crate::Registry::with_metadata) carries [`Metadata`] (a kind, a set
 //! of capabilities, labels). Queries ([`Registry::find`] and the `find_by_*` shortcuts,
 //! [`Registry::best_match`]) are served from an index kept at the registry's commit point and
 //! checked against the table on every read, so that a query costs what it returns, not the
@@ -22,12 +22,12 @@ pub use self::metadata::{
 };
 pub use self::query::{Match, Query};
 
-use crate::error::{Error, Rejected};
+use crate::error::Error;
 use crate::name::Name;
-use crate::raw::node::Stored;
-use crate::registration::{Ensured, Registration};
+use crate::raw::node::Extra;
+use crate::registration::Registration;
 use crate::registry::Registry;
-use crate::tag::{InstanceId, Tag};
+use crate::tag::Tag;
 
 /// The names MARSYS reserves for its control flow (`start`, `end`, `user`): pass them to
 /// [`Builder::reserved_names`](crate::Builder::reserved_names) to refuse them as MARSYS does.
@@ -120,123 +120,7 @@ impl fmt::Display for ReservedNames {
     }
 }
 
-/// Registers with metadata: [`Registry::with_metadata`]. Every way of registering is here,
-/// with the same contract as the registry's method of the same name; the binding carries the
-/// metadata, and discovery queries find it.
-pub struct WithMetadata<'r, V> {
-    registry: &'r Registry<V>,
-    meta: Arc<Metadata>,
-}
-
-impl<V> fmt::Debug for WithMetadata<'_, V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WithMetadata")
-            .field("metadata", &self.meta)
-            .finish_non_exhaustive()
-    }
-}
-
-fn strong<V>((error, stored): (Error, Stored<V>)) -> Rejected<V> {
-    match stored {
-        Stored::Strong(v) => Rejected::new(error, v),
-        Stored::Weak(_) => unreachable!("stored strong"),
-    }
-}
-
-impl<'r, V: Send + Sync + 'static> WithMetadata<'r, V> {
-    /// See [`Registry::register`].
-    pub fn register(&self, name: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
-        self.register_as(name, InstanceId::fresh(), value)
-    }
-
-    /// See [`Registry::register_detached`].
-    pub fn register_detached(&self, name: &str, value: V) -> Result<Tag, Rejected<V>> {
-        let meta = Some(Arc::clone(&self.meta));
-        self.registry
-            .pin()
-            .bind(name, InstanceId::fresh(), Stored::Strong(value), meta)
-            .map_err(strong)
-    }
-
-    /// See [`Registry::register_as`].
-    pub fn register_as(
-        &self,
-        name: &str,
-        instance: InstanceId,
-        value: V,
-    ) -> Result<Registration<V>, Rejected<V>> {
-        let meta = Some(Arc::clone(&self.meta));
-        self.registry
-            .pin()
-            .register_stored(name, instance, Stored::Strong(value), meta)
-            .map_err(strong)
-    }
-
-    /// See [`Registry::ensure_registered`].
-    pub fn ensure_registered(
-        &self,
-        name: &str,
-        instance: InstanceId,
-        value: V,
-    ) -> Result<Ensured<V>, Rejected<V>> {
-        Ensured::from_registration(self.register_as(name, instance, value), instance)
-    }
-
-    /// See [`Registry::register_auto`].
-    pub fn register_auto(&self, prefix: &str, value: V) -> Result<Registration<V>, Rejected<V>> {
-        let meta = Some(Arc::clone(&self.meta));
-        self.registry.pin().register_auto_with(prefix, value, meta)
-    }
-}
-
-impl<T: ?Sized + Send + Sync + 'static> WithMetadata<'_, Arc<T>> {
-    /// See [`Registry::register_weak`].
-    pub fn register_weak(
-        &self,
-        name: &str,
-        owner: &Arc<T>,
-    ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
-        self.register_weak_as(name, InstanceId::fresh(), owner)
-    }
-
-    /// See [`Registry::register_weak_as`].
-    pub fn register_weak_as(
-        &self,
-        name: &str,
-        instance: InstanceId,
-        owner: &Arc<T>,
-    ) -> Result<Registration<Arc<T>>, Rejected<Arc<T>>> {
-        let meta = Some(Arc::clone(&self.meta));
-        self.registry
-            .register_weak_with(name, instance, owner, meta)
-    }
-
-    /// See [`Registry::ensure_registered_weak`].
-    pub fn ensure_registered_weak(
-        &self,
-        name: &str,
-        instance: InstanceId,
-        owner: &Arc<T>,
-    ) -> Result<Ensured<Arc<T>>, Rejected<Arc<T>>> {
-        Ensured::from_registration(self.register_weak_as(name, instance, owner), instance)
-    }
-}
-
 impl<V: Send + Sync + 'static> Registry<V> {
-    /// Registers with `metadata`: `registry.with_metadata(meta).register(name, value)`, and
-    /// likewise for every other way of registering (weak, auto-named, with an instance id,
-    /// idempotent, detached). The binding is then found by discovery queries
-    /// ([`find`](Self::find)); its metadata changes only through
-    /// [`update_metadata`](Self::update_metadata).
-    ///
-    /// Takes the metadata by value or as an `Arc` (to share one among many entries).
-    pub fn with_metadata(&self, metadata: impl Into<Arc<Metadata>>) -> WithMetadata<'_, V> {
-        WithMetadata {
-            registry: self,
-            meta: metadata.into(),
-        }
-    }
-
     /// The binding of `name` and its metadata (`None` if it was registered without), if bound.
     pub fn metadata(&self, name: &str) -> Option<(Tag, Option<Arc<Metadata>>)> {
         let pinned = self.pin();
@@ -285,7 +169,11 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         let pinned = self.pin();
         let map = &self.inner.map;
         let accept = |n: &crate::raw::node::Node<V>| n.tag.matches(tag) && n.is_visible();
-        match map.update_meta(map.hash(name), name, meta, accept, pinned.guard()) {
+        let extra = |n: &crate::raw::node::Node<V>| Extra {
+            meta: meta.clone(),
+            live: n.live().cloned(),
+        };
+        match map.update_extra(map.hash(name), name, extra, accept, pinned.guard()) {
             Ok(()) => Ok(()),
             Err(Some(n)) if n.is_visible() => Err(Error::TagMismatch {
                 name: name.into(),

@@ -70,6 +70,7 @@ pub struct Query<'r, V> {
     labels: Vec<(String, String)>,
     prefix: Option<String>,
     limit: usize,
+    healthy: bool,
 }
 
 impl<V> fmt::Debug for Query<'_, V> {
@@ -81,6 +82,7 @@ impl<V> fmt::Debug for Query<'_, V> {
             .field("labels", &self.labels)
             .field("prefix", &self.prefix)
             .field("limit", &self.limit)
+            .field("healthy", &self.healthy)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +127,15 @@ impl<'r, V> Query<'r, V> {
     /// At most `n` results (the first `n` by name).
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = n;
+        self
+    }
+
+    /// Only entries whose health is passing or warning
+    /// ([`HealthState::is_healthy`](crate::liveness::HealthState::is_healthy)): never checked
+    /// (unknown) and critical entries are left out. See
+    /// [`Registry::set_health`](crate::Registry::set_health).
+    pub fn healthy(mut self) -> Self {
+        self.healthy = true;
         self
     }
 
@@ -280,7 +291,8 @@ impl<V: Clone + Send + Sync + 'static> Query<'_, V> {
             return Ok(out);
         };
         for name in candidates(&self.sources(), index, guard) {
-            if let Some(m) = check(map, name, guard, |n, meta| self.accepts(n, meta)) {
+            let accepts = |n: &str, meta: &Metadata| self.accepts(n, meta);
+            if let Some(m) = check(map, name, guard, self.healthy, accepts) {
                 out.push(m);
                 // Candidates come sorted by name: the first `limit` are the answer.
                 if out.len() == self.limit {
@@ -297,10 +309,14 @@ fn check<V: Clone>(
     map: &RawMap<V>,
     name: &str,
     guard: &Guard,
+    healthy: bool,
     accepts: impl FnOnce(&str, &Metadata) -> bool,
 ) -> Option<Match<V>> {
     // The name is not validated: the index holds only names that were bound.
     let node = map.get_cold(map.hash(name), name, guard)?;
+    if healthy && !node.is_healthy() {
+        return None;
+    }
     match_of(node, accepts)
 }
 
@@ -319,7 +335,7 @@ fn match_of<V: Clone>(
     }
     #[cfg(genreg_mutant = "query_unchecked")]
     let _ = accepts;
-    let value = match node.stored() {
+    let value = match node.visible_stored()? {
         StoredRef::Strong(v) => v.clone(),
         StoredRef::Weak(w) => w.upgrade()?,
     };
@@ -344,6 +360,7 @@ impl<V: Send + Sync + 'static> Registry<V> {
             labels: Vec::new(),
             prefix: None,
             limit: usize::MAX,
+            healthy: false,
         }
     }
 }

@@ -9,7 +9,7 @@
 //!   ([`Change::Bound`]);
 //! - `write_if`: a removal or a replacement ([`Change::Removed`], [`Change::Replaced`]);
 //! - a migration dropping a dead weak binding instead of copying it ([`Change::Removed`] with
-//!   [`Cause::DeadWeak`]).
+//!   [`Cause::Dead`]).
 //!
 //! Copies between tables, sealing and tombstone reuse change no binding and are not reported.
 //! A commit is reported after its CAS, by the thread that won it, before that thread returns.
@@ -43,11 +43,31 @@ pub(crate) enum Change<'g, V> {
 pub(crate) enum Cause {
     /// A conditional write asked for it.
     Write,
-    /// A migration met a weak binding whose owner had died, and did not copy it.
-    DeadWeak,
+    /// A migration met a dead binding (a weak one whose owner had died, an expired or
+    /// condemned one), buried it and did not copy it.
+    Dead,
 }
 
 impl<V> Change<'_, V> {
+    /// Whether a node it involves carries more than a plain strong value (metadata, a
+    /// liveness cell, a weak value): only then does anything but the length move.
+    #[inline(always)]
+    fn touches_ext(&self) -> bool {
+        match *self {
+            Change::Bound { new, purged } => new.is_ext() || purged.is_some(),
+            Change::Replaced { old, new } => old.is_ext() || new.is_ext(),
+            Change::Removed { old, .. } => old.is_ext(),
+        }
+    }
+
+    /// The node it binds, if any.
+    fn bound(&self) -> Option<&Node<V>> {
+        match *self {
+            Change::Bound { new, .. } | Change::Replaced { new, .. } => Some(new),
+            Change::Removed { .. } => None,
+        }
+    }
+
     /// Whether a node it involves carries metadata (only then does the index move).
     #[inline(always)]
     fn has_meta(&self) -> bool {
@@ -64,8 +84,6 @@ impl<V> Change<'_, V> {
 impl<V> RawMap<V> {
     /// Keeps the discovery index (see `index.rs`): publishes the new binding's terms, and
     /// retracts the old binding's that the new one does not carry.
-    #[cold]
-    #[inline(never)]
     fn reindex(&self, index: &Index, change: &Change<'_, V>, guard: &Guard) {
         let (old, new) = match *change {
             Change::Bound { new, purged } => (purged, Some(new)),
@@ -100,6 +118,23 @@ impl<V> RawMap<V> {
         }
     }
 
+    /// What follows a change that involves more than plain strong values: the discovery index
+    /// (metadata), the reapers' intake (a binding with a deadline, see `expiry.rs`).
+    #[cold]
+    #[inline(never)]
+    fn commit_ext(&self, change: &Change<'_, V>, guard: &Guard) {
+        if let Some(index) = &self.index {
+            if change.has_meta() {
+                self.reindex(index, change, guard);
+            }
+        }
+        if let Some(new) = change.bound() {
+            if new.live().is_some_and(|l| l.has_ttl()) {
+                self.expiry.note(new.name(), new.tag);
+            }
+        }
+    }
+
     /// Reports a committed change (see the module docs): `rev` is the revision drawn for its
     /// CAS (see `log.rs`), `reason` why a removal was asked for.
     #[inline(always)]
@@ -109,10 +144,8 @@ impl<V> RawMap<V> {
             log.record(&change, rev, reason, guard);
         }
         self.wake.notify();
-        if let Some(index) = &self.index {
-            if change.has_meta() {
-                self.reindex(index, &change, guard);
-            }
+        if change.touches_ext() {
+            self.commit_ext(&change, guard);
         }
         match change {
             // A dead weak binding was not counted as gone yet: the count does not move.

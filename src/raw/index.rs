@@ -53,7 +53,7 @@ use std::sync::Arc;
 
 use crossbeam_epoch::Guard;
 
-use super::node::Node;
+use super::node::{Extra, Node};
 use super::{RawMap, Refused, Stored, Write, Written};
 use crate::discovery::Metadata;
 use crate::sync::{AtomicUsize, Ordering, fence};
@@ -223,18 +223,19 @@ impl Index {
         });
         let tag = self.identity();
         // Lost to another creator: use theirs.
-        let node = match self
-            .postings
-            .bind(hash, key, tag, Stored::Strong(new), None, guard)
-        {
-            Ok(()) => {
-                // Relaxed: a cap (see the field).
-                self.terms.fetch_add(1, Ordering::Relaxed);
-                self.postings.get(hash, key, guard)
-            }
-            Err((Refused::Exists(current), _)) => Some(current),
-            Err((Refused::Full, _)) => unreachable!("the index's maps are unbounded"),
-        };
+        let node =
+            match self
+                .postings
+                .bind(hash, key, tag, Stored::Strong(new), Extra::default(), guard)
+            {
+                Ok(()) => {
+                    // Relaxed: a cap (see the field).
+                    self.terms.fetch_add(1, Ordering::Relaxed);
+                    self.postings.get(hash, key, guard)
+                }
+                Err((Refused::Exists(current), _)) => Some(current),
+                Err((Refused::Full, _)) => unreachable!("the index's maps are unbounded"),
+            };
         Some(posting_of(node.expect("postings are never removed")))
     }
 
@@ -256,11 +257,12 @@ impl Index {
             let hash = set.hash(name);
             let tag = self.identity();
             loop {
-                let current = match set.bind(hash, name, tag, Stored::Strong(()), None, guard) {
-                    Ok(()) => break,
-                    Err((Refused::Exists(current), _)) => current.tag,
-                    Err((Refused::Full, _)) => unreachable!("the index's maps are unbounded"),
-                };
+                let current =
+                    match set.bind(hash, name, tag, Stored::Strong(()), Extra::default(), guard) {
+                        Ok(()) => break,
+                        Err((Refused::Exists(current), _)) => current.tag,
+                        Err((Refused::Full, _)) => unreachable!("the index's maps are unbounded"),
+                    };
                 // The name is there under an older identity: replace it with this one.
                 let same = |n: &Node<()>| n.tag == current;
                 if set.replace_if(hash, name, tag, (), same, guard).is_ok() {

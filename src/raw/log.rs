@@ -29,6 +29,8 @@
 //! Memory is the ring (one pointer per slot, at most one record each) plus what the epoch
 //! collector has not yet freed.
 
+use std::sync::Arc;
+
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use super::commit::{Cause, Change};
@@ -147,7 +149,7 @@ impl<V> Log<V> {
                 if let Some(p) = purged {
                     let kind = EventKind::Unregistered {
                         tag: p.tag,
-                        reason: Reason::WeakOwnerDead,
+                        reason: p.death(),
                     };
                     self.publish(rev, Some(event(rev, p, kind)), guard);
                     rev += 1;
@@ -158,7 +160,18 @@ impl<V> Log<V> {
                 };
                 self.publish(rev, Some(event(rev, new, kind)), guard);
             }
-            // The same tag: only the metadata changed (`RawMap::update_meta`).
+            // The same tag and metadata: only a liveness cell was installed (a first health
+            // record, `RawMap::update_extra`), which is no change to the binding: a skip.
+            Change::Replaced { old, new }
+                if old.tag == new.tag
+                    && match (old.meta(), new.meta()) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (a, b) => a.is_none() && b.is_none(),
+                    } =>
+            {
+                self.publish(rev, None, guard);
+            }
+            // The same tag: only the metadata changed (`RawMap::update_extra`).
             Change::Replaced { old, new } if old.tag == new.tag => {
                 let kind = EventKind::MetadataUpdated { tag: new.tag };
                 self.publish(rev, Some(event(rev, new, kind)), guard);
@@ -172,10 +185,10 @@ impl<V> Log<V> {
                 self.publish(rev, Some(event(rev, new, kind)), guard);
             }
             Change::Removed { old, cause } => {
-                // A weak binding whose owner had died was invisible: whoever removed it purged
-                // it, whatever they asked for.
-                let reason = if cause == Cause::DeadWeak || !old.is_visible() {
-                    Reason::WeakOwnerDead
+                // A dead binding (a weak one whose owner died, an expired or condemned one) was
+                // invisible: whoever removed it purged it, whatever they asked for.
+                let reason = if cause == Cause::Dead || old.is_buried() {
+                    old.death()
                 } else {
                     reason
                 };

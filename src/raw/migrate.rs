@@ -72,7 +72,6 @@ use super::node::Node;
 use super::reclaim::{Share, retire, retire_value};
 use super::table::{DONE, FROZEN, Migration, Slot, TOMB, Table};
 use crate::sync::{AtomicUsize, Ordering};
-use crate::watch::Reason;
 
 /// Slots copied per helping writer. Small under loom so that models interleave copies.
 #[cfg(not(loom))]
@@ -139,8 +138,8 @@ impl<V> RawMap<V> {
     }
 
     /// The bindings a migration out of `table` will copy, for sizing the next table: the
-    /// length, less the dead weak bindings (which the migration drops, see `copy_slot`). Those
-    /// are counted by a walk over `table`, only in a map that has held weak bindings.
+    /// length, less the dead bindings (which the migration drops, see `copy_slot`). Those
+    /// are counted by a walk over `table`, only in a map that has held mortal bindings.
     fn live_for_sizing(&self, table: &Table<V>, guard: &Guard) -> usize {
         let len = self.len();
         if self.weak_used.load(Ordering::Relaxed) == 0 {
@@ -272,17 +271,18 @@ impl<V> RawMap<V> {
                 // Tombstones are not copied: the name is not bound.
                 Slot::Tomb(k) => (Shared::null().with_tag(TOMB | FROZEN), Some(k)),
                 Slot::SealedEmpty | Slot::SealedTomb | Slot::Done(_) => return false,
-                // A weak binding whose owner died is invisible and stays dead: it is not copied
-                // but removed here, as a purge would (one CAS on its own node, a committed
-                // removal like any other), so that a binding already dead when the migration
-                // reaches it does not survive it (one that dies after its slot is frozen is
-                // copied, and met by the next migration, a read or a write).
-                Slot::Live(n) if !n.is_visible() => {
+                // A dead binding (a weak one whose owner died, an expired or condemned one) is
+                // invisible and, once buried, stays dead: it is not copied but removed here, as
+                // a purge would (one CAS on its own node, a committed removal like any other),
+                // so that a binding already dead when the migration reaches it does not survive
+                // it (one that dies after its slot is frozen is copied, and met by the next
+                // migration, a read, a write or a reaper).
+                Slot::Live(n) if n.bury().is_some() => {
                     let rev = self.draw(1);
                     if table.cas(i, cur, node_word(n, TOMB), guard).is_ok() {
-                        let cause = Cause::DeadWeak;
+                        let cause = Cause::Dead;
                         let change = Change::Removed { old: n, cause };
-                        self.commit(change, rev, Reason::WeakOwnerDead, guard);
+                        self.commit(change, rev, n.death(), guard);
                         // SAFETY: our CAS made the binding `n` a tombstone.
                         unsafe { retire_value(&self.pending, n, guard) };
                         cur = node_word(n, TOMB);

@@ -41,8 +41,10 @@
 
 pub(crate) mod capacity;
 mod commit;
+pub(crate) mod expiry;
 pub(crate) mod index;
 mod len;
+pub(crate) mod live;
 pub(crate) mod log;
 mod migrate;
 pub(crate) mod node;
@@ -53,23 +55,22 @@ mod table;
 
 use std::hash::BuildHasher;
 use std::ptr;
-use std::sync::Arc;
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use self::capacity::Capacity;
 use self::commit::{Cause, Change};
+use self::expiry::Expiry;
 use self::index::Index;
 use self::len::Len;
 use self::log::{Log, Wake};
 use self::migrate::{hard_limit, soft_limit};
-use self::node::{Key, NameBuf, Node, Stored, StoredRef};
+use self::node::{Extra, Key, NameBuf, Node, Stored, StoredRef};
 use self::pending::Pending;
 pub(crate) use self::reclaim::drop_caught;
 pub(crate) use self::reclaim::drop_panics;
 use self::reclaim::{Share, drop_node, drop_tomb, retire, retire_value};
 use self::table::{FROZEN, Slot, TOMB, Table, home};
-use crate::discovery::Metadata;
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tag::Tag;
 use crate::watch::Reason;
@@ -107,6 +108,8 @@ pub(crate) struct RawMap<V> {
     pub(crate) index: Option<Box<Index>>,
     /// The bound on live bindings, if any (see `capacity.rs`).
     pub(crate) capacity: Option<Capacity>,
+    /// What the reapers are told of new bindings with a deadline (see `expiry.rs`).
+    pub(crate) expiry: Expiry,
 }
 
 // SAFETY: the map owns `V`s and hands out `&V` to other threads: it is Send/Sync when `V` is.
@@ -186,6 +189,7 @@ impl<V> RawMap<V> {
             wake: Wake::new(),
             index: None,
             capacity: None,
+            expiry: Expiry::new(),
         }
     }
 
@@ -252,13 +256,14 @@ impl<V> RawMap<V> {
         unsafe { self.root.load(Ordering::Acquire, guard).deref() }
     }
 
-    /// Whether a weak binding was ever stored (dead ones may then be waiting for a purge).
-    pub(crate) fn weak_used(&self) -> bool {
+    /// Whether a binding that can die while bound (weak, or with a liveness cell) was ever
+    /// stored: dead ones may then be waiting for a purge.
+    pub(crate) fn mortal_used(&self) -> bool {
         self.weak_used.load(Ordering::Relaxed) != 0
     }
 
-    /// Notes that a weak binding is about to be stored (see `weak_used`).
-    pub(crate) fn note_weak(&self) {
+    /// Notes that such a binding is about to be stored (see `mortal_used`).
+    pub(crate) fn note_mortal(&self) {
         if self.weak_used.load(Ordering::Relaxed) == 0 {
             self.weak_used.store(1, Ordering::Relaxed);
         }
@@ -419,7 +424,7 @@ impl<V> RawMap<V> {
                         if table.cas(i, cur, new, guard).is_ok() {
                             let purged = Some(n);
                             let change = Change::Bound { new: node, purged };
-                            self.commit(change, rev, Reason::WeakOwnerDead, guard);
+                            self.commit(change, rev, n.death(), guard);
                             // SAFETY: our CAS unlinked `n`, a binding until now.
                             unsafe { retire(table, &self.pending, n, Share::Whole, guard) };
                             return Insert::Inserted;
@@ -493,11 +498,18 @@ impl<V> RawMap<V> {
         name: &str,
         tag: Tag,
         value: Stored<V>,
-        meta: Option<Arc<Metadata>>,
+        extra: Extra,
         guard: &'g Guard,
     ) -> Result<(), (Refused<'g, V>, Stored<V>)> {
-        let node = Owned::new(Node::with_meta(hash, tag, NameBuf::new(name), value, meta));
-        match self.insert(node, |n| !n.is_visible(), guard) {
+        let node = Owned::new(Node::with_extra(
+            hash,
+            tag,
+            NameBuf::new(name),
+            value,
+            extra,
+        ));
+        // A binding in the way is vacant once buried: dead for good (see `Node::bury`).
+        match self.insert(node, |n| n.bury().is_some(), guard) {
             Insert::Inserted => Ok(()),
             Insert::Exists { current, rejected } => Err((
                 Refused::Exists(current),
@@ -1006,7 +1018,7 @@ pub(crate) mod hook {
                 } => (old.name(), old.tag, "removed"),
                 Change::Removed {
                     old,
-                    cause: Cause::DeadWeak,
+                    cause: Cause::Dead,
                 } => (old.name(), old.tag, "removed dead weak"),
             };
             COMMITS.with(|c| {

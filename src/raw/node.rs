@@ -14,9 +14,11 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::{fmt, ptr};
 
+use super::live::Live;
 use crate::discovery::Metadata;
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tag::Tag;
+use crate::watch::Reason;
 
 /// Names up to this many bytes live inside the node.
 pub(crate) const INLINE: usize = 23;
@@ -281,18 +283,40 @@ enum Held<V> {
     Ext(Box<Ext<V>>),
 }
 
-/// The rest of what a binding may carry: a weak value, metadata (see `index.rs`).
+/// The rest of what a binding may carry: a weak value, metadata (see `index.rs`), a liveness
+/// cell (TTL and health, see `live.rs`).
 struct Ext<V> {
     stored: Stored<V>,
     meta: Option<Arc<Metadata>>,
+    live: Option<Arc<Live>>,
+}
+
+/// What a binding carries besides its value: given to [`Node::with_extra`].
+#[derive(Clone, Default)]
+pub(crate) struct Extra {
+    pub(crate) meta: Option<Arc<Metadata>>,
+    pub(crate) live: Option<Arc<Live>>,
+}
+
+impl Extra {
+    /// Just metadata (or nothing).
+    pub(crate) fn meta(meta: Option<Arc<Metadata>>) -> Extra {
+        Extra { meta, live: None }
+    }
 }
 
 impl<V> Held<V> {
     #[inline]
-    fn new(value: Stored<V>, meta: Option<Arc<Metadata>>) -> Held<V> {
-        match (value, meta) {
-            (Stored::Strong(v), None) => Held::Strong(v),
-            (stored, meta) => Held::Ext(Box::new(Ext { stored, meta })),
+    fn new(value: Stored<V>, extra: Extra) -> Held<V> {
+        match (value, extra) {
+            (
+                Stored::Strong(v),
+                Extra {
+                    meta: None,
+                    live: None,
+                },
+            ) => Held::Strong(v),
+            (stored, Extra { meta, live }) => Held::Ext(Box::new(Ext { stored, meta, live })),
         }
     }
 }
@@ -323,23 +347,23 @@ pub(crate) struct Node<V> {
 impl<V> Node<V> {
     #[cfg(test)]
     pub(crate) fn new(hash: u64, tag: Tag, name: NameBuf, value: Stored<V>) -> Node<V> {
-        Node::with_meta(hash, tag, name, value, None)
+        Node::with_extra(hash, tag, name, value, Extra::default())
     }
 
-    /// A node that carries metadata (or none).
+    /// A node that carries metadata, a liveness cell (or neither).
     #[inline]
-    pub(crate) fn with_meta(
+    pub(crate) fn with_extra(
         hash: u64,
         tag: Tag,
         name: NameBuf,
         value: Stored<V>,
-        meta: Option<Arc<Metadata>>,
+        extra: Extra,
     ) -> Node<V> {
         Node {
             hash,
             tag,
             name,
-            value: UnsafeCell::new(ManuallyDrop::new(Held::new(value, meta))),
+            value: UnsafeCell::new(ManuallyDrop::new(Held::new(value, extra))),
             refs: AtomicUsize::new(1),
             pending_next: AtomicUsize::new(NOT_PENDING),
         }
@@ -374,6 +398,21 @@ impl<V> Node<V> {
             Held::Strong(_) => None,
             Held::Ext(ext) => ext.meta.as_ref(),
         }
+    }
+
+    /// The liveness cell the binding carries, if any. (As for [`Node::stored`].)
+    #[inline]
+    pub(crate) fn live(&self) -> Option<&Arc<Live>> {
+        match self.held() {
+            Held::Strong(_) => None,
+            Held::Ext(ext) => ext.live.as_ref(),
+        }
+    }
+
+    /// Whether the node is more than a plain strong value (weak, metadata, liveness).
+    #[inline(always)]
+    pub(crate) fn is_ext(&self) -> bool {
+        matches!(self.held(), Held::Ext(_))
     }
 
     #[inline(always)]
@@ -419,15 +458,95 @@ impl<V> Node<V> {
         Key::new(self.hash, self.name())
     }
 
-    /// Whether a read would see this binding: strong ones always, weak ones while the owner
-    /// lives. A dead weak binding is invisible to every read and never blocks its name. (As
-    /// for [`Node::stored`], only for a node reached as a binding.)
+    /// The one liveness check: whether a read would see this binding. A plain strong binding
+    /// always; a weak one while its owner lives; one with a TTL before its deadline, and never
+    /// once buried (see `live.rs`). An invisible binding is invisible to every read and never
+    /// blocks its name. (As for [`Node::stored`], only for a node reached as a binding.)
     #[inline]
     pub(crate) fn is_visible(&self) -> bool {
-        match self.stored() {
-            StoredRef::Strong(_) => true,
-            StoredRef::Weak(w) => w.is_alive(),
+        match self.held() {
+            Held::Strong(_) => true,
+            Held::Ext(ext) => ext.is_visible(),
         }
+    }
+
+    /// The value, if a read would see the binding (see [`Node::is_visible`]; a weak owner's
+    /// life is left to the caller's `upgrade`).
+    #[inline]
+    pub(crate) fn visible_stored(&self) -> Option<StoredRef<'_, V>> {
+        match self.held() {
+            Held::Strong(v) => Some(StoredRef::Strong(v)),
+            Held::Ext(ext) => {
+                if ext.live.as_ref().is_some_and(|l| !l.is_visible()) {
+                    return None;
+                }
+                Some(match &ext.stored {
+                    Stored::Strong(v) => StoredRef::Strong(v),
+                    Stored::Weak(w) => StoredRef::Weak(&**w),
+                })
+            }
+        }
+    }
+
+    /// Declares an invisible binding dead for good before it is removed, and says why; `None`
+    /// if it is visible (then it must not be removed as dead). A weak binding's dead owner
+    /// stays dead; an expired deadline is claimed by one CAS, which a keepalive that wins the
+    /// race prevents (see `live.rs`).
+    pub(crate) fn bury(&self) -> Option<Reason> {
+        let Held::Ext(ext) = self.held() else {
+            return None;
+        };
+        if let Stored::Weak(w) = &ext.stored {
+            if !w.is_alive() {
+                return Some(Reason::WeakOwnerDead);
+            }
+        }
+        let live = ext.live.as_ref()?;
+        live.bury_if_expired().then(|| live.death())
+    }
+
+    /// Whether the binding is dead for good: a weak one whose owner died, or one buried (see
+    /// `live.rs`). Unlike [`Node::is_visible`], a binding that is not dead for good stays so
+    /// until someone buries it: the state a removal is judged by after its CAS.
+    pub(crate) fn is_buried(&self) -> bool {
+        match self.held() {
+            Held::Strong(_) => false,
+            Held::Ext(ext) => {
+                matches!(&ext.stored, Stored::Weak(w) if !w.is_alive())
+                    || ext.live.as_ref().is_some_and(|l| l.is_buried())
+            }
+        }
+    }
+
+    /// Whether the binding's health is passing or warning (one without a liveness cell was
+    /// never checked: unknown, not healthy).
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.live()
+            .and_then(|l| l.health())
+            .is_some_and(|(state, _)| state.is_healthy())
+    }
+
+    /// Why an invisible binding is dead (for the record of its removal).
+    pub(crate) fn death(&self) -> Reason {
+        if let Held::Ext(ext) = self.held() {
+            if let Some(live) = ext.live.as_ref().filter(|l| !l.is_visible()) {
+                if !matches!(&ext.stored, Stored::Weak(w) if !w.is_alive()) {
+                    return live.death();
+                }
+            }
+        }
+        Reason::WeakOwnerDead
+    }
+}
+
+impl<V> Ext<V> {
+    #[inline]
+    fn is_visible(&self) -> bool {
+        let alive = match &self.stored {
+            Stored::Strong(_) => true,
+            Stored::Weak(w) => w.is_alive(),
+        };
+        alive && self.live.as_ref().is_none_or(|l| l.is_visible())
     }
 }
 

@@ -1,19 +1,20 @@
 //! Replacing a binding's node: a new value under a new tag ([`RawMap::replace_if`]), or new
-//! metadata under the same tag ([`RawMap::update_meta`]). Each is one CAS through
+//! metadata or a liveness cell under the same tag ([`RawMap::update_extra`]). Each is one CAS through
 //! [`RawMap::write_if`], committed as a [`Change::Replaced`](super::commit).
 
 use std::sync::Arc;
 
 use crossbeam_epoch::{Guard, Owned, Shared};
 
-use super::node::{NameBuf, Node, Stored, StoredRef};
+use super::live::Live;
+use super::node::{Extra, NameBuf, Node, Stored, StoredRef};
 use super::{RawMap, Write, Written};
-use crate::discovery::Metadata;
 use crate::tag::Tag;
 
 impl<V> RawMap<V> {
     /// Replaces the binding of `name` with a new node (`new_tag`, `value`) if `accept(current)`:
-    /// one CAS. The new node keeps the metadata and the kind of the one it replaces: a weak
+    /// one CAS. The new node keeps the metadata, the liveness (a copy of the cell: the deadline
+    /// and health carry over to the new tag) and the kind of the one it replaces: a weak
     /// binding stays weak, with `value` as its new owner (the caller keeps it alive; the
     /// registry drops its own copy of the `Arc` here). On refusal, the binding that refused
     /// (`None`: the name is not bound) and `value` handed back.
@@ -40,8 +41,11 @@ impl<V> RawMap<V> {
                     StoredRef::Strong(_) => Stored::Strong(value.take().expect("built once")),
                     StoredRef::Weak(w) => Stored::Weak(w.rebind(value.as_ref().expect("kept"))),
                 };
-                let meta = n.meta().cloned();
-                let node = Node::with_meta(hash, new_tag, NameBuf::new(name), stored, meta);
+                let extra = Extra {
+                    meta: n.meta().cloned(),
+                    live: n.live().map(|l| Arc::new(Live::successor(l, guard))),
+                };
+                let node = Node::with_extra(hash, new_tag, NameBuf::new(name), stored, extra);
                 Owned::new(node).into_shared(guard)
             });
             Some(Write::Replace(new))
@@ -63,15 +67,16 @@ impl<V> RawMap<V> {
         Err((refused, value.expect("handed back")))
     }
 
-    /// Sets the metadata of `name`'s binding if `accept(current)`: one CAS of a new node with
-    /// the same tag and value (a clone of a strong value; a weak binding stays weak) and `meta`.
-    /// Committed as a [`Change::Replaced`] whose nodes share their tag. On refusal, the
-    /// binding that refused (`None`: the name is not bound, or is a dead weak binding).
-    pub(crate) fn update_meta<'g>(
+    /// Sets what `name`'s binding carries besides its value (`extra(current)`: metadata, the
+    /// liveness cell) if `accept(current)`: one CAS of a new node with the same tag and value
+    /// (a clone of a strong value; a weak binding stays weak). Committed as a
+    /// [`Change::Replaced`] whose nodes share their tag. On refusal, the binding that refused
+    /// (`None`: the name is not bound, or is a dead weak binding).
+    pub(crate) fn update_extra<'g>(
         &self,
         hash: u64,
         name: &str,
-        meta: Option<Arc<Metadata>>,
+        extra: impl Fn(&Node<V>) -> Extra,
         accept: impl Fn(&Node<V>) -> bool,
         guard: &'g Guard,
     ) -> Result<(), Option<&'g Node<V>>>
@@ -97,7 +102,7 @@ impl<V> RawMap<V> {
                         }
                     },
                 };
-                let node = Node::with_meta(hash, n.tag, NameBuf::new(name), stored, meta.clone());
+                let node = Node::with_extra(hash, n.tag, NameBuf::new(name), stored, extra(n));
                 new = Some(Owned::new(node).into_shared(guard));
             }
             new.map(Write::Replace)

@@ -525,7 +525,7 @@ fn dropping_a_migrating_map_frees_every_node_once() {
     {
         let guard = &handle.pin();
         let owner = Arc::new(5u32);
-        map.note_weak();
+        map.note_mortal();
         for i in 0..70u64 {
             let name = format!("w{i}");
             let weak: Box<dyn super::node::WeakRef<Arc<u32>>> = Box::new(Arc::downgrade(&owner));
@@ -608,7 +608,7 @@ fn every_commit_is_reported_once() {
         Insert::Inserted
     )); // reuses its tombstone
     let owner = Arc::new(0);
-    map.note_weak();
+    map.note_mortal();
     assert!(matches!(
         map.insert(weak("w", 5, &owner), dead, guard),
         Insert::Inserted

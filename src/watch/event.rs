@@ -66,6 +66,13 @@ pub enum Reason {
     WeakOwnerDead,
     /// [`Registry::clear`](crate::Registry::clear).
     Cleared,
+    /// The binding's time to live passed without a keepalive (see
+    /// [`Registry::with_ttl`](crate::Registry::with_ttl)); removed by a reaper, a purge, or a
+    /// read or write that met it.
+    Expired,
+    /// The binding had been critical for longer than
+    /// [`Builder::remove_critical_after`](crate::Builder::remove_critical_after).
+    Critical,
 }
 
 impl fmt::Display for Reason {
@@ -76,6 +83,8 @@ impl fmt::Display for Reason {
             Reason::GuardDropped => "guard dropped",
             Reason::WeakOwnerDead => "weak owner dead",
             Reason::Cleared => "cleared",
+            Reason::Expired => "expired",
+            Reason::Critical => "critical for too long",
         })
     }
 }

@@ -33,7 +33,7 @@ use super::{Event, EventKind, Filter, Revision, WatchError, Watcher};
 use crate::discovery::Metadata;
 use crate::name::{self, InvalidNameReason};
 use crate::raw::log::{Log, Read};
-use crate::raw::node::{Stored, StoredRef};
+use crate::raw::node::{Extra, Stored, StoredRef};
 use crate::registry::Registry;
 use crate::sync::Ordering;
 use crate::tag::{InstanceId, Tag};
@@ -601,7 +601,12 @@ impl<V: Send + Sync + 'static> Registry<V> {
         let pinned = self.pin();
         let entries = snapshot.entries.len();
         for e in snapshot.entries {
-            match pinned.bind_tagged(&e.name, e.tag, Stored::Strong(e.value), e.metadata) {
+            match pinned.bind_tagged(
+                &e.name,
+                e.tag,
+                Stored::Strong(e.value),
+                Extra::meta(e.metadata),
+            ) {
                 Ok(()) => bound += 1,
                 Err(Some(current)) => {
                     return Err(RestoreError::Conflict {
