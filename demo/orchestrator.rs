@@ -26,7 +26,20 @@
 //! - a **monitor** thread keeps a live mirror of the registry from its events: `subscribe`
 //!   (a snapshot at revision R plus every change after R, no gap, no duplicate), then the
 //!   watcher; if it ever falls a whole history behind it gets `Lagged` and subscribes again.
-//!   At the end its mirror must equal the registry, name by name and tag by tag.
+//!   At the end its mirror must equal the registry, name by name and tag by tag;
+//! - **executors** (4 threads, one per agent) hold a *lease*: registered with a time to live
+//!   (`with_ttl(..).metadata(..)`), they renew it with `Registration::keepalive` from their
+//!   loop (a heartbeat). A **reaper** thread (`spawn_reaper`) removes a binding whose lease ran
+//!   out (event reason `Expired`); a **prober** thread checks every executor's health with a
+//!   synchronous ping and records it (`record_health`: passing, warning or critical, with the
+//!   latency and the error), and the registry removes an executor that stays critical
+//!   (`Builder::remove_critical_after`, reason `Critical`). Clients send work only to healthy
+//!   executors (`find().kind("executor").healthy()`). Two executors fail on purpose: one
+//!   *hangs* (stops heartbeating and answering: it expires), one *fails its checks* while still
+//!   heartbeating (it is removed as critical). A **supervisor** thread watches the executors'
+//!   events and starts a replacement under the same name for each one removed as expired or
+//!   critical. When the hung executor wakes up, its keepalive is refused and its guard cannot
+//!   unbind its replacement.
 //!
 //! `main` also waits for the coordinator's name (`wait_for`), wakes a supervisor blocked on
 //! `Registration::wait_evicted` by evicting its agent, and saves the registry with `snapshot`
@@ -38,13 +51,14 @@
 //! checks the final state and prints a summary.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use genreg::{
-    Error, EventKind, Filter, Metadata, Reason, Registration, Registry, Tag, WatchError, Watcher,
+    Error, EventKind, Filter, HealthReport, HealthState, Metadata, Reason, Registration, Registry,
+    Tag, WatchError, Watcher,
 };
 
 /// Well-known services: registered once by `main`, upgraded by clients, never removed.
@@ -62,6 +76,25 @@ const COORDINATOR: &str = "coordinator";
 const TEAM_SIZE: usize = 16;
 const WORKER_THREADS: usize = 2;
 const CLIENT_THREADS: usize = 2;
+/// Executors: long-lived agents, each on a thread of its own, named `executor-0` ..
+/// `executor-3` (a replacement takes the name of the executor it replaces).
+const EXECUTORS: usize = 4;
+/// An executor's lease: the time to live of its binding, renewed by each heartbeat.
+const TTL: Duration = Duration::from_millis(150);
+/// How often an executor heartbeats (`keepalive`): fifteen heartbeats per lease.
+const HEARTBEAT: Duration = Duration::from_millis(10);
+/// How often the prober checks every executor's health.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+/// An executor critical for this long is removed (`Builder::remove_critical_after`). Longer
+/// than the lease, so that an executor that hangs (silent, so also critical) expires first.
+const CRITICAL_AFTER: Duration = Duration::from_millis(300);
+/// How often the reaper thread removes expired (and too long critical) bindings.
+const REAP_EVERY: Duration = Duration::from_millis(10);
+/// When the first executors' faults strike, after they start.
+const FAULT_AFTER: Duration = Duration::from_millis(100);
+/// How long the hung executor stays hung: three leases, time enough to be found dead and
+/// replaced before it wakes up.
+const HANG_FOR: Duration = TTL.saturating_mul(3);
 
 // ---------------------------------------------------------------------------------------------
 // Agents
@@ -79,7 +112,19 @@ struct Agent {
     calls: AtomicU64,
     /// Where tasks for an agent that runs on a thread of its own go (see `inbox_shutdown`).
     inbox: Option<mpsc::Sender<u64>>,
+    /// What is wrong with it, if anything (`FINE`, `SLOW`, `HUNG`, `FAILING`): what a health
+    /// probe finds (see `ping`). Only executors ever go wrong.
+    fault: AtomicU8,
 }
+
+/// An agent's faults (`Agent::fault`).
+const FINE: u8 = 0;
+/// Answers, slowly: its checks pass with a warning (still healthy: still sent work).
+const SLOW: u8 = 1;
+/// Does not answer, and does not heartbeat: its lease runs out.
+const HUNG: u8 = 2;
+/// Answers with an error, and still heartbeats: it stays critical until it is removed.
+const FAILING: u8 = 3;
 
 impl Agent {
     fn new(role: &'static str, version: u64) -> Arc<Agent> {
@@ -97,6 +142,7 @@ impl Agent {
             version,
             calls: AtomicU64::new(0),
             inbox,
+            fault: AtomicU8::new(FINE),
         })
     }
 
@@ -104,6 +150,18 @@ impl Agent {
     fn invoke(&self, _task: u64) -> u64 {
         self.calls.fetch_add(1, Relaxed);
         self.version
+    }
+
+    /// A health probe, answered at once: `Ok(None)` all is well, `Ok(Some(warning))` it works
+    /// but something is off, `Err(error)` it does not work. A real prober would wait for a
+    /// hung agent's answer until a deadline; this one is told at once that none will come.
+    fn ping(&self) -> Result<Option<&'static str>, &'static str> {
+        match self.fault.load(Relaxed) {
+            FINE => Ok(None),
+            SLOW => Ok(Some("slow: answered over its latency budget")),
+            HUNG => Err("no answer before the probe's deadline"),
+            _ => Err("its model backend is unreachable"),
+        }
     }
 }
 
@@ -148,6 +206,10 @@ struct Stats {
     unroutable: u64,
     /// Agents whose metadata their guard changed (`set_metadata`).
     retagged: u64,
+    /// Tasks sent to an executor found by a query for healthy executors, and queries that found
+    /// none healthy.
+    executor_tasks: u64,
+    executor_unroutable: u64,
 }
 
 /// The metadata of a worker spawned by worker thread `id`.
@@ -180,6 +242,8 @@ impl Stats {
         self.queries += o.queries;
         self.unroutable += o.unroutable;
         self.retagged += o.retagged;
+        self.executor_tasks += o.executor_tasks;
+        self.executor_unroutable += o.executor_unroutable;
     }
 }
 
@@ -433,6 +497,29 @@ fn client(id: usize, registry: Agents, stop: &AtomicBool, upgrades: &[AtomicU64]
                 s.routed += 1;
             }
         }
+        // Work for an executor goes only to a healthy one: its last health check passed (with
+        // a warning, maybe). One never checked yet (just started), critical (hung, failing) or
+        // gone (expired, removed) is not offered.
+        if i % 16 == 8 {
+            let ready = registry
+                .find()
+                .kind("executor")
+                .capability("execute")
+                .healthy()
+                .run()
+                .expect("valid query");
+            s.ops += 1;
+            s.queries += 1;
+            match ready.get(rng.below(ready.len().max(1))) {
+                Some(m) => {
+                    assert!(m.name.starts_with("executor-"), "{m:?}");
+                    m.value.invoke(i);
+                    s.invocations += 1;
+                    s.executor_tasks += 1;
+                }
+                None => s.executor_unroutable += 1,
+            }
+        }
         // MARSYS's SmartCoordinator: "find suitable agents" by kind. The services are never
         // removed: the query always finds all four, each with its skill.
         if i % 256 == 0 {
@@ -614,6 +701,10 @@ struct Monitor {
     if_same: u64,
     weak_dead: u64,
     other_removals: u64,
+    /// Removals for liveness: a lease that ran out (`Expired`), an executor critical for too
+    /// long (`Critical`); each with its name and tag.
+    expired: Vec<(String, Tag)>,
+    critical: Vec<(String, Tag)>,
     /// `subscribe` calls (1, plus one per `Lagged`).
     subscriptions: u64,
     /// Metadata updates (a draining worker).
@@ -662,8 +753,13 @@ fn monitor(registry: Agents, caught_up_to: &AtomicU64) -> Monitor {
                     EventKind::Unregistered { tag, reason } => {
                         // A weak scout whose agent had died before a (re-)subscription's
                         // snapshot, unpurged, is not in that snapshot (it was invisible): its
-                        // purge arrives for a name the mirror never listed.
-                        let unlisted = current.is_none() && *reason == Reason::WeakOwnerDead;
+                        // purge arrives for a name the mirror never listed. Likewise a binding
+                        // past its deadline, or condemned as critical, not yet removed.
+                        let unlisted = current.is_none()
+                            && matches!(
+                                reason,
+                                Reason::WeakOwnerDead | Reason::Expired | Reason::Critical
+                            );
                         if !unlisted {
                             assert_eq!(current, Some(*tag), "{e:?}: removes what was bound");
                         }
@@ -672,6 +768,8 @@ fn monitor(registry: Agents, caught_up_to: &AtomicU64) -> Monitor {
                             Reason::GuardDropped => m.guard_dropped += 1,
                             Reason::IfSame => m.if_same += 1,
                             Reason::WeakOwnerDead => m.weak_dead += 1,
+                            Reason::Expired => m.expired.push((e.name().to_owned(), *tag)),
+                            Reason::Critical => m.critical.push((e.name().to_owned(), *tag)),
                             _ => m.other_removals += 1,
                         }
                     }
@@ -770,6 +868,309 @@ fn coordinator(registry: Agents, stop: &AtomicBool) -> Stats {
     drop(finalizer);
     finalizer_thread.join().expect("finalizer panicked");
     s
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executors: leases (TTL and keepalive), health checks, a reaper, a supervisor
+// ---------------------------------------------------------------------------------------------
+
+/// What the first executor of each slot does wrong from `FAULT_AFTER` on: slot 1's hangs,
+/// slot 2's fails its health checks, slot 3's is slow (its checks pass with a warning). Their
+/// replacements do nothing wrong.
+const FIRST_FAULTS: [u8; EXECUTORS] = [FINE, HUNG, FAILING, SLOW];
+const HUNG_SLOT: usize = 1;
+const FAILING_SLOT: usize = 2;
+
+/// The executors' shared counters (read by `main`).
+struct Fleet {
+    /// Leases renewed.
+    heartbeats: AtomicU64,
+    /// The least time a lease had left when its executor renewed it, in µs.
+    closest_renewal_us: AtomicU64,
+    /// Executors replaced by the supervisor, by the reason of their removal.
+    replaced_expired: AtomicU64,
+    replaced_critical: AtomicU64,
+    /// Whether the first executors of the hung and the failing slots have been replaced.
+    hung_replaced: AtomicBool,
+    failing_replaced: AtomicBool,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        Fleet {
+            heartbeats: AtomicU64::new(0),
+            closest_renewal_us: AtomicU64::new(u64::MAX),
+            replaced_expired: AtomicU64::new(0),
+            replaced_critical: AtomicU64::new(0),
+            hung_replaced: AtomicBool::new(false),
+            failing_replaced: AtomicBool::new(false),
+        }
+    }
+}
+
+/// How an executor's thread ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ExecutorEnd {
+    /// The run ended: its guard dropped and unbound its name.
+    Stopped,
+    /// Its lease ran out (it hung, or its heartbeats were late by a whole lease): its
+    /// keepalive was refused.
+    LeaseLost { hung: bool },
+    /// It was removed as critical for too long while it still heartbeat.
+    RemovedCritical,
+}
+
+/// An executor's loop: heartbeat (renew the lease) every `HEARTBEAT` until the run ends or the
+/// registry lets it go. From `FAULT_AFTER` on it does what `fault` says.
+fn executor(
+    registry: &Agents,
+    guard: Registration<Arc<Agent>>,
+    agent: Arc<Agent>,
+    fault: u8,
+    stop: &AtomicBool,
+    fleet: &Fleet,
+) -> (Tag, ExecutorEnd) {
+    let started = Instant::now();
+    let tag = guard.tag();
+    let mut struck = fault == FINE;
+    let end = loop {
+        if stop.load(Relaxed) {
+            break ExecutorEnd::Stopped; // the guard drops below: the name is unbound
+        }
+        if !struck && started.elapsed() >= FAULT_AFTER {
+            struck = true;
+            agent.fault.store(fault, Relaxed);
+            if fault == HUNG {
+                // Stuck (a deadlock, a blocking call that never returns): no heartbeat, no
+                // answer to probes. Its binding is invisible from its deadline on.
+                let hung_at = Instant::now();
+                while hung_at.elapsed() < HANG_FOR && !stop.load(Relaxed) {
+                    thread::sleep(HEARTBEAT);
+                }
+            }
+        }
+        thread::sleep(HEARTBEAT);
+        let left = guard.time_left().expect("registered with a lease");
+        match guard.keepalive() {
+            Ok(deadline) => {
+                assert!(deadline.is_some(), "a lease has a deadline");
+                fleet.heartbeats.fetch_add(1, Relaxed);
+                fleet
+                    .closest_renewal_us
+                    .fetch_min(left.as_micros() as u64, Relaxed);
+            }
+            // Too late: the lease ran out (and the name may be someone else's already).
+            Err(Error::Expired { .. } | Error::TagMismatch { .. }) if guard.expired() => {
+                break ExecutorEnd::LeaseLost {
+                    hung: fault == HUNG,
+                };
+            }
+            // Removed for another reason while it heartbeat: critical for too long.
+            Err(Error::NotFound { .. } | Error::TagMismatch { .. }) => {
+                break ExecutorEnd::RemovedCritical;
+            }
+            Err(e) => panic!("{}: keepalive: {e}", guard.name()),
+        }
+    };
+    if end != ExecutorEnd::Stopped {
+        // Its binding is gone; the name may already be its replacement's. Dropping the guard
+        // (its destructor, late) leaves whatever is bound now alone.
+        let name = guard.name().to_owned();
+        drop(guard);
+        assert_ne!(registry.tag_of(&name), Some(tag), "{name} was let go");
+    }
+    (tag, end)
+}
+
+/// What the prober recorded.
+#[derive(Default)]
+struct Probes {
+    rounds: u64,
+    passing: u64,
+    warning: u64,
+    critical: u64,
+    /// Probes whose executor was removed (or replaced) before the record: refused by tag.
+    refused: u64,
+}
+
+/// The health prober: every `PROBE_EVERY`, pings each executor (a synchronous probe) and
+/// records what it found with `record_health` (tag-checked: never onto a replacement). An
+/// executor recorded critical for `CRITICAL_AFTER` is removed by that record (or by the
+/// reaper, whichever comes first), reason `Critical`.
+fn prober(registry: Agents, stop: &AtomicBool) -> Probes {
+    let mut p = Probes::default();
+    while !stop.load(Relaxed) {
+        p.rounds += 1;
+        let executors = registry.find().kind("executor").run().expect("valid query");
+        for m in executors {
+            let started = Instant::now();
+            let answer = m.value.ping();
+            let latency = started.elapsed();
+            let report = match answer {
+                Ok(None) => HealthReport::new(HealthState::Passing).with_latency(latency),
+                Ok(Some(warning)) => HealthReport::new(HealthState::Warning)
+                    .with_latency(latency)
+                    .with_error(warning),
+                Err(error) => HealthReport::new(HealthState::Critical).with_error(error),
+            };
+            let state = report.state;
+            match registry.record_health(&m.name, m.tag, report) {
+                Ok(()) => match state {
+                    HealthState::Passing => p.passing += 1,
+                    HealthState::Warning => p.warning += 1,
+                    _ => {
+                        p.critical += 1;
+                        // Only this thread records the executors' health, so from now on no
+                        // query for healthy executors offers this one.
+                        let healthy = registry
+                            .find()
+                            .kind("executor")
+                            .healthy()
+                            .run()
+                            .expect("valid query");
+                        assert!(
+                            healthy.iter().all(|h| h.tag != m.tag),
+                            "{}: recorded critical, yet offered as healthy",
+                            m.name
+                        );
+                        // What the check found, unless this record removed it already.
+                        if let Some(h) = registry.health(&m.name).filter(|h| h.tag == m.tag) {
+                            assert_eq!(h.state, HealthState::Critical);
+                            let last = h.last_check.expect("a report was recorded");
+                            assert_eq!(last.error.as_deref(), answer.err());
+                        }
+                    }
+                },
+                Err(Error::NotFound { .. } | Error::TagMismatch { .. }) => p.refused += 1,
+                Err(e) => panic!("record_health({}): {e}", m.name),
+            }
+        }
+        thread::sleep(PROBE_EVERY);
+    }
+    p
+}
+
+/// What the supervisor saw and did.
+#[derive(Default)]
+struct Supervision {
+    /// The first executor of each slot.
+    first: Vec<Tag>,
+    /// Executors removed for liveness, as its watcher saw them: slot, tag, reason.
+    removals: Vec<(usize, Tag, Reason)>,
+    /// Executors started (the first ones, then the replacements).
+    started: u64,
+    /// How each executor's thread ended.
+    ends: Vec<(Tag, ExecutorEnd)>,
+    /// Times its watcher fell a whole history behind (it then re-reads every slot).
+    lagged: u64,
+}
+
+/// Registers an executor under slot `slot`'s name with a lease (and its metadata), and starts
+/// its thread, which owns the guard.
+fn start_executor<'s>(
+    scope: &'s thread::Scope<'s, '_>,
+    registry: &Agents,
+    meta: &Arc<Metadata>,
+    (slot, fault): (usize, u8),
+    stop: &'s AtomicBool,
+    fleet: &'s Fleet,
+) -> (Tag, thread::ScopedJoinHandle<'s, (Tag, ExecutorEnd)>) {
+    let agent = Agent::new("executor", 0);
+    let guard = registry
+        .with_ttl(TTL)
+        .metadata(Arc::clone(meta))
+        .register(&format!("executor-{slot}"), Arc::clone(&agent))
+        .expect("the slot's last executor is gone");
+    let tag = guard.tag();
+    let r = registry.clone();
+    let thread = scope.spawn(move || executor(&r, guard, agent, fault, stop, fleet));
+    (tag, thread)
+}
+
+/// The supervisor: starts the executors, watches their events, and replaces each one that
+/// the registry removes for liveness (expired or critical), under the same name.
+fn supervisor<'s>(
+    scope: &'s thread::Scope<'s, '_>,
+    registry: Agents,
+    stop: &'s AtomicBool,
+    fleet: &'s Fleet,
+) -> Supervision {
+    let meta = Arc::new(
+        Metadata::builder()
+            .kind("executor")
+            .capability("execute")
+            .build()
+            .expect("valid metadata"),
+    );
+    let watch = || {
+        registry
+            .watch(Filter::prefix("executor-"), registry.revision())
+            .expect("events are on")
+    };
+    let mut watcher = watch();
+    let mut sup = Supervision::default();
+    let mut slots = Vec::new();
+    let mut threads = Vec::new();
+    for (slot, fault) in FIRST_FAULTS.into_iter().enumerate() {
+        let (tag, thread) = start_executor(scope, &registry, &meta, (slot, fault), stop, fleet);
+        slots.push(tag);
+        threads.push(thread);
+    }
+    sup.first = slots.clone();
+    sup.started = EXECUTORS as u64;
+    while !stop.load(Relaxed) {
+        let mut gone = Vec::new();
+        match watcher.next_timeout(Duration::from_millis(20)) {
+            Some(Ok(e)) => {
+                if let EventKind::Unregistered { tag, reason } = e.kind() {
+                    if let Some(slot) = slots.iter().position(|t| t == tag) {
+                        sup.removals.push((slot, *tag, *reason));
+                        match reason {
+                            Reason::Expired => {
+                                fleet.replaced_expired.fetch_add(1, Relaxed);
+                                gone.push(slot);
+                            }
+                            Reason::Critical => {
+                                fleet.replaced_critical.fetch_add(1, Relaxed);
+                                gone.push(slot);
+                            }
+                            _ => {} // the run is ending: the executor stopped
+                        }
+                    }
+                }
+            }
+            // A whole history behind: watch from now, and look at every slot instead.
+            Some(Err(WatchError::Lagged { .. })) => {
+                sup.lagged += 1;
+                watcher = watch();
+                gone.extend((0..EXECUTORS).filter(|&slot| {
+                    !registry.is_current(&format!("executor-{slot}"), slots[slot])
+                }));
+            }
+            Some(Err(e)) => panic!("supervisor: {e}"),
+            None => {}
+        }
+        for slot in gone {
+            if stop.load(Relaxed) {
+                break;
+            }
+            let (tag, thread) = start_executor(scope, &registry, &meta, (slot, FINE), stop, fleet);
+            if slots[slot] == sup.first[HUNG_SLOT] {
+                fleet.hung_replaced.store(true, Relaxed);
+            }
+            if slots[slot] == sup.first[FAILING_SLOT] {
+                fleet.failing_replaced.store(true, Relaxed);
+            }
+            slots[slot] = tag;
+            threads.push(thread);
+            sup.started += 1;
+        }
+    }
+    for t in threads {
+        sup.ends
+            .push(t.join().expect("an executor found a broken invariant"));
+    }
+    sup
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -891,12 +1292,16 @@ fn main() {
     };
     // With an event log of 64k changes, and events that carry tags only: removed agents are
     // then dropped as soon as they are collected, not kept alive by the history.
-    // Bounded to MAX_AGENTS live agents at any instant.
+    // Bounded to MAX_AGENTS live agents at any instant. An agent recorded critical for
+    // CRITICAL_AFTER is removed.
     let registry: Agents = Registry::builder()
         .events(1 << 16)
         .event_values(false)
         .max_entries(MAX_AGENTS)
+        .remove_critical_after(CRITICAL_AFTER)
         .build();
+    // Removes each expired binding (and each critical for too long) when its time comes.
+    let reaper = registry.spawn_reaper(REAP_EVERY);
 
     // The services live for the whole run: `detach` keeps their bindings past their guards.
     // They carry metadata (kind "service" and a skill), which their upgrades keep.
@@ -920,8 +1325,11 @@ fn main() {
     let mut total = Stats::default();
     let mut watched = Monitor::default();
     let mut coordinator_seen = false;
+    let fleet = Fleet::new();
+    let mut supervision = Supervision::default();
+    let mut probes = Probes::default();
     thread::scope(|scope| {
-        let (stop, upgrades, caught_up_to) = (&stop, &upgrades, &caught_up_to);
+        let (stop, upgrades, caught_up_to, fleet) = (&stop, &upgrades, &caught_up_to, &fleet);
         let r = registry.clone();
         let monitor_thread = scope.spawn(move || monitor(r, caught_up_to));
         // If a thread panics (a broken invariant), the monitor must stop too, or the scope
@@ -947,16 +1355,37 @@ fn main() {
         }
         let r = registry.clone();
         threads.push(scope.spawn(move || coordinator(r, stop)));
+        let r = registry.clone();
+        let supervisor_thread = scope.spawn(move || supervisor(scope, r, stop, fleet));
+        let r = registry.clone();
+        let prober_thread = scope.spawn(move || prober(r, stop));
 
         // Waits for the coordinator thread's first binding (woken by its commit).
         coordinator_seen = registry
             .wait_for(COORDINATOR, Duration::from_secs(10))
             .is_some();
         thread::sleep(Duration::from_secs_f64(seconds));
+        // The executors' faults strike 100 ms in, and both faulty executors are replaced well
+        // within a second; a shorter run waits for that (a stopped supervisor is joined below).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let replaced = || fleet.hung_replaced.load(Relaxed) && fleet.failing_replaced.load(Relaxed);
+        while !replaced() && !supervisor_thread.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "the faulty executors were not replaced"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
         stop.store(true, Relaxed);
         for t in threads {
             total.add(&t.join().expect("a thread found a broken invariant"));
         }
+        supervision = supervisor_thread
+            .join()
+            .expect("the supervisor (or an executor) found a broken invariant");
+        probes = prober_thread
+            .join()
+            .expect("the prober found a broken invariant");
         // The writers are done: the monitor catches up with the last revision, then stops.
         registry.purge_dead();
         caught_up_to.store(registry.revision().as_raw(), Relaxed);
@@ -966,6 +1395,7 @@ fn main() {
     });
     assert!(coordinator_seen, "wait_for saw the coordinator bound");
     let elapsed = started.elapsed().as_secs_f64();
+    drop(reaper); // stops and joins the reaper thread
 
     // Every guard has been dropped: only the four services are left, each at the version that
     // its winning upgrades produced (each won `replace_if_same` raised it by exactly one).
@@ -997,7 +1427,8 @@ fn main() {
     };
     println!(
         "genreg orchestrator: {elapsed:.1} s, {} threads on {} cores",
-        WORKER_THREADS + CLIENT_THREADS + 2,
+        // workers, clients, coordinator, monitor, supervisor, prober, reaper, executors
+        WORKER_THREADS + CLIENT_THREADS + 5 + EXECUTORS,
         thread::available_parallelism().map_or(1, |n| n.get())
     );
     let t = &total;
@@ -1062,12 +1493,14 @@ fn main() {
     );
     let w = &watched;
     let how = format!(
-        "{} subscribe(s); removals: {} guard dropped, {} by tag, {} weak owner dead, {} other; \
-         {} metadata updates",
+        "{} subscribe(s); removals: {} guard dropped, {} by tag, {} weak owner dead, \
+         {} expired, {} critical, {} other; {} metadata updates",
         w.subscriptions,
         w.guard_dropped,
         w.if_same,
         w.weak_dead,
+        w.expired.len(),
+        w.critical.len(),
         w.other_removals,
         w.metadata_updates
     );
@@ -1077,6 +1510,101 @@ fn main() {
         w.mirror.len() as u64,
         "entries, rebuilt from events alone",
     );
+
+    // The executors. The hung one's lease ran out: its keepalive was refused when it woke up,
+    // and it was removed once, as expired. The failing one heartbeat all along but stayed
+    // critical: removed once, as critical. Both were replaced.
+    let sup = &supervision;
+    let (hung, failing) = (sup.first[HUNG_SLOT], sup.first[FAILING_SLOT]);
+    let end_of = |tag: Tag| sup.ends.iter().find(|(t, _)| *t == tag).map(|&(_, e)| e);
+    assert_eq!(
+        end_of(hung),
+        Some(ExecutorEnd::LeaseLost { hung: true }),
+        "the hung executor's lease ran out"
+    );
+    assert_eq!(
+        end_of(failing),
+        Some(ExecutorEnd::RemovedCritical),
+        "the failing executor was removed as critical"
+    );
+    let ends = |what: fn(&ExecutorEnd) -> bool| sup.ends.iter().filter(|(_, e)| what(e)).count();
+    let leases_lost = ends(|e| matches!(e, ExecutorEnd::LeaseLost { .. }));
+    let removed_critical = ends(|e| *e == ExecutorEnd::RemovedCritical);
+    assert_eq!(
+        removed_critical, 1,
+        "only the failing executor was critical for long"
+    );
+    assert_eq!(
+        sup.ends.len() as u64,
+        sup.started,
+        "every executor's thread ended"
+    );
+    let reasons = |tag: Tag| -> Vec<Reason> {
+        sup.removals
+            .iter()
+            .filter(|(_, t, _)| *t == tag)
+            .map(|&(_, _, r)| r)
+            .collect()
+    };
+    let seen = |list: &[(String, Tag)], tag: Tag| list.iter().filter(|(_, t)| *t == tag).count();
+    // (A watcher that fell a whole history behind missed some events: these hold without lag.)
+    if sup.lagged == 0 {
+        assert_eq!(reasons(hung), [Reason::Expired], "removed once, as expired");
+        assert_eq!(
+            reasons(failing),
+            [Reason::Critical],
+            "removed once, as critical"
+        );
+        assert_eq!(
+            fleet.replaced_expired.load(Relaxed) as usize,
+            leases_lost,
+            "every executor that lost its lease was replaced, once"
+        );
+        assert_eq!(fleet.replaced_critical.load(Relaxed), 1);
+    }
+    if w.subscriptions == 1 {
+        assert_eq!(seen(&w.expired, hung), 1, "the monitor saw it expire, once");
+        assert_eq!(seen(&w.critical, failing), 1);
+        assert_eq!(w.expired.len(), leases_lost, "only lapsed leases expire");
+        assert_eq!(w.critical.len(), 1);
+    }
+    assert!(t.executor_tasks > 0, "clients found healthy executors");
+    let f = &fleet;
+    let closest = f.closest_renewal_us.load(Relaxed) as f64 / 1e3;
+    let how = format!(
+        "keepalives, one per {} ms per executor, lease {} ms; the closest had {closest:.0} ms left",
+        HEARTBEAT.as_millis(),
+        TTL.as_millis()
+    );
+    row("leases renewed", f.heartbeats.load(Relaxed), &how);
+    let p = &probes;
+    let how = format!(
+        "{} passing, {} warning, {} critical ({} rounds; {} refused: gone meanwhile)",
+        p.passing, p.warning, p.critical, p.rounds, p.refused
+    );
+    row(
+        "health checks recorded",
+        p.passing + p.warning + p.critical,
+        &how,
+    );
+    let how = format!(
+        "tasks, only to healthy executors (find().healthy()); {} queries found none healthy yet",
+        t.executor_unroutable
+    );
+    row("routed to executors", t.executor_tasks, &how);
+    let how = format!(
+        "executor-{HUNG_SLOT} hung: invisible at its deadline, reaped (Expired), replaced{}",
+        match leases_lost - 1 {
+            0 => String::new(),
+            late => format!("; {late} more lost a lease to late heartbeats"),
+        }
+    );
+    row("expired, then replaced", leases_lost as u64, &how);
+    let how = format!(
+        "executor-{FAILING_SLOT} failed its checks for {} ms: removed (Critical), replaced",
+        CRITICAL_AFTER.as_millis()
+    );
+    row("critical, then replaced", removed_critical as u64, &how);
     let woke = eviction_notice(&registry);
     row(
         "evicted -> supervisor woken",
