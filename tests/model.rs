@@ -14,8 +14,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use proptest::prelude::*;
 
 use ops::{
-    ConcurrentInput, Config, InstSel, NameSel, Op, OwnerSel, PinnedOp, PrefixSel, TagSel,
-    run_concurrent, run_sequential,
+    ConcurrentInput, Config, InstSel, KeepSel, MetaSel, NameSel, Op, OwnerSel, PinnedOp, PrefixSel,
+    QuerySel, StateSel, TagSel, TtlKind, TtlSel, run_concurrent, run_sequential,
 };
 
 fn config(default_cases: u32) -> ProptestConfig {
@@ -48,7 +48,97 @@ fn cfg(seed: u64) -> Config {
         // A third of the cases bounded, to 1 to 4 bindings (the name space is 4 names plus
         // auto names and edge cases: registrations meet the bound often).
         max_entries: (seed % 3 == 0).then_some(1 + (seed >> 8) as usize % 4),
+        // Two fifths of the cases remove an entry critical for 0 to 2 ticks.
+        critical_after: (seed % 5 < 2).then_some((seed >> 16) % 3),
     }
+}
+
+/// Liveness-heavy sequences: most chunks decode to a TTL registration, a keepalive, a move of
+/// the clock (0 to 3 ticks; TTLs are 0 to 5), a reap, a purge or a health record, with names
+/// from the four pool names only, so that expiry, renewal, reaping and re-registration of the
+/// same names meet within a few dozen ops. The rest decode to any op, as `decode_ops` does.
+fn decode_live_ops(chunks: &[Vec<u8>]) -> Vec<Op> {
+    chunks
+        .iter()
+        .filter_map(|c| {
+            let (sel, rest) = c.split_first()?;
+            if *sel >= 176 {
+                return Op::arbitrary_take_rest(Unstructured::new(rest)).ok();
+            }
+            let b = |i: usize| rest.get(i).copied().unwrap_or(0);
+            let name = NameSel(b(0) % 4);
+            let tag = if b(1) % 6 == 0 {
+                TagSel::Seen(u16::from(b(2)))
+            } else {
+                TagSel::Current
+            };
+            Some(match sel % 32 {
+                0..=4 => Op::RegisterTtl {
+                    name,
+                    ttl: TtlSel(b(1)),
+                    kind: match b(2) % 5 {
+                        0 | 1 => TtlKind::Guard,
+                        2 | 3 => TtlKind::Detached,
+                        _ if b(3) % 2 == 0 => TtlKind::Weak(OwnerSel::New),
+                        _ => TtlKind::Weak(OwnerSel::Existing(b(3))),
+                    },
+                    meta: (b(4) % 3 == 0).then_some(MetaSel {
+                        kind: b(4),
+                        caps: b(5),
+                        region: b(3),
+                    }),
+                },
+                5..=8 => Op::Keepalive {
+                    target: match b(3) % 5 {
+                        0 | 1 => KeepSel::Guard(b(1)),
+                        2 | 3 => KeepSel::Name { name, tag },
+                        _ => KeepSel::Expired(b(1)),
+                    },
+                },
+                9..=12 => Op::AdvanceClock { ticks: b(0) },
+                13 | 14 => Op::Reap,
+                15 => Op::PurgeDead,
+                16..=18 => Op::SetHealth {
+                    name,
+                    tag,
+                    state: StateSel(b(3)),
+                    record: b(4) % 2 == 0,
+                },
+                19 => Op::GetHealth { name },
+                20 => Op::Find {
+                    query: QuerySel {
+                        kind: 0,
+                        all: Vec::new(),
+                        any: None,
+                        region: 0,
+                        prefix: 0,
+                        limit: 3,
+                        healthy: b(1) % 4 != 0,
+                    },
+                },
+                21 => Op::Get { name },
+                22 => Op::Contains { name },
+                23 => Op::GuardCheck { guard: b(1) },
+                24 => Op::DropGuard { guard: b(1) },
+                25 => Op::UnregisterIfSame { name, tag },
+                26 if b(3) % 2 == 0 => Op::ReplaceIfSame { name, tag },
+                26 => Op::GuardReplace { guard: b(1) },
+                27 => Op::Len,
+                28 => Op::Register { name },
+                29 => Op::DropOwner { owner: b(1) },
+                30 => Op::UpdateMetadata {
+                    name,
+                    tag,
+                    meta: MetaSel {
+                        kind: b(4),
+                        caps: b(5),
+                        region: 0,
+                    },
+                },
+                _ => Op::Entries,
+            })
+        })
+        .collect()
 }
 
 fn op_chunks(max_ops: usize) -> impl Strategy<Value = Vec<Vec<u8>>> {
@@ -68,7 +158,28 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(config(256))]
+
+    /// Liveness-heavy sequences (see `decode_live_ops`) against the model: visibility exactly at
+    /// the deadline, keepalives, reaping and purging counted, health and its critical limit.
+    #[test]
+    fn liveness_matches_model(seed in any::<u64>(), chunks in op_chunks(if cfg!(miri) { 24 } else { 64 })) {
+        let ops = decode_live_ops(&chunks);
+        run_sequential(&ops, cfg(seed));
+    }
+}
+
+proptest! {
     #![proptest_config(config(32))]
+
+    /// Liveness-heavy ops dealt to 2-4 threads (one of them moving the clock now and then, a
+    /// shared reaper), then checked for consistency.
+    #[test]
+    #[cfg_attr(miri, ignore = "threads under Miri: use the dedicated stress tests")]
+    fn concurrent_liveness_is_consistent(threads in any::<u8>(), rounds in any::<u8>(), seed in any::<u64>(), chunks in op_chunks(120)) {
+        let ops = decode_live_ops(&chunks);
+        run_concurrent(&ConcurrentInput { threads, rounds, ops }, cfg(seed));
+    }
 
     /// The same ops dealt to 2-4 threads, then checked for consistency.
     #[test]
@@ -252,4 +363,168 @@ fn every_op_once() {
         Op::Len,
     ];
     run_sequential(&ops, cfg(1));
+}
+
+/// Every liveness op, in an order where each one meets what it is about: a keepalive in time
+/// and too late, an expired binding still stored and then reaped, purged or replaced by a new
+/// registration, a health record reaching the critical limit, a reaper condemning.
+#[test]
+fn every_liveness_op_once() {
+    let n = |i: u8| NameSel(i);
+    let ttl = |t: u8| TtlSel(t);
+    let reg = |name: u8, t: u8, kind: TtlKind| Op::RegisterTtl {
+        name: n(name),
+        ttl: ttl(t),
+        kind,
+        meta: Some(MetaSel {
+            kind: 1,
+            caps: 1,
+            region: 0,
+        }),
+    };
+    let health = |name: u8, state: u8| Op::SetHealth {
+        name: n(name),
+        tag: TagSel::Current,
+        state: StateSel(state),
+        record: state % 2 == 0,
+    };
+    let healthy = Op::Find {
+        query: QuerySel {
+            kind: 0,
+            all: Vec::new(),
+            any: None,
+            region: 0,
+            prefix: 0,
+            limit: 3,
+            healthy: true,
+        },
+    };
+    let ops = vec![
+        reg(0, 2, TtlKind::Guard),                       // "a", 2 ticks, guard 0
+        reg(1, 1, TtlKind::Detached),                    // "b", 1 tick
+        reg(2, 0, TtlKind::Weak(OwnerSel::New)),         // "auto-1": 1 ns
+        reg(3, 3, TtlKind::Weak(OwnerSel::Existing(0))), // "auto-2", 3 ticks
+        Op::Keepalive {
+            target: KeepSel::Guard(0),
+        }, // renews nothing: not due
+        health(0, 1),                                    // "a" passing
+        health(1, 3),                                    // "b" critical
+        healthy.clone(),
+        Op::GetHealth { name: n(0) },
+        Op::GetHealth { name: n(1) },
+        Op::AdvanceClock { ticks: 1 }, // "b", "auto-1" expire
+        Op::GuardCheck { guard: 0 },
+        Op::Len,
+        Op::Keepalive {
+            target: KeepSel::Expired(0),
+        }, // Expired: still stored
+        Op::Keepalive {
+            target: KeepSel::Guard(0),
+        }, // "a" to 1 + 2
+        Op::Keepalive {
+            target: KeepSel::Name {
+                name: n(3),
+                tag: TagSel::Current,
+            },
+        },
+        Op::Reap, // the walk: "b", "auto-1"
+        Op::Keepalive {
+            target: KeepSel::Expired(1),
+        }, // NotFound: reaped
+        Op::AdvanceClock { ticks: 2 }, // "a" at its renewed deadline
+        Op::GuardCheck { guard: 0 },
+        Op::Keepalive {
+            target: KeepSel::Guard(0),
+        }, // Expired
+        Op::Register { name: n(0) }, // over the expired "a"
+        health(0, 3),
+        Op::AdvanceClock { ticks: 3 },
+        health(0, 3), // critical for 3 ticks
+        Op::GetHealth { name: n(0) },
+        reg(1, 5, TtlKind::Guard),
+        health(1, 4),
+        Op::ReplaceIfSame {
+            name: n(1),
+            tag: TagSel::Current,
+        },
+        Op::AdvanceClock { ticks: 3 },
+        Op::Reap, // condemns "b" (critical 3 ticks)
+        Op::PurgeDead,
+        reg(2, 1, TtlKind::Detached),
+        Op::AdvanceClock { ticks: 1 },
+        Op::Get { name: n(2) },
+        Op::PurgeDead,
+        healthy,
+        Op::Len,
+    ];
+    let critical = Config {
+        critical_after: Some(2),
+        ..cfg(2)
+    };
+    run_sequential(&ops, critical);
+    run_sequential(
+        &ops,
+        Config {
+            events: false,
+            ..critical
+        },
+    );
+    run_sequential(&ops, cfg(1));
+}
+
+/// KNOWN BUG (found by `liveness_matches_model`; `src/registration.rs` is not ours to fix):
+/// `Registration::replace` moves the guard to the new tag but keeps the replaced binding's
+/// liveness cell, while the new binding has a copy. A keepalive through the guard renews the
+/// copy, so the guard's `expired()` and `time_left()` read a deadline nothing moves any more:
+/// here the guard's binding is current, renewed to 3 s, and the guard says it expired at 2 s.
+/// The model (`Harness::cell_of`) tolerates it; remove that when this passes.
+#[test]
+#[ignore = "known bug: Registration::replace keeps the old binding's liveness cell"]
+fn guard_replace_keeps_liveness_current() {
+    use std::time::Duration;
+
+    use genreg::Registry;
+    use genreg::liveness::ManualClock;
+
+    let s = Duration::from_secs(1);
+    let clock = ManualClock::new();
+    let r: Registry<u64> = Registry::builder().clock(clock.clone()).build();
+    let mut g = r.with_ttl(2 * s).register("a", 1).unwrap();
+    g.replace(2).unwrap();
+    clock.advance(s);
+    assert_eq!(g.keepalive().unwrap(), Some(3 * s));
+    clock.advance(s);
+    assert!(g.is_current());
+    assert_eq!(g.time_left(), Some(s), "renewed to 3 s, at 2 s");
+    assert!(!g.expired(), "current, renewed, yet expired");
+}
+
+/// KNOWN BUG (found by `liveness_matches_model`; `src/registration.rs` is not ours to fix): a
+/// guard dropped after its binding expired removes the binding with reason `GuardDropped`
+/// (`Registration::remove_own` writes without burying the node first), where every other
+/// write that meets an expired binding reports `Expired`. The same holds for a weak binding
+/// whose owner died (`GuardDropped`, not `WeakOwnerDead`). The model (`Harness::sync`)
+/// tolerates it; remove that when this passes.
+#[test]
+#[ignore = "known bug: a guard drop removes an expired binding as GuardDropped"]
+fn a_guard_drop_of_an_expired_binding_says_expired() {
+    use std::time::Duration;
+
+    use genreg::liveness::ManualClock;
+    use genreg::{EventKind, Filter, Reason, Registry, Revision};
+
+    let clock = ManualClock::new();
+    let r: Registry<u64> = Registry::builder().clock(clock.clone()).events(16).build();
+    let mut w = r.watch(Filter::all(), Revision::ZERO).unwrap();
+    let g = r.with_ttl(Duration::from_secs(1)).register("a", 1).unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert!(g.expired());
+    drop(g);
+    let reasons: Vec<Reason> = std::iter::from_fn(|| w.try_next())
+        .filter_map(|e| match e.unwrap().kind() {
+            EventKind::Unregistered { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [Reason::Expired]);
 }

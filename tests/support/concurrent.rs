@@ -2,10 +2,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use genreg::{Ensured, EntryRef, Error, InstanceId, Pinned, Registration, Registry, Rejected, Tag};
+use genreg::liveness::{Clock, ManualClock};
+use genreg::{
+    Ensured, EntryRef, Error, HealthReport, HealthState, InstanceId, Pinned, Reaper, Reason,
+    Registration, Registry, Rejected, Tag,
+};
 
 use super::*;
 
@@ -34,8 +39,12 @@ pub enum Event {
         tag: Tag,
         value: Option<u64>,
     },
-    /// A binding replaced away by this thread's successful replace (`Created` is logged too).
-    ReplacedAway { name: String, tag: Tag },
+    /// A binding replaced away by this thread's successful replace by `new` (`Created` is
+    /// logged too).
+    ReplacedAway { name: String, tag: Tag, new: Tag },
+    /// A binding made mortal by this thread: registered with a TTL (`ttl`), or recorded
+    /// critical (so it may be removed as expired, or as critical, unreported).
+    Mortal { tag: Tag, ttl: bool },
     /// A binding this thread read (value if reported).
     Observed {
         name: String,
@@ -49,6 +58,9 @@ pub struct Worker {
     guards: Vec<Registration<V>>,
     owners: Vec<V>,
     reg: Registry<V>,
+    clock: ManualClock,
+    /// The one reaper the threads share (attached at the first `Reap`).
+    reaper: Arc<Mutex<Option<Reaper<V>>>>,
     thread: u64,
     next_value: u64,
     last_gen: u64,
@@ -60,11 +72,18 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(reg: Registry<V>, thread: u64) -> Self {
+    pub fn new(
+        reg: Registry<V>,
+        thread: u64,
+        clock: ManualClock,
+        reaper: Arc<Mutex<Option<Reaper<V>>>>,
+    ) -> Self {
         Worker {
             guards: Vec::new(),
             owners: Vec::new(),
             reg,
+            clock,
+            reaper,
             thread,
             next_value: 0,
             last_gen: 0,
@@ -190,6 +209,44 @@ impl Worker {
                 self.refusal(ctx, name, &err);
             }
         }
+    }
+
+    /// What a keepalive of `(name, tag)` answered, started at `t0` on the clock: a renewal
+    /// only of a binding alive at the call (its deadline after `t0`), else a refusal naming it.
+    fn kept(
+        &mut self,
+        ctx: &dyn Debug,
+        name: &str,
+        tag: Tag,
+        t0: Duration,
+        r: Result<Option<Duration>, Error>,
+    ) {
+        match r {
+            Ok(deadline) => {
+                assert!(
+                    deadline.is_none_or(|d| d > t0),
+                    "{ctx:?}: renewed {name:?} {tag:?} to {deadline:?}, not after {t0:?}"
+                );
+                self.observe(name, tag, None);
+            }
+            Err(Error::Expired { name: n, tag: t }) => {
+                assert_eq!((n.as_str(), t), (name, tag), "{ctx:?}");
+            }
+            Err(e) => {
+                if let Error::TagMismatch {
+                    expected, current, ..
+                } = &e
+                {
+                    assert_eq!(*expected, tag, "{ctx:?}");
+                    assert_ne!(*current, tag, "{ctx:?}: mismatch on the same tag");
+                }
+                self.refusal(ctx, name, &e);
+            }
+        }
+    }
+
+    fn mortal(&mut self, tag: Tag, ttl: bool) {
+        self.log.push(Event::Mortal { tag, ttl });
     }
 
     fn current(&self, name: &str, sel: TagSel) -> Tag {
@@ -624,6 +681,122 @@ impl Worker {
                     "{op:?}: valid capabilities refused"
                 ),
             },
+            Op::RegisterTtl {
+                name,
+                ttl,
+                kind,
+                meta,
+            } => {
+                let name = name.get();
+                let w = match meta {
+                    Some(m) => reg.with_ttl(ttl.get()).metadata(m.get()),
+                    None => reg.with_ttl(ttl.get()),
+                };
+                let tag = match kind {
+                    TtlKind::Guard => {
+                        let v = self.value();
+                        let r = w.register(&name, v.clone());
+                        let tag = r.as_ref().ok().map(|g| g.tag());
+                        self.registered(op, &name, None, *v, &v, r);
+                        tag
+                    }
+                    TtlKind::Detached => {
+                        let v = self.value();
+                        let r = w.register_detached(&name, v.clone());
+                        let tag = r.as_ref().ok().copied();
+                        self.registered(op, &name, None, *v, &v, r);
+                        tag
+                    }
+                    TtlKind::Weak(owner) => {
+                        let o = self.owner(owner);
+                        let r = w.register_weak(&name, &o);
+                        let tag = r.as_ref().ok().map(|g| g.tag());
+                        if r.is_ok() {
+                            self.weak_made += 1;
+                        }
+                        self.registered(op, &name, None, *o, &o, r);
+                        tag
+                    }
+                };
+                if let Some(tag) = tag {
+                    self.mortal(tag, true);
+                }
+            }
+            Op::Keepalive { target } => match target {
+                KeepSel::Name { name, tag } => {
+                    let name = name.get();
+                    let tag = self.current(&name, tag);
+                    let t0 = self.clock.now();
+                    let r = reg.keepalive(&name, tag);
+                    self.kept(op, &name, tag, t0, r);
+                }
+                KeepSel::Guard(i) | KeepSel::Expired(i) => {
+                    if let Some(i) = idx(i, self.guards.len()) {
+                        let (name, tag) = (self.guards[i].name().to_owned(), self.guards[i].tag());
+                        let t0 = self.clock.now();
+                        let r = self.guards[i].keepalive();
+                        self.kept(op, &name, tag, t0, r);
+                    }
+                }
+            },
+            Op::AdvanceClock { ticks } => {
+                self.clock.advance(TICK * u32::from(ticks % 4));
+            }
+            Op::Reap => {
+                let mut reaper = self.reaper.lock().unwrap_or_else(|p| p.into_inner());
+                reaper.get_or_insert_with(|| reg.reaper()).reap();
+            }
+            Op::SetHealth {
+                name,
+                tag,
+                state,
+                record,
+            } => {
+                let (name, state) = (name.get(), state.get());
+                let tag = self.current(&name, tag);
+                let r = if record {
+                    reg.record_health(&name, tag, HealthReport::new(state))
+                } else {
+                    reg.set_health(&name, tag, state)
+                };
+                match r {
+                    Ok(()) => {
+                        self.observe(&name, tag, None);
+                        if state == HealthState::Critical {
+                            self.mortal(tag, false);
+                        }
+                    }
+                    Err(e) => {
+                        if let Error::TagMismatch {
+                            expected, current, ..
+                        } = &e
+                        {
+                            assert_eq!(*expected, tag, "{op:?}");
+                            assert_ne!(*current, tag, "{op:?}: mismatch on the same tag");
+                        }
+                        self.refusal(op, &name, &e);
+                    }
+                }
+            }
+            Op::GetHealth { name } => {
+                let name = name.get();
+                if let Some(h) = reg.health(&name) {
+                    self.observe(&name, h.tag, None);
+                    assert_eq!(
+                        h.since.is_some(),
+                        h.state != HealthState::Unknown,
+                        "{op:?}: {h:?}"
+                    );
+                    let t1 = self.clock.now();
+                    assert!(
+                        h.since.is_none_or(|s| s <= t1),
+                        "{op:?}: {h:?} after {t1:?}"
+                    );
+                    if let Some(r) = &h.last_check {
+                        assert!(r.checked_at <= t1, "{op:?}: {h:?}");
+                    }
+                }
+            }
             Op::Pinned { .. } => unreachable!("handled by apply"),
         }
     }
@@ -646,6 +819,7 @@ impl Worker {
                 self.log.push(Event::ReplacedAway {
                     name: name.to_owned(),
                     tag,
+                    new,
                 });
                 self.fresh_tag(name, new, **v, ctx);
                 Some(new)
@@ -751,17 +925,19 @@ pub struct Finished {
 pub fn run_concurrent(input: &ConcurrentInput, cfg: Config) {
     let threads = 2 + usize::from(input.threads % 3);
     let rounds = 1 + input.rounds % 8;
-    let reg = build_registry(cfg);
+    let (reg, clock) = build_registry(cfg);
+    let reaper = Arc::new(Mutex::new(None));
     let mut mirror = EventMirror::new(&reg);
     let barrier = Barrier::new(threads);
     let finished: Vec<Finished> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let reg = reg.clone();
+                let (clock, reaper) = (clock.clone(), Arc::clone(&reaper));
                 let barrier = &barrier;
                 let ops: Vec<&Op> = input.ops.iter().skip(t).step_by(threads).collect();
                 s.spawn(move || {
-                    let mut w = Worker::new(reg, t as u64 + 1);
+                    let mut w = Worker::new(reg, t as u64 + 1, clock, reaper);
                     barrier.wait();
                     for _ in 0..rounds {
                         for op in &ops {
@@ -786,6 +962,29 @@ pub fn run_concurrent(input: &ConcurrentInput, cfg: Config) {
             reg.len()
         );
     }
+    drop(reaper);
+    // Quiescent, and the clock stands still: purge what expired (or whose owner died), so that
+    // the stored bindings are the visible ones.
+    reg.purge_dead();
+    // Every removal the registry made of its own accord is of a binding that could die so:
+    // as expired, only one registered with a TTL (or a replacement of one); as critical, only
+    // one recorded critical (or a replacement of one).
+    let (ttl, critical) = mortals(&finished);
+    if let Some(mirror) = mirror.as_mut() {
+        for (name, tag, reason) in mirror.catch_up() {
+            match reason {
+                Reason::Expired => assert!(
+                    ttl.contains(&tag),
+                    "{name:?} {tag:?} removed as expired, but it had no TTL"
+                ),
+                Reason::Critical => assert!(
+                    critical.contains(&tag),
+                    "{name:?} {tag:?} removed as critical, but never recorded critical"
+                ),
+                _ => {}
+            }
+        }
+    }
     // Quiescent: a watcher's replay equals the final state.
     if let Some(mirror) = mirror.as_mut() {
         let visible = reg
@@ -800,6 +999,40 @@ pub fn run_concurrent(input: &ConcurrentInput, cfg: Config) {
         // check_concurrent removed everything: so do the events.
         mirror.check(&Default::default());
     }
+}
+
+/// The bindings that could die of liveness: (with a TTL, recorded critical), each with the
+/// bindings that replaced it (a replacement keeps the TTL, the deadline and the health).
+fn mortals(finished: &[Finished]) -> (HashSet<Tag>, HashSet<Tag>) {
+    let (mut ttl, mut critical) = (HashSet::new(), HashSet::new());
+    let mut successor: HashMap<Tag, Tag> = HashMap::new();
+    for f in finished {
+        for e in &f.log {
+            match e {
+                Event::Mortal { tag, ttl: true } => {
+                    ttl.insert(*tag);
+                }
+                Event::Mortal { tag, ttl: false } => {
+                    critical.insert(*tag);
+                }
+                Event::ReplacedAway { tag, new, .. } => {
+                    successor.insert(*tag, *new);
+                }
+                _ => {}
+            }
+        }
+    }
+    for set in [&mut ttl, &mut critical] {
+        let mut todo: Vec<Tag> = set.iter().copied().collect();
+        while let Some(t) = todo.pop() {
+            if let Some(&n) = successor.get(&t) {
+                if set.insert(n) {
+                    todo.push(n);
+                }
+            }
+        }
+    }
+    (ttl, critical)
 }
 
 /// The consistency checks after a concurrent run (see the module docs).
@@ -838,12 +1071,12 @@ pub fn check_concurrent(reg: &Registry<V>, finished: &[Finished]) {
                     check_known("removed", name, tag, *value);
                     assert!(ended.insert(*tag), "binding {name:?} {tag:?} ended twice");
                 }
-                Event::ReplacedAway { name, tag } => {
+                Event::ReplacedAway { name, tag, .. } => {
                     check_known("replaced", name, tag, None);
                     assert!(ended.insert(*tag), "binding {name:?} {tag:?} ended twice");
                 }
                 Event::Observed { name, tag, value } => check_known("observed", name, tag, *value),
-                Event::Created { .. } => {}
+                Event::Created { .. } | Event::Mortal { .. } => {}
             }
         }
     }
@@ -877,11 +1110,21 @@ pub fn check_concurrent(reg: &Registry<V>, finished: &[Finished]) {
     // a guard drop, or a dead weak binding purged).
     let unreported = created.len() - ended.len() - entries.len();
     let cleared: usize = finished.iter().map(|f| f.cleared).sum();
-    let slack: usize = finished.iter().map(|f| f.guard_drops + f.weak_made).sum();
+    // A binding with a TTL may expire, one recorded critical may be removed as such.
+    let (ttl, critical) = mortals(finished);
+    let mortal = created
+        .keys()
+        .filter(|t| ttl.contains(t) || critical.contains(t))
+        .count();
+    let slack: usize = mortal
+        + finished
+            .iter()
+            .map(|f| f.guard_drops + f.weak_made)
+            .sum::<usize>();
     assert!(
         cleared <= unreported && unreported <= cleared + slack,
         "{} created, {} reported ended, {} survive: {unreported} vanished unreported, \
-         but clear() reported {cleared} and guard drops / weak bindings explain at most {slack} more",
+         but clear() reported {cleared} and guard drops / weak / mortal bindings explain at most {slack} more",
         created.len(),
         ended.len(),
         entries.len()

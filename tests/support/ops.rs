@@ -20,9 +20,12 @@
 use std::sync::Arc;
 
 use arbitrary::{Arbitrary, Unstructured};
+use std::time::Duration;
+
+use genreg::liveness::ManualClock;
 use genreg::{
-    Entry, EntryRef, Error, Generation, InstanceId, InvalidNameReason, MAX_AUTO_PREFIX_LEN,
-    MAX_NAME_LEN, Match, Metadata, MetadataError, Registry, Tag,
+    Entry, EntryRef, Error, Generation, HealthState, InstanceId, InvalidNameReason,
+    MAX_AUTO_PREFIX_LEN, MAX_NAME_LEN, Match, Metadata, MetadataError, Reason, Registry, Tag,
 };
 
 #[path = "sequential.rs"]
@@ -274,6 +277,8 @@ pub struct QuerySel {
     pub region: u8,
     pub prefix: u8,
     pub limit: u8,
+    /// `Query::healthy`: only entries whose health is passing or warning.
+    pub healthy: bool,
 }
 
 impl QuerySel {
@@ -333,6 +338,9 @@ impl QuerySel {
         if let Some(p) = self.prefix() {
             q = q.prefix(p);
         }
+        if self.healthy {
+            q = q.healthy();
+        }
         q.run()
     }
 
@@ -379,6 +387,77 @@ pub fn score(meta: &Metadata, caps: &[CapSel]) -> usize {
 /// What a match shows: name, tag, value number, metadata.
 pub fn obs_match(m: &Match<V>) -> (String, Tag, u64, Metadata) {
     (m.name.clone(), m.tag, *m.value, (*m.metadata).clone())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Liveness: time, TTLs, health
+// ---------------------------------------------------------------------------------------------
+
+/// One tick of the harnesses' `ManualClock`. The model keeps time in nanoseconds (a TTL of zero
+/// is one nanosecond), the ops move the clock by whole ticks.
+pub const TICK: Duration = Duration::from_secs(1);
+pub const TICK_NS: u64 = 1_000_000_000;
+
+/// A time to live: zero (taken as one nanosecond: gone at the next tick) or 1 to 5 ticks.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct TtlSel(pub u8);
+
+impl TtlSel {
+    pub fn get(self) -> Duration {
+        TICK * u32::from(self.0 % 6)
+    }
+
+    /// The TTL the registry applies, in nanoseconds (zero is one nanosecond).
+    pub fn nanos(self) -> u64 {
+        (u64::from(self.0 % 6) * TICK_NS).max(1)
+    }
+}
+
+/// How a binding with a TTL is registered.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum TtlKind {
+    /// `with_ttl(..).register`: a guard.
+    Guard,
+    /// `with_ttl(..).register_detached`.
+    Detached,
+    /// `with_ttl(..).register_weak`: dies of either its owner or its deadline.
+    Weak(OwnerSel),
+}
+
+/// What a keepalive renews.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum KeepSel {
+    /// `Registry::keepalive(name, tag)`.
+    Name { name: NameSel, tag: TagSel },
+    /// `Registration::keepalive` of a held guard.
+    Guard(u8),
+    /// `Registry::keepalive` of a binding that expired (its name and tag), if any did: the
+    /// answer is `Expired` while it is still stored, `NotFound` once purged.
+    Expired(u8),
+}
+
+/// A health state.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct StateSel(pub u8);
+
+impl StateSel {
+    pub fn get(self) -> HealthState {
+        match self.0 % 5 {
+            0 => HealthState::Unknown,
+            1 => HealthState::Passing,
+            2 => HealthState::Warning,
+            // Critical twice as often: the critical limit needs repeated records.
+            _ => HealthState::Critical,
+        }
+    }
+}
+
+/// The reasons a binding is removed without anyone asking for it.
+pub fn is_death(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::Expired | Reason::WeakOwnerDead | Reason::Critical
+    )
 }
 
 /// One operation.
@@ -516,6 +595,34 @@ pub enum Op {
     BestMatch {
         caps: Vec<CapSel>,
     },
+    /// `with_ttl(ttl)` registration (with metadata if `meta`).
+    RegisterTtl {
+        name: NameSel,
+        ttl: TtlSel,
+        kind: TtlKind,
+        meta: Option<MetaSel>,
+    },
+    /// A keepalive (see [`KeepSel`]).
+    Keepalive {
+        target: KeepSel,
+    },
+    /// Moves the clock forward by `ticks % 4` ticks.
+    AdvanceClock {
+        ticks: u8,
+    },
+    /// `Reaper::reap` (the harness attaches one reaper at the first `Reap`).
+    Reap,
+    /// `set_health` (or, with `record`, `record_health`) by tag.
+    SetHealth {
+        name: NameSel,
+        tag: TagSel,
+        state: StateSel,
+        record: bool,
+    },
+    /// `Registry::health(name)`.
+    GetHealth {
+        name: NameSel,
+    },
     /// A run of operations through one `Pinned` handle. With `hold`, every borrowed entry
     /// returned is kept until the end of the run and checked again then (they must stay
     /// readable and unchanged while the handle lives, removed or not); without, `Repin`
@@ -628,6 +735,8 @@ pub struct Config {
     /// `Builder::max_entries`, if any (the model refuses a registration as `Full` when it
     /// already holds that many visible bindings).
     pub max_entries: Option<usize>,
+    /// `Builder::remove_critical_after`, in ticks, if any.
+    pub critical_after: Option<u64>,
 }
 
 impl Default for Config {
@@ -638,15 +747,23 @@ impl Default for Config {
             owned_collector: true,
             events: true,
             max_entries: None,
+            critical_after: None,
         }
     }
 }
 
-/// A registry as the harnesses use it.
-pub fn build_registry(cfg: Config) -> Registry<V> {
+/// A registry as the harnesses use it, on a `ManualClock` at zero (returned: the harness moves
+/// it).
+pub fn build_registry(cfg: Config) -> (Registry<V>, ManualClock) {
+    let clock = ManualClock::new();
     let b = Registry::builder()
         .capacity(cfg.capacity)
-        .hash_seed(cfg.seed);
+        .hash_seed(cfg.seed)
+        .clock(clock.clone());
+    let b = match cfg.critical_after {
+        Some(ticks) => b.remove_critical_after(TICK * ticks as u32),
+        None => b,
+    };
     let b = if cfg.owned_collector {
         b.collector(genreg::epoch::Collector::new())
     } else {
@@ -662,7 +779,7 @@ pub fn build_registry(cfg: Config) -> Registry<V> {
         Some(n) => b.max_entries(n),
         None => b,
     };
-    b.build()
+    (b.build(), clock)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -693,9 +810,11 @@ impl EventMirror {
     }
 
     /// Applies every event published so far, checking that each is in revision order, seen
-    /// once, and consistent with the state it applies to.
-    pub fn catch_up(&mut self) {
+    /// once, and consistent with the state it applies to. Returns the removals applied, as
+    /// `(name, tag, reason)`, in revision order.
+    pub fn catch_up(&mut self) -> Vec<(String, Tag, Reason)> {
         use genreg::EventKind;
+        let mut removals = Vec::new();
         while let Some(item) = self.watcher.try_next() {
             let e = item.expect("the history is large enough for any harness run");
             assert!(
@@ -716,9 +835,10 @@ impl EventMirror {
                     assert_eq!(current, Some(*old), "{e:?}: replaced another binding");
                     self.state.insert(name, (*tag, value.as_ref().map(|v| **v)));
                 }
-                EventKind::Unregistered { tag, .. } => {
+                EventKind::Unregistered { tag, reason } => {
                     assert_eq!(current, Some(*tag), "{e:?}: removed another binding");
                     self.state.remove(&name);
+                    removals.push((name, *tag, *reason));
                 }
                 EventKind::MetadataUpdated { tag } => {
                     assert_eq!(current, Some(*tag), "{e:?}: updated another binding");
@@ -727,12 +847,23 @@ impl EventMirror {
                 other => panic!("unknown event kind {other:?}"),
             }
         }
+        removals
     }
 
     /// Checks the mirror against the visible bindings (name -> (tag, value number)): equal,
     /// but for weak bindings whose owner died and that no one has purged yet (invisible, so
     /// missing from `visible`, still bound in the mirror).
     pub fn check(&mut self, visible: &std::collections::BTreeMap<String, (Tag, u64)>) {
+        self.check_with(visible, &|_| false);
+    }
+
+    /// As [`check`](Self::check), and bindings for which `invisible` holds (expired, not yet
+    /// purged) may also still be bound in the mirror.
+    pub fn check_with(
+        &mut self,
+        visible: &std::collections::BTreeMap<String, (Tag, u64)>,
+        invisible: &dyn Fn(&Tag) -> bool,
+    ) {
         self.catch_up();
         for (name, (tag, value)) in visible {
             match self.state.get(name) {
@@ -748,7 +879,7 @@ impl EventMirror {
         for (name, (tag, value)) in &self.state {
             if !visible.contains_key(name) {
                 assert!(
-                    value.is_none(),
+                    value.is_none() || invisible(tag),
                     "events left {name:?} ({tag:?}) bound, but it is not: a removal without \
                      an event"
                 );
@@ -827,6 +958,7 @@ pub fn check_display(err: &Error) {
         Error::NotFound { name } => (name, None),
         Error::InvalidName { name, .. } => (name, None),
         Error::Full { name, .. } => (name, None),
+        Error::Expired { name, .. } => (name, None),
         _ => return,
     };
     let plain = name.chars().count() <= 64
