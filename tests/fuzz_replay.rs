@@ -57,6 +57,12 @@ fn replay_ops_corpus() {
                 ..Config::default()
             };
             run_sequential(&ops, bounded);
+            // And removing entries critical for a tick, as a fifth of its inputs do.
+            let critical = Config {
+                critical_after: Some(1),
+                ..Config::default()
+            };
+            run_sequential(&ops, critical);
         }
     });
 }

@@ -13,9 +13,11 @@ use libfuzzer_sys::fuzz_target;
 mod ops;
 
 fuzz_target!(|ops: Vec<ops::Op>| {
-    // A quarter of the inputs run bounded to two bindings (`Builder::max_entries`).
+    // A quarter of the inputs run bounded to two bindings (`Builder::max_entries`), a fifth
+    // remove an entry critical for a tick (`Builder::remove_critical_after`).
     let cfg = ops::Config {
         max_entries: (ops.len() % 4 == 1).then_some(2),
+        critical_after: (ops.len() % 5 == 2).then_some(1),
         ..ops::Config::default()
     };
     ops::run_sequential(&ops, cfg);
