@@ -25,7 +25,8 @@ export RUSTFLAGS="--cfg loom --cfg crossbeam_loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS=2
 
 step "build loom models" cargo test --release --test loom --test loom_events \
-    --test loom_discovery --test loom_capacity --lib --target-dir target/loom --no-run
+    --test loom_discovery --test loom_capacity --test loom_liveness --lib --target-dir target/loom \
+    --no-run
 # --nocapture: each model prints its bound, iteration count and time.
 step "run loom models (public API, tests/loom.rs)" \
     cargo test --release --test loom --target-dir target/loom -- --nocapture "$@"
@@ -43,5 +44,7 @@ step "run loom models (capacity, tests/loom_capacity.rs)" \
     cargo test --release --test loom_capacity --target-dir target/loom -- --nocapture "$@"
 # The raw core's models (src/raw/loom_models.rs): protocols whose state the public API cannot
 # set up, e.g. the next table's room check against copies, with three threads (~4 min).
+step "run loom models (liveness, tests/loom_liveness.rs)" \
+    cargo test --release --test loom_liveness --target-dir target/loom -- --nocapture "$@"
 step "run loom models (raw core, src/raw/loom_models.rs)" \
     cargo test --release --lib --target-dir target/loom -- --nocapture loom_models "$@"

@@ -20,7 +20,8 @@ step "miri sysroot" cargo "+$NIGHTLY" miri setup ||
 if [ "$#" -gt 0 ]; then
     selection=("$@")
 else
-    selection=(--lib --test api --test tags --test model --test stress --test watch --test discovery --test capacity)
+    selection=(--lib --test api --test tags --test model --test stress --test watch --test discovery --test capacity
+        --test liveness)
 fi
 step "miri test ${selection[*]}" env \
     MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-permissive-provenance" \

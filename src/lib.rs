@@ -63,7 +63,7 @@
 //! | operation | one step |
 //! | --- | --- |
 //! | [`register`](Registry::register) | one CAS into the first empty slot of the name's probe chain |
-//! | [`get`](Registry::get) | loads only; writes no shared memory (except to purge a dead weak binding it meets: one CAS) |
+//! | [`get`](Registry::get) | loads only; writes no shared memory (except to purge a dead binding it meets: one CAS) |
 //! | [`unregister_if_same`](Registry::unregister_if_same) | one CAS, node → tombstone, only if the node carries the tag |
 //! | [`replace_if_same`](Registry::replace_if_same) | one CAS, node → new node with a new generation |
 //!
@@ -283,10 +283,54 @@
 //! frees its place before it returns. A place is taken by a compare-and-swap on one counter,
 //! only while it is below `n`, right before the registration's own CAS (given back at once if
 //! that CAS loses), and released at the commit point of the removal. A weak binding whose owner
-//! died holds its place until purged: a registration that finds the registry full purges dead
-//! weak bindings and tries once more, so they never cause a refusal. The bound is fixed for the
+//! died (or an expired binding) holds its place until purged: a registration that finds the
+//! registry full purges dead bindings and tries once more, so they never cause a refusal. The
+//! bound is fixed for the
 //! registry's life. Its cost: one read-modify-write on a counter every registering and removing
 //! thread shares (measured in the benchmarks); a registry without a bound pays one branch.
+//!
+//! # Liveness
+//! A binding can carry a **time to live**: [`Registry::with_ttl`]`(ttl)` then any way of
+//! registering (chained with [`metadata`](RegisterWith::metadata) if wanted). Its owner renews
+//! it with [`Registration::keepalive`] (or [`Registry::keepalive`] by tag), each renewal for
+//! `ttl` from then. The promises:
+//! - **At its deadline a binding is invisible to every read at once** (`get`, `contains`,
+//!   `get_if`, `is_current`, `names`, `entries`, queries) and never blocks a new registration
+//!   of its name, with or without a reaper: the deadline is checked on every read of a binding
+//!   that has one (one load and a clock read; bindings without a TTL pay nothing).
+//! - **A keepalive and an expiry never both win.** The deadline is one word; a keepalive
+//!   replaces the deadline it read, not yet passed, by a later one (a compare-and-swap); a
+//!   removal for expiry first *buries* the binding by replacing the deadline it read, already
+//!   passed, by a mark no keepalive accepts (a compare-and-swap on the same word). So a binding
+//!   renewed before its deadline is never removed as expired, and an expired one is never
+//!   revived: its keepalive fails with [`Error::Expired`], and the owner learns it from
+//!   [`Registration::expired`] even after the binding is gone. (A read racing a keepalive
+//!   right at the deadline may see the binding either way.)
+//! - **An expired binding is removed**, with the event reason [`Reason::Expired`], by whichever
+//!   comes first: a read or write that meets it, [`Registry::purge_dead`], a migration of the
+//!   table, or a [`Reaper`]. A reaper keeps a heap of due times, fed at the commit point with
+//!   every binding that has a deadline (a walk of the table when it attaches), so a pass costs
+//!   per binding due, not per entry; run one on a thread ([`Registry::spawn_reaper`]) or, with
+//!   the `tokio` feature, as a task (`Reaper::run`). Until removed, an expired binding counts
+//!   in [`Registry::len`] (as a dead weak binding does).
+//! - **Time** is the registry's [`Clock`](liveness::Clock) ([`Builder::clock`]): the monotonic
+//!   system clock by default; tests move a [`ManualClock`](liveness::ManualClock) and never
+//!   sleep to wait for an expiry.
+//!
+//! **Health** ([`HealthState`]: unknown, passing, warning, critical) is set by a tag-checked
+//! call, [`Registry::set_health`] or [`Registry::record_health`] (which keeps the check's
+//! latency, error and time: [`Registry::health`]). It changes no binding: no event, and guards
+//! stay current. [`Query::healthy`] keeps only passing and warning entries. With
+//! [`Builder::remove_critical_after`], an entry critical for that long is removed (reason
+//! [`Reason::Critical`]) when a record or a reaper finds it so; the decision is a
+//! compare-and-swap on the health word that a record of another state defeats, so an entry
+//! reported healthy in time is never removed as critical. With the `tokio` feature,
+//! `liveness::HealthCheck` probes many entries concurrently, each under a timeout, and records
+//! what it finds: a probe that panics or hangs marks its own entry critical and disturbs
+//! nothing else.
+//!
+//! TTL and health are kinds of liveness next to weak bindings: one check decides whether a read
+//! sees a binding. Snapshots do not carry them: a restored entry has no TTL and no health.
 //!
 //! # What it does not do
 //! - No atomic multi-name transactions; `clear` is not a snapshot.

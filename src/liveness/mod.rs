@@ -222,10 +222,14 @@ impl<V: Send + Sync + 'static> Registration<V> {
     /// expired this returns [`Error::Expired`], also after a reaper removed it.
     pub fn keepalive(&self) -> Result<Option<Duration>, Error> {
         match self.registry().keepalive(self.name(), self.tag()) {
-            Err(Error::NotFound { name }) if self.expired() => Err(Error::Expired {
-                name,
-                tag: self.tag(),
-            }),
+            // Gone, or the name taken since: if it expired, that is what the owner needs to
+            // know.
+            Err(Error::NotFound { .. } | Error::TagMismatch { .. }) if self.expired() => {
+                Err(Error::Expired {
+                    name: self.name().into(),
+                    tag: self.tag(),
+                })
+            }
             other => other,
         }
     }

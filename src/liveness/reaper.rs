@@ -109,7 +109,9 @@ impl<V: Send + Sync + 'static> Reaper<V> {
         self.heap.push(Reverse((due, node.tag, node.name().into())));
     }
 
-    /// Removes every binding whose time has come; returns how many it removed.
+    /// Removes every binding whose time has come; returns how many removals it made (a
+    /// binding that another thread removed first, or that a migration of the table this call
+    /// helped with dropped, is gone too but not counted).
     pub fn reap(&mut self) -> usize {
         let registry = self.registry.clone();
         let map = &registry.inner.map;
