@@ -132,10 +132,11 @@ impl<V> Registration<V> {
             inner.map.write_if(
                 hash,
                 self.name.as_str(),
+                // A dead binding is buried first: its removal is a purge, for its own reason.
                 |n| n
                     .tag
                     .matches(tag)
-                    .then_some(Write::Remove(Reason::GuardDropped)),
+                    .then(|| Write::Remove(n.bury().unwrap_or(Reason::GuardDropped))),
                 &guard
             ),
             Written::Done(_)
@@ -161,6 +162,18 @@ impl<V: Send + Sync + 'static> Registration<V> {
             .registry
             .replace_if_same(self.name.as_str(), self.tag, value)?;
         self.tag = tag;
+        if self.live.is_some() {
+            // The replacement has a liveness cell of its own (a copy): follow it, so that
+            // `expired` and `time_left` speak of the binding this guard now owns.
+            let inner = &self.registry.inner;
+            let (guard, _local) = inner.pin();
+            let hash = inner.map.hash(self.name.as_str());
+            self.live = inner
+                .map
+                .get(hash, self.name.as_str(), &guard)
+                .filter(|n| n.tag == tag)
+                .and_then(|n| n.live().cloned());
+        }
         Ok(tag)
     }
 }
