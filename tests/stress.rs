@@ -17,6 +17,7 @@
 //! | `stalled_pinned_thread_holds_back_reclamation` | a pinned thread makes garbage grow with churn; unpinning releases it |
 //! | `linearizable_short_histories` | short real-thread histories on two names are linearizable (Wing–Gong checker) |
 //! | `checker_rejects_bad_histories` | the checker is not vacuous |
+//! | `ttl_churn_keeps_renewed_bindings_and_reaps_the_rest` | under TTL churn with a moving `ManualClock`, a reaper thread and `purge_dead`, bindings renewed in time are never removed; a keepalive that returned `Ok(d)` leaves its binding current until `d` (and no removal as expired is seen before `d`); churned bindings are all removed, once, as expired; `len` stays bounded and ends equal to the renewed set |
 //!
 //! Sizes: the memory test runs 10,000,000 register/unregister cycles in an optimised build
 //! (`cargo test --release`: 4-8 s on 2 shared cores) and 1,000,000 in an unoptimised one
@@ -2195,4 +2196,311 @@ fn revisions_extend_the_real_time_order_of_writes() {
              had returned"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Liveness: TTL churn with keepalives, a moving clock and a reaper
+// ---------------------------------------------------------------------------------------------
+
+/// TTL churn on real threads, with a `ManualClock` that one thread moves a tick at a time:
+///
+/// - two keepers each hold 8 *kept* bindings (TTL 8 ticks), renewed every pass, and the clock
+///   never runs more than 4 ticks ahead of a keeper's last full pass: they are never removed
+///   and every keepalive of them returns a deadline after the time it started at;
+/// - each keeper also holds 8 *edge* bindings (TTL 2 ticks), renewed only when at most one
+///   tick is left, so their keepalives race the clock and the reapers at the deadline: a
+///   keepalive that returned `Ok(d)` leaves the binding current until the clock reaches `d`
+///   (checked right after it, and against the event log: no removal as expired observed before
+///   `d`); one that lost returns `Expired`, and the keeper registers the name again;
+/// - a churner registers 16 fresh names a tick with a TTL of 1 to 3 ticks and never renews
+///   them: they are all removed, as expired;
+/// - a reaper thread (`spawn_reaper`) and a thread calling `purge_dead` remove expired
+///   bindings; the clock does not move on while `len()` is over what can be alive plus three
+///   ticks of churn (so `len` stays bounded, or the test fails after 10 s);
+/// - at the end, after the clock passes every deadline and `purge_dead`, `len()` equals the
+///   kept set (and the edge set, renewed to the end), and every churned binding was removed
+///   once, as expired.
+#[test]
+fn ttl_churn_keeps_renewed_bindings_and_reaps_the_rest() {
+    use std::time::{Duration, Instant};
+
+    use genreg::liveness::{Clock, ManualClock};
+    use genreg::{EventKind, Filter, Reason, Revision};
+
+    let _serial = serial();
+    const TICK: Duration = Duration::from_secs(1);
+    const KEEPERS: usize = 2;
+    const KEPT: usize = 8;
+    const EDGE: usize = 8;
+    const KEPT_TTL: u32 = 8;
+    const EDGE_TTL: u32 = 2;
+    const CHURN_PER_TICK: usize = 16;
+    let steps: u64 = if cfg!(miri) {
+        10
+    } else if cfg!(debug_assertions) {
+        150
+    } else {
+        600
+    };
+    let clock = ManualClock::new();
+    let builder = Registry::builder()
+        .capacity(4)
+        .clock(clock.clone())
+        .events(1 << 18);
+    let registry: Registry<u64> = if cfg!(miri) {
+        builder.collector(genreg::epoch::Collector::new()).build()
+    } else {
+        builder.build()
+    };
+    let mut watcher = registry.watch(Filter::all(), Revision::ZERO).unwrap();
+    let ticks = |d: Duration| d.as_nanos() / TICK.as_nanos();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    // The tick each keeper last started a full pass at (all its renewals came after it).
+    let progress: Vec<AtomicU64> = (0..KEEPERS).map(|_| AtomicU64::new(0)).collect();
+    let reaper = registry.spawn_reaper(Duration::from_millis(1));
+    let max_len = AtomicUsize::new(0);
+    let bound = KEEPERS * (KEPT + EDGE) + CHURN_PER_TICK * (3 + 3);
+
+    // (tag, deadline) of every keepalive that returned Ok, per keeper; the kept and edge guards.
+    type Kept = (
+        Vec<(Tag, Duration)>,
+        Vec<Registration<u64>>,
+        Vec<Registration<u64>>,
+    );
+    // A removal seen by the watcher: the tag, why, and the clock when it was seen.
+    type Seen = Vec<(Tag, Reason, Duration)>;
+    let (kept, churned, observed): (Vec<Kept>, Vec<Tag>, Seen) = thread::scope(|s| {
+        let keepers: Vec<_> = (0..KEEPERS)
+            .map(|k| {
+                let (registry, clock) = (&registry, &clock);
+                let (progress, done) = (&progress[k], &done);
+                s.spawn(move || {
+                    let reg = |name: &str, ttl: u32| {
+                        registry
+                            .with_ttl(TICK * ttl)
+                            .register(name, k as u64)
+                            .unwrap()
+                    };
+                    let mut kept: Vec<_> = (0..KEPT)
+                        .map(|i| reg(&format!("kept-{k}-{i}"), KEPT_TTL))
+                        .collect();
+                    let mut edge: Vec<_> = (0..EDGE)
+                        .map(|i| reg(&format!("edge-{k}-{i}"), EDGE_TTL))
+                        .collect();
+                    let mut renewed = Vec::new();
+                    let mut check = |g: &Registration<u64>, t0: Duration, d: Duration| {
+                        assert!(d > t0, "{g:?} renewed to {d:?}, not after {t0:?}");
+                        renewed.push((g.tag(), d));
+                        // Current until the clock reaches the deadline (`is_current`, then
+                        // the clock: if the clock is still before `d`, it was at the read).
+                        let current = g.is_current();
+                        let now = clock.now();
+                        assert!(
+                            current || now >= d,
+                            "{g:?} renewed to {d:?} at {t0:?}, gone at {now:?}"
+                        );
+                    };
+                    while !done.load(Ordering::Acquire) {
+                        let t0 = clock.now();
+                        for g in &mut kept {
+                            let d = g.keepalive().unwrap().expect("a TTL");
+                            check(g, t0, d);
+                        }
+                        for g in &mut edge {
+                            let t = clock.now();
+                            if g.time_left().is_some_and(|left| left > TICK) {
+                                continue;
+                            }
+                            match g.keepalive() {
+                                Ok(d) => check(g, t, d.expect("a TTL")),
+                                Err(Error::Expired { tag, .. }) => {
+                                    assert_eq!(tag, g.tag());
+                                    assert!(clock.now() >= t, "{g:?}");
+                                    let name = g.name().to_owned();
+                                    *g = reg(&name, EDGE_TTL);
+                                }
+                                Err(e) => panic!("{g:?}: {e:?}"),
+                            }
+                        }
+                        progress.store(ticks(t0) as u64, Ordering::Release);
+                        thread::yield_now();
+                    }
+                    (renewed, kept, edge)
+                })
+            })
+            .collect();
+        let churner = {
+            let (registry, clock, done) = (&registry, &clock, &done);
+            s.spawn(move || {
+                let mut tags = Vec::new();
+                let mut last = u128::MAX;
+                let mut n = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let t = ticks(clock.now());
+                    if t == last {
+                        thread::yield_now();
+                        continue;
+                    }
+                    last = t;
+                    for _ in 0..CHURN_PER_TICK {
+                        n += 1;
+                        let ttl = TICK * (1 + (n % 3) as u32);
+                        let tag = registry
+                            .with_ttl(ttl)
+                            .register_detached(&format!("churn-{n}"), n)
+                            .unwrap();
+                        tags.push(tag);
+                    }
+                }
+                tags
+            })
+        };
+        let purger = {
+            let (registry, done) = (&registry, &done);
+            s.spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    registry.purge_dead();
+                    thread::sleep(Duration::from_micros(300));
+                }
+            })
+        };
+        // The event watcher: each removal stamped with the clock when it was seen (the
+        // removal happened at or before).
+        let events = {
+            let (clock, done) = (&clock, &done);
+            let watcher = &mut watcher;
+            s.spawn(move || {
+                let mut seen = Vec::new();
+                loop {
+                    let finished = done.load(Ordering::Acquire);
+                    while let Some(e) = watcher.try_next() {
+                        let e = e.expect("the log holds the whole run");
+                        if let EventKind::Unregistered { tag, reason } = e.kind() {
+                            seen.push((*tag, *reason, clock.now()));
+                        }
+                    }
+                    if finished {
+                        return seen;
+                    }
+                    thread::yield_now();
+                }
+            })
+        };
+        // The clock: a tick at a time, never more than 4 ticks ahead of a keeper's last pass
+        // (so kept bindings, renewed for 8, never come due), and only while `len` is
+        // within the bound.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for step in 1..=steps {
+            let now = step - 1;
+            loop {
+                let behind = progress.iter().any(|p| p.load(Ordering::Acquire) + 4 < now);
+                let len = registry.len();
+                max_len.fetch_max(len, Ordering::Relaxed);
+                if !behind && len <= bound {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "stuck at tick {now}: len {len} (bound {bound}), keepers behind: {behind}"
+                );
+                thread::yield_now();
+            }
+            clock.advance(TICK);
+            thread::sleep(Duration::from_micros(100));
+        }
+        done.store(true, Ordering::Release);
+        let kept: Vec<Kept> = keepers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
+        let churned = churner
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        purger
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let observed = events
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (kept, churned, observed)
+    });
+    drop(reaper);
+
+    // Kept bindings were never removed and are current; no binding renewed to `d` was seen
+    // removed as expired before `d`.
+    let mut renewed_to: HashMap<Tag, Duration> = HashMap::new();
+    for (renewed, _, _) in &kept {
+        for (tag, d) in renewed {
+            let e = renewed_to.entry(*tag).or_default();
+            *e = (*e).max(*d);
+        }
+    }
+    let kept_tags: HashSet<Tag> = kept
+        .iter()
+        .flat_map(|(_, k, _)| k.iter().map(|g| g.tag()))
+        .collect();
+    for (tag, reason, seen_at) in &observed {
+        assert!(
+            !kept_tags.contains(tag),
+            "kept {tag:?} removed ({reason:?})"
+        );
+        if *reason == Reason::Expired {
+            if let Some(d) = renewed_to.get(tag) {
+                assert!(
+                    seen_at >= d,
+                    "{tag:?} renewed to {d:?}, removed as expired by {seen_at:?}"
+                );
+            }
+        }
+    }
+    for (_, k, e) in &kept {
+        assert!(k.iter().all(|g| g.is_current()), "a kept binding is gone");
+        for g in e {
+            assert!(g.is_current() || g.expired(), "{g:?} gone, not expired");
+        }
+    }
+    // Past every churned deadline (4 ticks, renewing the kept and edge bindings at each): only
+    // they stay, and every churned binding was removed once, as expired.
+    for _ in 0..4 {
+        for (_, k, e) in &kept {
+            for g in k.iter().chain(e) {
+                if g.is_current() {
+                    g.keepalive().unwrap();
+                }
+            }
+        }
+        clock.advance(TICK);
+    }
+    let live: usize = kept
+        .iter()
+        .flat_map(|(_, k, e)| k.iter().chain(e))
+        .filter(|g| g.is_current())
+        .count();
+    registry.purge_dead();
+    assert_eq!(registry.len(), live, "len after purge_dead");
+    assert!(live >= KEEPERS * KEPT);
+    let mut removed: HashMap<Tag, Vec<Reason>> = HashMap::new();
+    for (tag, reason, _) in &observed {
+        removed.entry(*tag).or_default().push(*reason);
+    }
+    while let Some(e) = watcher.try_next() {
+        if let EventKind::Unregistered { tag, reason } = e.unwrap().kind() {
+            removed.entry(*tag).or_default().push(*reason);
+        }
+    }
+    for tag in &churned {
+        assert_eq!(
+            removed.get(tag).map(Vec::as_slice),
+            Some(&[Reason::Expired][..]),
+            "churned {tag:?}"
+        );
+    }
+    println!(
+        "ttl churn: {steps} ticks, {} churned, {} keepalives, {} removal events, max len {} \
+         (bound {bound})",
+        churned.len(),
+        kept.iter().map(|(r, _, _)| r.len()).sum::<usize>(),
+        removed.values().map(Vec::len).sum::<usize>(),
+        max_len.load(Ordering::Relaxed),
+    );
 }
