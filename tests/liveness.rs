@@ -18,10 +18,7 @@ fn builder<V: Send + Sync + 'static>() -> genreg::Builder<V> {
 }
 
 fn registry(clock: &ManualClock) -> Registry<Arc<str>> {
-    builder()
-        .clock(clock.clone())
-        .events(1024)
-        .build()
+    builder().clock(clock.clone()).events(1024).build()
 }
 
 fn v(s: &str) -> Arc<str> {
@@ -277,10 +274,7 @@ fn a_weak_binding_with_a_ttl_dies_of_either() {
 #[test]
 fn the_bound_does_not_count_expired_bindings() {
     let clock = ManualClock::new();
-    let r: Registry<u32> = builder()
-        .clock(clock.clone())
-        .max_entries(2)
-        .build();
+    let r: Registry<u32> = builder().clock(clock.clone()).max_entries(2).build();
     r.with_ttl(S).register_detached("a", 1).unwrap();
     r.with_ttl(S).register_detached("b", 2).unwrap();
     assert!(matches!(
