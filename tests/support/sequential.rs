@@ -268,12 +268,11 @@ pub struct Harness {
     pub clock: ManualClock,
     /// The reaper, attached at the first `Reap` (its walk schedules what is there already).
     pub reaper: Option<Reaper<V>>,
-    /// For a guard that replaced its binding (`Registration::replace`): its tag now -> the tag
-    /// whose liveness cell it still holds. KNOWN BUG (see `guard_replace_keeps_liveness_current`
-    /// in `tests/model.rs`): `Registration::replace` keeps the old binding's cell, so the
-    /// guard's `expired()`, `time_left()` (and the `NotFound` -> `Expired` of its `keepalive`)
-    /// read a deadline that keepalives no longer move. The checks accept that for such guards.
-    pub cell_of: HashMap<Tag, Tag>,
+    /// KNOWN BUG (see `a_reaper_condemns_a_replaced_critical_binding` in `tests/model.rs`):
+    /// bindings without a TTL that inherited a critical state from the binding they replaced
+    /// while a reaper was attached, and were not recorded critical since. Nothing tells the
+    /// reaper about them, so it may never condemn them; `Reap` accepts either for these.
+    pub unannounced: HashSet<Tag>,
 }
 
 impl Harness {
@@ -294,7 +293,7 @@ impl Harness {
             mirror,
             clock,
             reaper: None,
-            cell_of: HashMap::new(),
+            unannounced: HashSet::new(),
         }
     }
 
@@ -317,12 +316,6 @@ impl Harness {
         let mut deaths = 0;
         for (name, tag, reason) in mirror.catch_up() {
             if !is_death(reason) {
-                // KNOWN BUG (see `a_guard_drop_of_an_expired_binding_says_expired` in
-                // `tests/model.rs`): a guard dropped after its binding died removes it as
-                // `GuardDropped` (`Registration::remove_own` does not bury it first).
-                if reason == Reason::GuardDropped && self.model.limbo.remove(&tag).is_some() {
-                    continue;
-                }
                 assert!(
                     !self.model.limbo.contains_key(&tag),
                     "{name:?} {tag:?}: an invisible binding removed as {reason:?}"
@@ -635,6 +628,10 @@ impl Harness {
                 }
                 if let Some(h) = self.model.health.get(&tag).copied() {
                     self.model.health.insert(new, h);
+                    let ttl = self.model.ttls.contains_key(&tag);
+                    if h.state == HealthState::Critical && !ttl && self.reaper.is_some() {
+                        self.unannounced.insert(new);
+                    }
                 }
                 // A replacement of a weak binding stays weak, owned by the value passed: the
                 // harness keeps that value as an owner (a later `DropOwner` may kill it).
@@ -921,10 +918,6 @@ impl Harness {
                     let ok = actual.as_ref().ok().copied();
                     let new = self.replaced(&(op, tag), &name, tag, *v, &v, actual);
                     assert_eq!(ok, new);
-                    if let Some(new) = new {
-                        let cell = self.cell_of.get(&tag).copied().unwrap_or(tag);
-                        self.cell_of.insert(new, cell);
-                    }
                     assert_eq!(
                         g.tag(),
                         new.unwrap_or(tag),
@@ -959,11 +952,7 @@ impl Harness {
                     // Liveness as the guard sees it.
                     let tag = g.tag();
                     let now = self.model.now;
-                    let cell = self.cell_of.get(&tag).copied().unwrap_or(tag);
-                    if cell != tag {
-                        // The known bug (see `cell_of`): nothing to check but the stale cell.
-                        assert_eq!(g.expired(), self.model.cell_expired(cell), "{op:?} {g:?}");
-                    } else if mine.is_some() {
+                    if mine.is_some() {
                         assert!(!g.expired(), "{op:?} {g:?}: live, but expired");
                         let left = self
                             .model
@@ -1230,8 +1219,7 @@ impl Harness {
                         let g = &self.guards[i];
                         let (name, tag) = (g.name().to_owned(), g.tag());
                         let actual = g.keepalive();
-                        let cell = self.cell_of.get(&tag).copied().unwrap_or(tag);
-                        self.kept(&(op, tag), &name, tag, Some(cell), actual);
+                        self.kept(&(op, tag), &name, tag, Some(tag), actual);
                     }
                 }
                 KeepSel::Expired(i) => {
@@ -1260,7 +1248,7 @@ impl Harness {
                     .filter(|t| self.model.cell_expired(**t) || self.model.critical_due(**t))
                     .copied()
                     .collect();
-                let condemn: Vec<(String, Tag)> = self
+                let mut condemn: Vec<(String, Tag)> = self
                     .model
                     .map
                     .iter()
@@ -1269,6 +1257,10 @@ impl Harness {
                     .collect();
                 let reaper = self.reaper.get_or_insert_with(|| reg.reaper());
                 let n = reaper.reap();
+                // The known bug (see `unannounced`): such a binding may have been left alone.
+                condemn.retain(|(name, tag)| {
+                    !self.unannounced.contains(tag) || !reg.is_current(name, *tag)
+                });
                 for (name, tag) in &condemn {
                     self.model.condemn(name, *tag);
                 }
@@ -1323,8 +1315,12 @@ impl Harness {
                     if record {
                         h.last = Some((state, now));
                     }
-                    if state == HealthState::Critical && self.model.critical_due(tag) {
-                        self.model.condemn(&name, tag);
+                    if state == HealthState::Critical {
+                        // Recorded critical: the reaper is told (if not condemned here).
+                        self.unannounced.remove(&tag);
+                        if self.model.critical_due(tag) {
+                            self.model.condemn(&name, tag);
+                        }
                     }
                 }
             }
@@ -1447,6 +1443,9 @@ pub fn check_invariants(h: &mut Harness) {
     );
     // Replaying the events gives the model's state (so, every change had its event, once, in
     // order).
+    // The reads above may have purged dead bindings they met (a probe passes other names'
+    // slots): account for those removals before the mirror's own catch-up.
+    h.sync();
     if let Some(mirror) = h.mirror.as_mut() {
         let visible = h
             .model
