@@ -45,3 +45,9 @@ step "events benchmark (--quick)" cargo run --release -p genreg-bench --bin even
 # a hand-rolled side index at 1k and 100k entries, registration with and without metadata); it
 # asserts that every method finds the same entries.
 step "discovery benchmark (--quick)" cargo run --release -p genreg-bench --bin discovery -- --quick
+
+# The liveness benchmark, one short pass (the bound's cost on registration, keepalive against
+# is_current, the reaper's pass against purge_dead at 1k and 100k entries, HealthCheck against a
+# sequential loop); it asserts that every cycle and keepalive succeeds, that each reap and
+# purge_dead removes exactly the expired entries, and that every probe is recorded passing.
+step "liveness benchmark (--quick)" cargo run --release -p genreg-bench --bin liveness -- --quick
