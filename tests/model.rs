@@ -524,16 +524,11 @@ fn a_guard_drop_of_an_expired_binding_says_expired() {
     assert_eq!(reasons, [Reason::Expired]);
 }
 
-/// KNOWN BUG (found by `liveness_matches_model`; `src/` is not ours to fix): with
-/// `remove_critical_after`, a reaper condemns a binding critical for the limit only if it was
-/// told about that binding: by its walk when it attached, at the commit of a binding with a
-/// TTL, or at a critical record. A binding without a TTL that is replaced while critical gets a
-/// new tag (and keeps the critical state), but no one tells the reaper: the entry it had for the
-/// old tag is dropped when it comes due (another tag holds the name), and the replacement stays
-/// critical past the limit until the next critical record. The model (`Harness::unannounced`)
-/// accepts either outcome for such bindings; remove that when this passes.
+/// Found by `liveness_matches_model`: with `remove_critical_after`, a binding without a TTL
+/// replaced while critical (a new tag that keeps the critical state) is condemned by the
+/// reaper when its time comes: the commit point tells attached reapers of every binding that
+/// may fall due, a critical one included.
 #[test]
-#[ignore = "known bug: a reaper never condemns a replaced critical binding without a TTL"]
 fn a_reaper_condemns_a_replaced_critical_binding() {
     use std::time::Duration;
 

@@ -84,16 +84,16 @@ impl<V: Send + Sync + 'static> Registry<V> {
         let Some(n) = node.filter(|n| n.tag.matches(tag)) else {
             return Err(refusal(name, tag, node));
         };
+        // A weak binding whose owner died is gone whatever its deadline says.
+        if n.owner_dead() {
+            pinned.purge(n);
+            return Err(refusal::<V>(name, tag, None));
+        }
         let renewed = match n.live() {
             Some(live) => live.keepalive(),
             None => Ok(None),
         };
         match renewed {
-            // A weak binding whose owner died is gone whatever its deadline says.
-            Ok(_) if !n.is_visible() => {
-                pinned.purge(n);
-                Err(refusal::<V>(name, tag, None))
-            }
             Ok(deadline) => Ok(deadline.map(Duration::from_nanos)),
             Err(Gone::Expired) => {
                 pinned.purge(n);
@@ -241,8 +241,8 @@ impl<V: Send + Sync + 'static> Registration<V> {
         self.live.as_ref().is_some_and(|l| l.is_expired())
     }
 
-    /// The time left before the binding expires, on the registry's clock (`None`: no TTL;
-    /// zero once expired).
+    /// The time left before the binding expires, on the registry's clock (`None`: no TTL, or
+    /// the binding was removed or replaced before it expired; zero once expired).
     pub fn time_left(&self) -> Option<Duration> {
         let live = self.live.as_ref()?;
         let deadline = live.deadline()?;

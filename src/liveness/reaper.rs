@@ -150,7 +150,9 @@ impl<V: Send + Sync + 'static> Reaper<V> {
             let Some(live) = n.live().filter(|_| n.tag == tag) else {
                 continue;
             };
-            let dead = live.bury_if_expired()
+            // A dead weak owner first (its removal says so, and leaves the deadline alone).
+            let dead = n.owner_dead()
+                || live.bury_if_expired()
                 || limit.is_some_and(|l| live.condemn_if_critical(l))
                 || n.is_buried();
             if dead {

@@ -128,8 +128,23 @@ impl<V> RawMap<V> {
                 self.reindex(index, change, guard);
             }
         }
+        // The binding that is no longer bound, if it had a cell of its own (a same-tag
+        // replacement keeps it): removed alive, it cannot expire any more.
+        let ended = match *change {
+            Change::Removed { old, .. }
+            | Change::Bound {
+                purged: Some(old), ..
+            } => Some(old),
+            Change::Replaced { old, new } if old.tag != new.tag => Some(old),
+            Change::Bound { purged: None, .. } | Change::Replaced { .. } => None,
+        };
+        if let Some(live) = ended.and_then(|o| o.live()) {
+            live.retire();
+        }
         if let Some(new) = change.bound() {
-            if new.live().is_some_and(|l| l.has_ttl()) {
+            // A deadline, or a critical state that a limit may turn into a removal (a
+            // replacement carries its predecessor's health).
+            if new.live().is_some_and(|l| l.may_fall_due()) {
                 self.expiry.note(new.name(), new.tag);
             }
         }

@@ -141,6 +141,28 @@ impl Live {
         self.deadline.load(Ordering::Acquire) == BURIED
     }
 
+    /// The binding was removed alive (or replaced by another tag): it can no longer expire, so
+    /// that its guard never reports an expiry that did not happen. A buried binding stays
+    /// buried.
+    pub(crate) fn retire(&self) {
+        let mut d = self.deadline.load(Ordering::Acquire);
+        while d != BURIED && d != NEVER {
+            match self
+                .deadline
+                .compare_exchange_weak(d, NEVER, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(now) => d = now,
+            }
+        }
+    }
+
+    /// Whether a reaper may have to remove the binding one day: it has a deadline, or it is
+    /// critical (which a limit turns into a removal).
+    pub(crate) fn may_fall_due(&self) -> bool {
+        self.has_ttl() || matches!(self.health(), Some((HealthState::Critical, _)))
+    }
+
     /// Whether the binding has a TTL.
     pub(crate) fn has_ttl(&self) -> bool {
         self.ttl != 0

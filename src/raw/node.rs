@@ -505,6 +505,15 @@ impl<V> Node<V> {
         live.bury_if_expired().then(|| live.death())
     }
 
+    /// Whether the binding is a weak one whose owner died (which comes before any other death:
+    /// such a binding is removed as `WeakOwnerDead`, whatever its deadline says).
+    pub(crate) fn owner_dead(&self) -> bool {
+        match self.held() {
+            Held::Strong(_) => false,
+            Held::Ext(ext) => matches!(&ext.stored, Stored::Weak(w) if !w.is_alive()),
+        }
+    }
+
     /// Whether the binding is dead for good: a weak one whose owner died, or one buried (see
     /// `live.rs`). Unlike [`Node::is_visible`], a binding that is not dead for good stays so
     /// until someone buries it: the state a removal is judged by after its CAS.

@@ -83,13 +83,18 @@ impl<V> RawMap<V> {
     where
         V: Clone,
     {
-        // Built once, from the first accepted binding: a lost CAS that finds another node with
-        // the same tag finds the same binding (a tag is never reused), so the same value.
-        let mut new: Option<Shared<'g, Node<V>>> = None;
+        // Built from the node it replaces, and again if a lost CAS finds another node (of the
+        // same binding, a tag being never reused, but maybe with other metadata: `extra` must
+        // see the node the CAS replaces, or a racing metadata update would be undone).
+        let mut new: Option<(Shared<'g, Node<V>>, *const Node<V>)> = None;
         let mut dead = false;
         let decide = |n: &'g Node<V>| {
             if !accept(n) {
                 return None;
+            }
+            if let Some((stale, _)) = new.take_if(|(_, from)| !std::ptr::eq(*from, n)) {
+                // SAFETY: built here and never published (its CAS lost): ours alone.
+                drop(unsafe { stale.into_owned() });
             }
             if new.is_none() {
                 let stored = match n.stored() {
@@ -103,16 +108,16 @@ impl<V> RawMap<V> {
                     },
                 };
                 let node = Node::with_extra(hash, n.tag, NameBuf::new(name), stored, extra(n));
-                new = Some(Owned::new(node).into_shared(guard));
+                new = Some((Owned::new(node).into_shared(guard), std::ptr::from_ref(n)));
             }
-            new.map(Write::Replace)
+            new.map(|(node, _)| Write::Replace(node))
         };
         let refused = match self.write_if(hash, name, decide, guard) {
             Written::Done(_) => return Ok(()),
             Written::Refused(n) if !dead => Some(n),
             Written::Refused(_) | Written::NotFound => None,
         };
-        if let Some(new) = new {
+        if let Some((new, _)) = new {
             // SAFETY: the write did not happen, so `new` was never published: it is ours.
             drop(unsafe { new.into_owned() });
         }
