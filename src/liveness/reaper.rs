@@ -35,7 +35,8 @@ pub struct Reaper<V> {
     /// Due time (registry clock nanoseconds), then the binding.
     heap: BinaryHeap<Reverse<(u64, Tag, Box<str>)>>,
     /// The earliest due time scheduled per binding: older heap entries for it are skipped.
-    scheduled: HashMap<Tag, u64>,
+    /// (foldhash: SipHash was a fifth of a pass.)
+    scheduled: HashMap<Tag, u64, foldhash::fast::RandomState>,
 }
 
 impl<V> fmt::Debug for Reaper<V> {
@@ -57,7 +58,7 @@ impl<V: Send + Sync + 'static> Registry<V> {
         let mut reaper = Reaper {
             registry: self.clone(),
             heap: BinaryHeap::new(),
-            scheduled: HashMap::new(),
+            scheduled: HashMap::default(),
         };
         let pinned = self.pin();
         for n in map.iter(pinned.guard()) {

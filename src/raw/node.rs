@@ -470,6 +470,15 @@ impl<V> Node<V> {
         }
     }
 
+    /// Whether the binding's liveness cell makes it invisible (a plain node has none).
+    #[inline(always)]
+    pub(crate) fn cell_says_dead(&self) -> bool {
+        match self.held() {
+            Held::Strong(_) => false,
+            Held::Ext(ext) => ext.cell_says_dead(),
+        }
+    }
+
     /// The value, if a read would see the binding (see [`Node::is_visible`]; a weak owner's
     /// life is left to the caller's `upgrade`).
     #[inline]
@@ -549,6 +558,11 @@ impl<V> Node<V> {
 }
 
 impl<V> Ext<V> {
+    #[inline(never)]
+    fn cell_says_dead(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| !l.is_visible())
+    }
+
     #[inline]
     fn is_visible(&self) -> bool {
         let alive = match &self.stored {
