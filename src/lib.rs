@@ -304,21 +304,28 @@
 //!   passed, by a mark no keepalive accepts (a compare-and-swap on the same word). So a binding
 //!   renewed before its deadline is never removed as expired, and an expired one is never
 //!   revived: its keepalive fails with [`Error::Expired`], and the owner learns it from
-//!   [`Registration::expired`] even after the binding is gone. (A read racing a keepalive
-//!   right at the deadline may see the binding either way.)
+//!   [`Registration::expired`] even after the binding is gone (a binding removed or replaced
+//!   before its deadline never reports an expiry). (A read racing a keepalive right at the
+//!   deadline may see the binding either way.)
 //! - **An expired binding is removed**, with the event reason [`Reason::Expired`], by whichever
-//!   comes first: a read or write that meets it, [`Registry::purge_dead`], a migration of the
-//!   table, or a [`Reaper`]. A reaper keeps a heap of due times, fed at the commit point with
-//!   every binding that has a deadline (a walk of the table when it attaches), so a pass costs
-//!   per binding due, not per entry; run one on a thread ([`Registry::spawn_reaper`]) or, with
-//!   the `tokio` feature, as a task (`Reaper::run`). Until removed, an expired binding counts
-//!   in [`Registry::len`] (as a dead weak binding does).
+//!   comes first: a read or write that meets it (a registration of its name, a removal, a
+//!   replacement, a metadata update or health record refused because of it),
+//!   [`Registry::purge_dead`], a migration of the table, or a [`Reaper`]. Whether an operation
+//!   removed a binding alive or purged a dead one is decided by its compare-and-swap's own
+//!   decision, never by the clock afterwards. A reaper keeps a heap of due times, fed at the
+//!   commit point with every binding that may fall due (a walk of the table when it
+//!   attaches), so a pass costs per binding due, not per entry; its memory follows those
+//!   bindings (entries of bindings removed alive are dropped whenever its heap doubles). Run
+//!   one on a thread ([`Registry::spawn_reaper`]) or, with the `tokio` feature, as a task
+//!   (`Reaper::run`). Until removed, an expired binding counts in [`Registry::len`] (as a dead
+//!   weak binding does).
 //! - **Time** is the registry's [`Clock`](liveness::Clock) ([`Builder::clock`]): the monotonic
 //!   system clock by default; tests move a [`ManualClock`](liveness::ManualClock) and never
 //!   sleep to wait for an expiry.
 //!
 //! **Health** ([`HealthState`]: unknown, passing, warning, critical) is set by a tag-checked
-//! call, [`Registry::set_health`] or [`Registry::record_health`] (which keeps the check's
+//! call (`V: Clone`: an entry's first record gives it a cell, in a node with a clone of its
+//! value), [`Registry::set_health`] or [`Registry::record_health`] (which keeps the check's
 //! latency, error and time: [`Registry::health`]). It changes no binding: no event, and guards
 //! stay current. [`Query::healthy`] keeps only passing and warning entries. With
 //! [`Builder::remove_critical_after`], an entry critical for that long is removed (reason

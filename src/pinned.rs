@@ -60,12 +60,9 @@ impl<'g, V> EntryRef<'g, V> {
         Some(EntryRef { node, upgraded })
     }
 
-    /// A view of `node`, just removed: `None` if it was dead for good (its removal was a
-    /// purge).
+    /// A view of `node`, just removed alive: `None` if it is a weak binding whose owner has
+    /// died since (the value is gone: the removal was a purge).
     fn removed(node: &'g Node<V>) -> Option<EntryRef<'g, V>> {
-        if node.is_buried() {
-            return None;
-        }
         let upgraded = match node.stored() {
             StoredRef::Strong(_) => None,
             StoredRef::Weak(w) => Some(w.upgrade()?),
@@ -392,13 +389,18 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         // A dead binding is buried before it is removed (see `Node::bury`): its removal is a
         // purge, reported as not found. One that is not buried when its CAS wins was removed
         // alive, and is reported so even if its deadline passes right after.
+        // The decision is the judge: the clock may pass the deadline after the CAS.
+        let buried = std::cell::Cell::new(false);
         let decide = |n: &Node<V>| {
-            expected
-                .is_none_or(|t| n.tag.matches(t))
-                .then(|| Write::Remove(n.bury().unwrap_or(reason)))
+            expected.is_none_or(|t| n.tag.matches(t)).then(|| {
+                let death = n.bury();
+                buried.set(death.is_some());
+                Write::Remove(death.unwrap_or(reason))
+            })
         };
         let not_found = || not_found(name);
         match map.write_if(hash, name, decide, &self.guard) {
+            Written::Done(_) if buried.get() => Err(not_found()),
             Written::Done(n) => EntryRef::removed(n).ok_or_else(not_found),
             Written::Refused(n) if !n.is_visible() => {
                 self.purge(n);
@@ -438,7 +440,12 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
                 expected: tag,
                 current: n.tag,
             },
-            _ => not_found(name),
+            // A writer that meets a dead binding removes it.
+            Some(n) => {
+                self.purge(n);
+                not_found(name)
+            }
+            None => not_found(name),
         };
         Err(Rejected::new(error, value))
     }

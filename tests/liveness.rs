@@ -502,15 +502,17 @@ async fn marsys_health_monitor_pattern() {
                 .unwrap(),
         );
     }
-    for b in ["error", "hang", "panic"] {
+    for b in ["error", "hang", "panic", "sync-panic"] {
         guards.push(r.register(b, Arc::new(Agent { behaviour: b })).unwrap());
     }
     let outcomes = HealthCheck::new(Duration::from_millis(300))
-        .run_all(&r, |_name, agent| async move {
-            agent.run("ping").await.map(drop)
+        .run_all(&r, |name, agent| {
+            // A probe that panics before it even returns its future.
+            assert_ne!(name, "sync-panic", "probe bug");
+            async move { agent.run("ping").await.map(drop) }
         })
         .await;
-    assert_eq!(outcomes.len(), 23);
+    assert_eq!(outcomes.len(), 24);
     assert!(outcomes.iter().all(|o| o.recorded));
     for i in 0..20 {
         let h = r.health(&format!("ok-{i}")).unwrap();
@@ -522,8 +524,8 @@ async fn marsys_health_monitor_pattern() {
     assert_eq!(error("error"), "model overloaded");
     assert!(error("hang").contains("timed out"));
     assert_eq!(error("panic"), "probe panicked");
-    // Only the healthy are offered to a router.
-    assert_eq!(r.len(), 23);
+    assert_eq!(error("sync-panic"), "probe panicked");
+    assert_eq!(r.len(), 24);
     // A binding replaced while its probe ran is not recorded.
     let g = r
         .register("late", Arc::new(Agent { behaviour: "ok" }))
@@ -567,4 +569,86 @@ async fn a_reaper_task_removes_expired_bindings() {
     ));
     task.abort();
     assert_eq!(removals(&r), vec![("a".to_owned(), Reason::Expired)]);
+}
+
+#[test]
+fn a_snapshot_leaves_out_expired_bindings() {
+    let clock = ManualClock::new();
+    let r = registry(&clock);
+    r.with_ttl(S).register_detached("gone", v("G")).unwrap();
+    r.with_ttl(10 * S)
+        .register_detached("kept", v("K"))
+        .unwrap();
+    clock.advance(S);
+    let snap = r.snapshot().unwrap();
+    assert!(
+        snap.get("gone").is_none(),
+        "an expired binding would be restored for good"
+    );
+    assert!(snap.get("kept").is_some());
+}
+
+#[test]
+fn every_writer_that_meets_an_expired_binding_removes_it() {
+    let clock = ManualClock::new();
+    let r = registry(&clock);
+    let a = r.with_ttl(S).register_detached("a", v("A")).unwrap();
+    let b = r.with_ttl(S).register_detached("b", v("B")).unwrap();
+    let c = r.with_ttl(S).register_detached("c", v("C")).unwrap();
+    clock.advance(S);
+    assert!(matches!(
+        r.replace_if_same("a", a, v("A2")).unwrap_err().error(),
+        Error::NotFound { .. }
+    ));
+    let meta = Metadata::builder().kind("worker").build().unwrap();
+    assert!(matches!(
+        r.update_metadata("b", b, meta),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        r.set_health("c", c, HealthState::Passing),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        r.len(),
+        0,
+        "each refusal removed the expired binding it met"
+    );
+    let gone = removals(&r);
+    assert_eq!(gone.len(), 3);
+    assert!(gone.iter().all(|(_, reason)| *reason == Reason::Expired));
+}
+
+#[test]
+fn a_reaper_forgets_bindings_removed_alive() {
+    let clock = ManualClock::new();
+    let r: Registry<u64> = builder().clock(clock.clone()).build();
+    let mut reaper = r.reaper();
+    let rounds = if cfg!(miri) { 300 } else { 20_000u64 };
+    for i in 0..rounds {
+        // A long TTL, removed alive at once: nothing will ever fall due.
+        let g = r.with_ttl(3600 * S).register("n", i).unwrap();
+        drop(g);
+        if i % 64 == 0 {
+            reaper.reap();
+        }
+    }
+    reaper.reap();
+    assert!(
+        reaper.scheduled() <= 2 * 1024 + 64,
+        "the schedule follows the churn: {}",
+        reaper.scheduled()
+    );
+}
+
+#[test]
+fn a_guard_removed_alive_never_says_it_expired() {
+    let clock = ManualClock::new();
+    let r = registry(&clock);
+    let g = r.with_ttl(S).register("a", v("A")).unwrap();
+    r.unregister_if_same("a", g.tag()).unwrap();
+    clock.advance(2 * S);
+    assert!(!g.expired());
+    assert_eq!(g.time_left(), None);
+    assert!(matches!(g.keepalive(), Err(Error::NotFound { .. })));
 }

@@ -180,6 +180,11 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 expected: tag,
                 current: n.tag,
             }),
+            // A writer that meets a dead binding removes it.
+            Err(Some(n)) => {
+                pinned.purge(n);
+                Err(Error::NotFound { name: name.into() })
+            }
             Err(_) => Err(match crate::name::validate(name) {
                 Err(reason) => Error::InvalidName {
                     name: name.into(),

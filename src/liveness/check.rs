@@ -123,7 +123,22 @@ impl HealthCheck {
                 let Some(value) = registry.get_if(&name, tag) else {
                     continue;
                 };
-                let probe = probe(name.clone(), value);
+                // A probe that panics before it returns its future is contained too.
+                let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    probe(name.clone(), value)
+                }));
+                let Ok(probe) = made else {
+                    let report =
+                        HealthReport::new(HealthState::Critical).with_error("probe panicked");
+                    let recorded = registry.record_health(&name, tag, report.clone()).is_ok();
+                    outcomes.push(CheckOutcome {
+                        name,
+                        tag,
+                        report,
+                        recorded,
+                    });
+                    continue;
+                };
                 let timeout = self.timeout;
                 let task = running.spawn(async move {
                     let start = Instant::now();

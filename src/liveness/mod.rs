@@ -102,7 +102,8 @@ impl<V: Send + Sync + 'static> Registry<V> {
                     tag,
                 })
             }
-            Err(Gone::Condemned) => {
+            // Condemned (and removed, or about to be), or removed alive just now.
+            Err(Gone::Condemned | Gone::Retired) => {
                 pinned.purge(n);
                 Err(refusal::<V>(name, tag, None))
             }
@@ -158,7 +159,8 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// recorded healthy before that is never removed as critical.
     ///
     /// Refused with [`Error::TagMismatch`] or [`Error::NotFound`] as
-    /// [`unregister_if_same`](Self::unregister_if_same) is.
+    /// [`unregister_if_same`](Self::unregister_if_same) is. Needs `V: Clone` (for the first
+    /// record's node, as [`update_metadata`](Self::update_metadata) does).
     pub fn record_health(&self, name: &str, tag: Tag, report: HealthReport) -> Result<(), Error> {
         let state = report.state;
         self.record(name, tag, state, Some(report))
@@ -179,11 +181,19 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             let node = map.get(hash, name, guard);
             match node {
                 Some(n) if n.tag.matches(tag) && n.is_visible() => Ok(n),
-                _ => Err(refusal(name, tag, node)),
+                _ => {
+                    // A writer that meets a dead binding removes it.
+                    if let Some(n) = node.filter(|n| !n.is_visible()) {
+                        pinned.purge(n);
+                    }
+                    Err(refusal(name, tag, node))
+                }
             }
         };
         let mut n = current()?;
         if n.live().is_none() {
+            // A condemned binding can now be left in place until purged (see `mortal_used`).
+            map.note_mortal();
             // The first record: install a cell (or find one a racing record installed).
             let cell = Arc::new(Live::new(Arc::clone(&self.inner.clock), None));
             let extra = |n: &Node<V>| Extra {

@@ -34,6 +34,8 @@ pub struct Reaper<V> {
     registry: Registry<V>,
     /// Due time (registry clock nanoseconds), then the binding.
     heap: BinaryHeap<Reverse<(u64, Tag, Box<str>)>>,
+    /// The heap's size after the last compaction (see `compact`).
+    compacted_at: usize,
     /// The earliest due time scheduled per binding: older heap entries for it are skipped.
     /// (foldhash: SipHash was a fifth of a pass.)
     scheduled: HashMap<Tag, u64, foldhash::fast::RandomState>,
@@ -58,6 +60,7 @@ impl<V: Send + Sync + 'static> Registry<V> {
         let mut reaper = Reaper {
             registry: self.clone(),
             heap: BinaryHeap::new(),
+            compacted_at: 0,
             scheduled: HashMap::default(),
         };
         let pinned = self.pin();
@@ -100,14 +103,18 @@ impl<V: Send + Sync + 'static> Reaper<V> {
     /// Schedules `node` for its next due time, if it has one.
     fn schedule(&mut self, node: &Node<V>) {
         let limit = self.critical_limit();
-        let Some(due) = node.live().and_then(|l| l.next_due(limit)) else {
-            return;
-        };
-        if self.scheduled.get(&node.tag).is_some_and(|&d| d <= due) {
+        if let Some(due) = node.live().and_then(|l| l.next_due(limit)) {
+            self.schedule_at(due, node.tag, node.name().into());
+        }
+    }
+
+    /// Schedules the binding `tag` of `name` at `due`, unless it is due earlier already.
+    fn schedule_at(&mut self, due: u64, tag: Tag, name: Box<str>) {
+        if self.scheduled.get(&tag).is_some_and(|&d| d <= due) {
             return;
         }
-        self.scheduled.insert(node.tag, due);
-        self.heap.push(Reverse((due, node.tag, node.name().into())));
+        self.scheduled.insert(tag, due);
+        self.heap.push(Reverse((due, tag, name)));
     }
 
     /// Removes every binding whose time has come; returns how many removals it made (a
@@ -128,6 +135,9 @@ impl<V: Send + Sync + 'static> Reaper<V> {
         let limit = self.critical_limit();
         let mut removed = 0;
         let mut visited = 0usize;
+        // Renewed (or healed) bindings, scheduled again after the pass: a clock that went
+        // back (a broken `Clock`) must not keep the pass popping what it pushes.
+        let mut again = Vec::new();
         while self
             .heap
             .peek()
@@ -158,12 +168,38 @@ impl<V: Send + Sync + 'static> Reaper<V> {
                 || n.is_buried();
             if dead {
                 removed += usize::from(pinned.purge(n));
-            } else {
-                // Renewed, or healthy again: its next due time, if it has one.
-                self.schedule(n);
+            } else if let Some(next) = live.next_due(limit) {
+                // Renewed, or healthy again: its next due time.
+                again.push((next, tag, name));
             }
         }
+        for (due, tag, name) in again {
+            self.schedule_at(due, tag, name);
+        }
+        self.compact(&pinned);
         removed
+    }
+
+    /// Drops the schedule's entries for bindings no longer bound (removed or replaced alive,
+    /// whose due time may be far off), once the heap has doubled since the last compaction:
+    /// the reaper's memory then follows the bindings that can fall due, not the churn.
+    fn compact(&mut self, pinned: &crate::Pinned<'_, V>) {
+        if self.heap.len() <= self.compacted_at.max(1024) * 2 {
+            return;
+        }
+        let map = &self.registry.inner.map;
+        let scheduled = &mut self.scheduled;
+        self.heap.retain(|Reverse((due, tag, name))| {
+            let current = scheduled.get(tag) == Some(due)
+                && map
+                    .get(map.hash(name), name, pinned.guard())
+                    .is_some_and(|n| n.tag == *tag);
+            if !current && scheduled.get(tag) == Some(due) {
+                scheduled.remove(tag);
+            }
+            current
+        });
+        self.compacted_at = self.heap.len();
     }
 
     /// When the next binding is due, on the registry's clock (`None`: nothing is scheduled;

@@ -56,8 +56,13 @@ impl Expiry {
         if self.reapers.load(Ordering::Relaxed) == 0 {
             return;
         }
+        self.push(name.into(), tag);
+    }
+
+    /// Pushes one binding.
+    fn push(&self, name: Box<str>, tag: Tag) {
         let due = Box::into_raw(Box::new(Due {
-            name: name.into(),
+            name,
             tag,
             next: ptr::null_mut(),
         }));
@@ -82,10 +87,16 @@ impl Expiry {
         fence(Ordering::SeqCst);
     }
 
-    /// A reaper detaches. The last one out drops what is pending.
+    /// A reaper detaches. The last one out drops what is pending, unless a reaper attached
+    /// meanwhile (whose walk may have missed what was pushed for it): then it is put back.
     pub(crate) fn detach(&self) {
-        if self.reapers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            drop(self.take());
+        if self.reapers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let pending = self.take();
+            if self.reapers.load(Ordering::SeqCst) != 0 {
+                for (name, tag) in pending {
+                    self.push(name, tag);
+                }
+            }
         }
     }
 

@@ -37,6 +37,11 @@ use crate::watch::Reason;
 pub(crate) const NEVER: u64 = u64::MAX;
 /// `deadline`: dead for good (expired and claimed, or condemned). Every `now` is `>=` it.
 pub(crate) const BURIED: u64 = 0;
+/// `deadline`: the binding was removed (or replaced) alive; it can no longer expire. Above
+/// every real deadline, which are clamped below it.
+pub(crate) const RETIRED: u64 = NEVER - 1;
+/// The latest real deadline.
+const LATEST: u64 = RETIRED - 1;
 
 /// `health` low bits: the state.
 const STATE_BITS: u32 = 3;
@@ -70,6 +75,8 @@ pub(crate) enum Gone {
     Expired,
     /// The binding was condemned as critical for too long.
     Condemned,
+    /// The binding was removed or replaced alive.
+    Retired,
 }
 
 /// A binding's deadline and health (see the module docs).
@@ -93,7 +100,7 @@ impl Live {
             // (it must stay a deadline, and `BURIED` is below every deadline `now + ttl`).
             Some(ttl) => {
                 let ttl = ttl.max(1);
-                (ttl, now.saturating_add(ttl).min(NEVER - 1))
+                (ttl, now.saturating_add(ttl).min(LATEST))
             }
             None => (0, NEVER),
         };
@@ -127,13 +134,14 @@ impl Live {
         clock::now(&*self.clock)
     }
 
-    /// Whether a read sees the binding: not buried, and before its deadline.
+    /// Whether a read sees the binding: not buried, not condemned, and before its deadline.
     #[inline]
     pub(crate) fn is_visible(&self) -> bool {
         // Acquire: pairs with a keepalive's CAS (a renewed deadline is read with what came
-        // before it) and with a burial.
+        // before it), with a burial and with a condemnation (invisible from its CAS on, before
+        // the burial that follows it).
         let d = self.deadline.load(Ordering::Acquire);
-        d == NEVER || d > self.now()
+        (d == NEVER || d > self.now()) && self.health.load(Ordering::Acquire) != CONDEMNED
     }
 
     /// Whether the binding is buried (dead for good).
@@ -146,15 +154,22 @@ impl Live {
     /// buried.
     pub(crate) fn retire(&self) {
         let mut d = self.deadline.load(Ordering::Acquire);
-        while d != BURIED && d != NEVER {
-            match self
-                .deadline
-                .compare_exchange_weak(d, NEVER, Ordering::AcqRel, Ordering::Acquire)
-            {
+        while d != BURIED && d != NEVER && d != RETIRED {
+            match self.deadline.compare_exchange_weak(
+                d,
+                RETIRED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return,
                 Err(now) => d = now,
             }
         }
+    }
+
+    /// Whether the binding was condemned (it is then invisible, and buried or about to be).
+    pub(crate) fn is_condemned(&self) -> bool {
+        self.health.load(Ordering::Acquire) == CONDEMNED
     }
 
     /// Whether a reaper may have to remove the binding one day: it has a deadline, or it is
@@ -168,10 +183,10 @@ impl Live {
         self.ttl != 0
     }
 
-    /// The deadline: `None` without a TTL; `Some(BURIED)` once buried.
+    /// The deadline: `None` without a TTL (or once retired); `Some(BURIED)` once buried.
     pub(crate) fn deadline(&self) -> Option<u64> {
         let d = self.deadline.load(Ordering::Acquire);
-        (d != NEVER).then_some(d)
+        (d != NEVER && d != RETIRED).then_some(d)
     }
 
     /// Renews the deadline to `ttl` from now, if it has not passed: one CAS (see the module
@@ -185,13 +200,16 @@ impl Live {
             if d == NEVER {
                 return Ok(None);
             }
+            if d == RETIRED {
+                return Err(Gone::Retired);
+            }
             // The clock is read after the deadline: a keepalive that reads a deadline and then
             // a time past it fails, whatever happened in between.
             let now = self.now();
             if d <= now {
                 return Err(Gone::Expired);
             }
-            let renewed = now.saturating_add(self.ttl).min(NEVER - 1);
+            let renewed = now.saturating_add(self.ttl).min(LATEST);
             if renewed <= d {
                 return Ok(Some(d));
             }
@@ -209,15 +227,20 @@ impl Live {
         }
     }
 
-    /// Buries the binding if its deadline has passed (or it is buried already): returns
-    /// whether it is dead for good. A `false` means it is alive (renewed, or not yet due).
+    /// Buries the binding if its deadline has passed, or it was condemned (finishing the
+    /// condemnation), or it is buried already: returns whether it is dead for good. A `false`
+    /// means it is alive (renewed, or not yet due).
     pub(crate) fn bury_if_expired(&self) -> bool {
+        if self.health.load(Ordering::Acquire) == CONDEMNED {
+            self.deadline.store(BURIED, Ordering::Release);
+            return true;
+        }
         loop {
             let d = self.deadline.load(Ordering::Acquire);
             if d == BURIED {
                 return true;
             }
-            if d == NEVER || d > self.now() {
+            if d == NEVER || d == RETIRED || d > self.now() {
                 return false;
             }
             #[cfg(genreg_mutant = "expiry_unclaimed")]
@@ -267,7 +290,7 @@ impl Live {
     /// When the binding next needs a look from a reaper: its deadline, or the time its
     /// critical state reaches `critical_limit`; `None` if neither can come.
     pub(crate) fn next_due(&self, critical_limit: Option<u64>) -> Option<u64> {
-        let d = self.deadline().filter(|&d| d != BURIED);
+        let d = self.deadline().filter(|&d| d != BURIED && d != LATEST);
         let c =
             critical_limit.and_then(|limit| match unpack(self.health.load(Ordering::Acquire)) {
                 Some((HealthState::Critical, since)) => Some(since.saturating_add(limit)),
@@ -283,7 +306,7 @@ impl Live {
     pub(crate) fn death(&self) -> Reason {
         match self.gone() {
             Gone::Condemned => Reason::Critical,
-            Gone::Expired => Reason::Expired,
+            Gone::Expired | Gone::Retired => Reason::Expired,
         }
     }
 

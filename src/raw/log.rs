@@ -160,10 +160,13 @@ impl<V> Log<V> {
                 };
                 self.publish(rev, Some(event(rev, new, kind)), guard);
             }
-            // The same tag and metadata: only a liveness cell was installed (a first health
-            // record, `RawMap::update_extra`), which is no change to the binding: a skip.
+            // The same tag and metadata, and a liveness cell where there was none: only a cell
+            // was installed (a first health record, `RawMap::update_extra`), which is no change
+            // to the binding: a skip.
             Change::Replaced { old, new }
                 if old.tag == new.tag
+                    && old.live().is_none()
+                    && new.live().is_some()
                     && match (old.meta(), new.meta()) {
                         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                         (a, b) => a.is_none() && b.is_none(),
@@ -187,7 +190,10 @@ impl<V> Log<V> {
             Change::Removed { old, cause } => {
                 // A dead binding (a weak one whose owner died, an expired or condemned one) was
                 // invisible: whoever removed it purged it, whatever they asked for.
-                let reason = if cause == Cause::Dead || old.is_buried() {
+                // (A conditional write that met a dead binding buried it in its decision and
+                // passes the burial's reason. A weak owner that died after the decision: the
+                // value is gone, so the removal is reported as a purge, and recorded as one.)
+                let reason = if cause == Cause::Dead || old.owner_dead() {
                     old.death()
                 } else {
                     reason

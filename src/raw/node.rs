@@ -544,16 +544,17 @@ impl<V> Node<V> {
             .is_some_and(|(state, _)| state.is_healthy())
     }
 
-    /// Why an invisible binding is dead (for the record of its removal).
+    /// Why a buried binding is dead (for the record of its removal): its dead weak owner
+    /// first (as [`Node::bury`] decides), else its cell's burial. Reads no clock: it runs after
+    /// a winning CAS, where no user code (a `Clock`) may run.
     pub(crate) fn death(&self) -> Reason {
-        if let Held::Ext(ext) = self.held() {
-            if let Some(live) = ext.live.as_ref().filter(|l| !l.is_visible()) {
-                if !matches!(&ext.stored, Stored::Weak(w) if !w.is_alive()) {
-                    return live.death();
-                }
-            }
+        if self.owner_dead() {
+            return Reason::WeakOwnerDead;
         }
-        Reason::WeakOwnerDead
+        match self.live() {
+            Some(live) if live.is_buried() || live.is_condemned() => live.death(),
+            _ => Reason::WeakOwnerDead,
+        }
     }
 }
 

@@ -29,13 +29,23 @@ impl<V> RawMap<V> {
         guard: &'g Guard,
     ) -> Result<(), (Option<&'g Node<V>>, V)> {
         // The node is built when the binding is found and accepted (so that it can keep the
-        // binding's kind), once: a lost CAS decides again with the same node.
+        // binding's kind, metadata and liveness), and built again if a lost CAS finds another
+        // node (a metadata update or a first health record in between: keep what it set).
         let mut value = Some(value);
         let mut new: Option<Shared<'g, Node<V>>> = None;
+        let mut from: *const Node<V> = std::ptr::null();
         let decide = |n: &'g Node<V>| {
             if !accept(n) {
                 return None;
             }
+            if let Some(stale) = new.take_if(|_| !std::ptr::eq(from, n)) {
+                // SAFETY: built here and never published (its CAS lost): ours alone.
+                let stale = unsafe { stale.into_owned() }.into_box();
+                if let Stored::Strong(v) = (*stale).into_stored() {
+                    value = Some(v);
+                }
+            }
+            from = std::ptr::from_ref(n);
             let new = *new.get_or_insert_with(|| {
                 let stored = match n.stored() {
                     StoredRef::Strong(_) => Stored::Strong(value.take().expect("built once")),

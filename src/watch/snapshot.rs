@@ -397,9 +397,12 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                     if !filter.matches(n.name()) {
                         continue;
                     }
-                    let value = match n.stored() {
-                        StoredRef::Strong(v) => Some(v.clone()),
-                        StoredRef::Weak(w) => w.upgrade(),
+                    // Not an expired or condemned one (invisible; its removal's event may
+                    // follow, for a name the snapshot does not hold, as for a dead weak one).
+                    let value = match n.visible_stored() {
+                        Some(StoredRef::Strong(v)) => Some(v.clone()),
+                        Some(StoredRef::Weak(w)) => w.upgrade(),
+                        None => None,
                     };
                     if let Some(v) = value {
                         let meta = n.meta().cloned();
