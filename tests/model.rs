@@ -163,7 +163,7 @@ proptest! {
     /// Liveness-heavy sequences (see `decode_live_ops`) against the model: visibility exactly at
     /// the deadline, keepalives, reaping and purging counted, health and its critical limit.
     #[test]
-    fn liveness_matches_model(seed in any::<u64>(), chunks in op_chunks(if cfg!(miri) { 24 } else { 64 })) {
+    fn liveness_matches_model(seed in any::<u64>(), chunks in op_chunks(if cfg!(miri) { 12 } else { 64 })) {
         let ops = decode_live_ops(&chunks);
         run_sequential(&ops, cfg(seed));
     }
@@ -486,7 +486,10 @@ fn guard_replace_keeps_liveness_current() {
 
     let s = Duration::from_secs(1);
     let clock = ManualClock::new();
-    let r: Registry<u64> = Registry::builder().clock(clock.clone()).build();
+    let r: Registry<u64> = Registry::builder()
+        .collector(genreg::epoch::Collector::new())
+        .clock(clock.clone())
+        .build();
     let mut g = r.with_ttl(2 * s).register("a", 1).unwrap();
     g.replace(2).unwrap();
     clock.advance(s);
@@ -509,7 +512,11 @@ fn a_guard_drop_of_an_expired_binding_says_expired() {
     use genreg::{EventKind, Filter, Reason, Registry, Revision};
 
     let clock = ManualClock::new();
-    let r: Registry<u64> = Registry::builder().clock(clock.clone()).events(16).build();
+    let r: Registry<u64> = Registry::builder()
+        .collector(genreg::epoch::Collector::new())
+        .clock(clock.clone())
+        .events(16)
+        .build();
     let mut w = r.watch(Filter::all(), Revision::ZERO).unwrap();
     let g = r.with_ttl(Duration::from_secs(1)).register("a", 1).unwrap();
     clock.advance(Duration::from_secs(1));
@@ -538,6 +545,7 @@ fn a_reaper_condemns_a_replaced_critical_binding() {
     let s = Duration::from_secs(1);
     let clock = ManualClock::new();
     let r: Registry<u64> = Registry::builder()
+        .collector(genreg::epoch::Collector::new())
         .clock(clock.clone())
         .remove_critical_after(s)
         .build();
