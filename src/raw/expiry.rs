@@ -52,7 +52,7 @@ impl Expiry {
 
     /// After the CAS that bound `(name, tag)`: tells the reapers, if any (see the protocol).
     pub(crate) fn note(&self, name: &str, tag: Tag) {
-        fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst); // necessary: the committer's half of the Dekker pair
         if self.reapers.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -83,16 +83,17 @@ impl Expiry {
 
     /// A reaper attaches: afterwards, it walks the table (see the protocol).
     pub(crate) fn attach(&self) {
-        self.reapers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        self.reapers.fetch_add(1, Ordering::SeqCst); // necessary: ordered with the fence below
+        fence(Ordering::SeqCst); // necessary: the reaper's half of the Dekker pair
     }
 
     /// A reaper detaches. The last one out drops what is pending, unless a reaper attached
     /// meanwhile (whose walk may have missed what was pushed for it): then it is put back.
     pub(crate) fn detach(&self) {
-        if self.reapers.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let sc = Ordering::SeqCst; // necessary: an attach's increment is ordered with both
+        if self.reapers.fetch_sub(1, sc) == 1 {
             let pending = self.take();
-            if self.reapers.load(Ordering::SeqCst) != 0 {
+            if self.reapers.load(sc) != 0 {
                 for (name, tag) in pending {
                     self.push(name, tag);
                 }
