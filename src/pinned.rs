@@ -129,7 +129,7 @@ fn invalid(name: &str) -> Result<(), Error> {
 }
 
 /// A refused strong registration, its value handed back.
-fn strong_refused<V>((error, stored): (Error, Stored<V>)) -> Rejected<V> {
+pub(crate) fn strong_refused<V>((error, stored): (Error, Stored<V>)) -> Rejected<V> {
     match stored {
         Stored::Strong(v) => Rejected::new(error, v),
         Stored::Weak(_) => unreachable!("stored strong"),

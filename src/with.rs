@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::discovery::Metadata;
-use crate::error::{Error, Rejected};
+use crate::error::Rejected;
 use crate::liveness::clock::nanos;
+use crate::pinned::strong_refused;
 use crate::raw::live::Live;
 use crate::raw::node::{Extra, Stored};
 use crate::registration::{Ensured, Registration};
@@ -43,13 +44,6 @@ impl<V> fmt::Debug for RegisterWith<'_, V> {
             .field("metadata", &self.meta)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
-    }
-}
-
-fn strong<V>((error, stored): (Error, Stored<V>)) -> Rejected<V> {
-    match stored {
-        Stored::Strong(v) => Rejected::new(error, v),
-        Stored::Weak(_) => unreachable!("stored strong"),
     }
 }
 
@@ -96,7 +90,7 @@ impl<'r, V: Send + Sync + 'static> RegisterWith<'r, V> {
                 Stored::Strong(value),
                 self.extra(),
             )
-            .map_err(strong)
+            .map_err(strong_refused)
     }
 
     /// See [`Registry::register_as`].
@@ -109,7 +103,7 @@ impl<'r, V: Send + Sync + 'static> RegisterWith<'r, V> {
         self.registry
             .pin()
             .register_stored(name, instance, Stored::Strong(value), self.extra())
-            .map_err(strong)
+            .map_err(strong_refused)
     }
 
     /// See [`Registry::ensure_registered`].
