@@ -59,6 +59,53 @@ pub enum Error {
         /// The tag of the binding that expired.
         tag: Tag,
     },
+    /// The name is a pool's: it is removed with
+    /// [`Registry::unregister_pool`](crate::Registry::unregister_pool), never replaced, and has
+    /// no value of its own.
+    IsPool {
+        /// The pool's name.
+        name: Name,
+    },
+    /// The name is a pool's member: it goes only with its pool (remove the pool with
+    /// [`Registry::unregister_pool`](crate::Registry::unregister_pool)), and is never replaced
+    /// one by one.
+    PoolMember {
+        /// The member's name.
+        name: Name,
+        /// Its pool's name.
+        pool: Name,
+        /// Its index in the pool.
+        index: usize,
+    },
+    /// A pool operation on a name bound to something else than a pool.
+    NotAPool {
+        /// The name.
+        name: Name,
+    },
+    /// Every member of the pool was seen full: nothing was leased.
+    Exhausted {
+        /// The pool's name.
+        pool: Name,
+        /// Slots in all (members × `max_in_flight`; the members, for exclusive ones).
+        total: usize,
+        /// Leases out when it was refused.
+        in_use: usize,
+    },
+    /// No lease came free before the timeout.
+    Timeout {
+        /// The pool's name.
+        name: Name,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+    /// A pool that cannot be made as asked (no members, too many, `max_in_flight` out of
+    /// range); nothing was bound.
+    InvalidPool {
+        /// The pool's name.
+        name: Name,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The name breaks the rules of [`crate::name`](crate#names).
     InvalidName {
         /// The name as given (never truncated).
@@ -106,6 +153,38 @@ impl fmt::Display for Error {
                  keepalive",
                 for_display(name)
             ),
+            Error::IsPool { name } => write!(
+                f,
+                "name {} is a pool: remove it with unregister_pool; it has no value of its own \
+                 and is never replaced",
+                for_display(name)
+            ),
+            Error::PoolMember { name, pool, index } => write!(
+                f,
+                "name {} is member {index} of pool {}: it goes only with its pool",
+                for_display(name),
+                for_display(pool)
+            ),
+            Error::NotAPool { name } => {
+                write!(f, "name {} is not a pool", for_display(name))
+            }
+            Error::Exhausted {
+                pool,
+                total,
+                in_use,
+            } => write!(
+                f,
+                "pool {} is exhausted: {in_use} of its {total} slots are leased",
+                for_display(pool)
+            ),
+            Error::Timeout { name, waited } => write!(
+                f,
+                "no lease of pool {} came free within {waited:?}",
+                for_display(name)
+            ),
+            Error::InvalidPool { name, reason } => {
+                write!(f, "pool {} not registered: {reason}", for_display(name))
+            }
             Error::InvalidName { name, reason } => {
                 write!(f, "invalid name {}: {reason}", for_display(name))
             }

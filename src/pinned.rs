@@ -47,7 +47,7 @@ impl<'g, V> EntryRef<'g, V> {
     /// Builds a view of `node`, or `None` if a read does not see it (a weak binding whose
     /// owner died, an expired or condemned one: see `Node::is_visible`).
     #[inline]
-    fn of(node: &'g Node<V>) -> Option<EntryRef<'g, V>> {
+    pub(crate) fn of(node: &'g Node<V>) -> Option<EntryRef<'g, V>> {
         let upgraded = match node.stored() {
             StoredRef::Strong(_) => None,
             StoredRef::Weak(w) => Some(w.upgrade()?),
@@ -58,6 +58,11 @@ impl<'g, V> EntryRef<'g, V> {
             return None;
         }
         Some(EntryRef { node, upgraded })
+    }
+
+    /// The node it views.
+    pub(crate) fn node(&self) -> &'g Node<V> {
+        self.node
     }
 
     /// A view of `node`, just removed alive: `None` if it is a weak binding whose owner has
@@ -121,7 +126,7 @@ impl<V> fmt::Debug for Pinned<'_, V> {
     }
 }
 
-fn invalid(name: &str) -> Result<(), Error> {
+pub(crate) fn invalid(name: &str) -> Result<(), Error> {
     name::validate(name).map_err(|reason| Error::InvalidName {
         name: name.into(),
         reason,
@@ -138,7 +143,7 @@ pub(crate) fn strong_refused<V>((error, stored): (Error, Stored<V>)) -> Rejected
 
 /// The refusal for a name that is not bound: `InvalidName` if it could never be.
 #[cold]
-fn not_found(name: &str) -> Error {
+pub(crate) fn not_found(name: &str) -> Error {
     match invalid(name) {
         Err(e) => e,
         Ok(()) => Error::NotFound { name: name.into() },
@@ -171,9 +176,25 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         entry
     }
 
-    /// Whether `name` is bound.
+    /// Whether `name` is bound (a pool's name included, which [`get`](Self::get) reads as
+    /// no value).
     pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        let map = &self.registry.inner.map;
+        let Some(node) = map.get(map.hash(name), name, &self.guard) else {
+            return false;
+        };
+        EntryRef::of(node).is_some() || self.pool_name_or_purge(node)
+    }
+
+    /// Whether `node`, which reads as no value, is a pool's name; else purges it (a dead
+    /// binding).
+    #[cold]
+    fn pool_name_or_purge(&self, node: &Node<V>) -> bool {
+        if node.pool().is_some() && node.is_visible() {
+            return true;
+        }
+        self.purge(node);
+        false
     }
 
     /// Every binding, weakly consistent: each binding present for the whole walk is seen
@@ -187,6 +208,10 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
 
     /// The epoch guard this handle holds.
     #[inline]
+    pub(crate) fn registry(&self) -> &'r Registry<V> {
+        self.registry
+    }
+
     pub(crate) fn guard(&self) -> &Guard {
         &self.guard
     }
@@ -375,13 +400,27 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         self.remove(name, None, Reason::Explicit)
     }
 
-    /// Removes `name` if it carries `expected` (or unconditionally).
+    /// Removes `name` if it carries `expected` (or unconditionally); never a pool's name or
+    /// member (see `pool/`).
     pub(crate) fn remove(
         &self,
         name: &str,
         expected: Option<Tag>,
         reason: Reason,
     ) -> Result<EntryRef<'_, V>, Error> {
+        let n = self.remove_binding(name, expected, reason, false)?;
+        EntryRef::removed(n).ok_or_else(|| not_found(name))
+    }
+
+    /// Removes `name` if it carries `expected` (or unconditionally), and returns the binding
+    /// removed. A pool's name or member only if `pooled` (their pool's removal, or a clear).
+    pub(crate) fn remove_binding(
+        &self,
+        name: &str,
+        expected: Option<Tag>,
+        reason: Reason,
+        pooled: bool,
+    ) -> Result<&Node<V>, Error> {
         // No validation up front: an invalid name is never bound, so the probe cannot find
         // it, and `not_found` tells the two apart only on that (rare) path.
         let map = &self.registry.inner.map;
@@ -392,6 +431,9 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         // The decision is the judge: the clock may pass the deadline after the CAS.
         let buried = std::cell::Cell::new(false);
         let decide = |n: &Node<V>| {
+            if !pooled && n.pool().is_some() {
+                return None;
+            }
             expected.is_none_or(|t| n.tag.matches(t)).then(|| {
                 let death = n.bury();
                 buried.set(death.is_some());
@@ -401,10 +443,13 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         let not_found = || not_found(name);
         match map.write_if(hash, name, decide, &self.guard) {
             Written::Done(_) if buried.get() => Err(not_found()),
-            Written::Done(n) => EntryRef::removed(n).ok_or_else(not_found),
+            Written::Done(n) => Ok(n),
             Written::Refused(n) if !n.is_visible() => {
                 self.purge(n);
                 Err(not_found())
+            }
+            Written::Refused(n) if !pooled && n.pool().is_some() => {
+                Err(crate::pool::pooled(name, &n.pool().expect("pooled")))
             }
             Written::Refused(n) => Err(Error::TagMismatch {
                 name: name.into(),
@@ -425,7 +470,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             tag.instance(),
             inner.generations.next_after(tag.generation()),
         );
-        let accept = |n: &Node<V>| n.tag.matches(tag) && n.is_visible();
+        let accept = |n: &Node<V>| n.tag.matches(tag) && n.is_visible() && n.pool().is_none();
         let (refused, value) =
             match inner
                 .map
@@ -435,6 +480,9 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
                 Err(refusal) => refusal,
             };
         let error = match refused {
+            Some(n) if n.is_visible() && n.pool().is_some() => {
+                crate::pool::pooled(name, &n.pool().expect("pooled"))
+            }
             Some(n) if n.is_visible() => Error::TagMismatch {
                 name: name.into(),
                 expected: tag,
@@ -479,7 +527,10 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
             .map(|n| (n.name(), n.tag))
             .collect();
         all.into_iter()
-            .filter(|(name, tag)| self.remove(name, Some(*tag), Reason::Cleared).is_ok())
+            .filter(|(name, tag)| {
+                self.remove_binding(name, Some(*tag), Reason::Cleared, true)
+                    .is_ok()
+            })
             .count()
     }
 

@@ -293,6 +293,11 @@ fn random_seed() -> u64 {
 }
 
 impl<V> Inner<V> {
+    /// The registry's own collector, if it has one (else it uses crossbeam-epoch's global one).
+    pub(crate) fn collector(&self) -> Option<&Collector> {
+        self.collector.as_ref()
+    }
+
     /// Whether the registry has a collector of its own (else crossbeam-epoch's global one).
     pub(crate) fn has_own_collector(&self) -> bool {
         self.collector.is_some()
@@ -451,7 +456,12 @@ impl<V: Send + Sync + 'static> Registry<V> {
 
     /// The tag of the binding of `name`, if any.
     pub fn tag_of(&self, name: &str) -> Option<Tag> {
-        self.pin().get(name).map(|e| e.tag())
+        let pinned = self.pin();
+        match pinned.get(name) {
+            Some(e) => Some(e.tag()),
+            // A pool's name has a tag but no value.
+            None => self.pool_tag(&pinned, name),
+        }
     }
 
     /// Whether `name` is still bound with exactly `tag`.

@@ -72,6 +72,7 @@ impl<'r, V: Send + Sync + 'static> RegisterWith<'r, V> {
             live: self
                 .ttl
                 .map(|ttl| Arc::new(Live::new(clock, Some(nanos(ttl))))),
+            load: None,
         }
     }
 

@@ -168,13 +168,19 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         let meta = Some(metadata.into());
         let pinned = self.pin();
         let map = &self.inner.map;
-        let accept = |n: &crate::raw::node::Node<V>| n.tag.matches(tag) && n.is_visible();
+        // Members may carry metadata (discovery finds them); a pool's own name has no value.
+        let accept = |n: &crate::raw::node::Node<V>| {
+            n.tag.matches(tag) && n.is_visible() && n.pool().is_none_or(|t| t.member.is_some())
+        };
         let extra = |n: &crate::raw::node::Node<V>| Extra {
             meta: meta.clone(),
-            live: n.live().cloned(),
+            ..Extra::kept(n)
         };
         match map.update_extra(map.hash(name), name, extra, accept, pinned.guard()) {
             Ok(()) => Ok(()),
+            Err(Some(n)) if n.is_visible() && n.pool().is_some_and(|t| t.member.is_none()) => {
+                Err(crate::pool::pooled(name, &n.pool().expect("pooled")))
+            }
             Err(Some(n)) if n.is_visible() => Err(Error::TagMismatch {
                 name: name.into(),
                 expected: tag,

@@ -180,6 +180,10 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         let current = || {
             let node = map.get(hash, name, guard);
             match node {
+                // A pool's names have no health of their own (see `pool/`).
+                Some(n) if n.is_visible() && n.pool().is_some() => {
+                    Err(crate::pool::pooled(name, &n.pool().expect("pooled")))
+                }
                 Some(n) if n.tag.matches(tag) && n.is_visible() => Ok(n),
                 _ => {
                     // A writer that meets a dead binding removes it.
@@ -197,8 +201,8 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             // The first record: install a cell (or find one a racing record installed).
             let cell = Arc::new(Live::new(Arc::clone(&self.inner.clock), None));
             let extra = |n: &Node<V>| Extra {
-                meta: n.meta().cloned(),
                 live: Some(n.live().cloned().unwrap_or_else(|| Arc::clone(&cell))),
+                ..Extra::kept(n)
             };
             let accept = |n: &Node<V>| n.tag.matches(tag) && n.is_visible() && n.live().is_none();
             // A refusal may be a racing record that installed its own cell: look again.

@@ -141,6 +141,13 @@ impl<V> RawMap<V> {
         if let Some(live) = ended.and_then(|o| o.live()) {
             live.retire();
         }
+        // Pool accounting: a pool whose name is no longer bound (however it went) is closed:
+        // nothing more is leased, and its waiters wake to find it gone (see `pool/`).
+        if let Change::Removed { old, .. } = *change {
+            if let Some(tie) = old.pool().filter(|t| t.member.is_none()) {
+                tie.core.close();
+            }
+        }
         if let Some(new) = change.bound() {
             // A deadline, or a critical state that a limit may turn into a removal (a
             // replacement carries its predecessor's health).

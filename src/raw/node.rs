@@ -16,6 +16,7 @@ use std::{fmt, ptr};
 
 use super::live::Live;
 use crate::discovery::Metadata;
+use crate::pool::{Load, PoolTie};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tag::Tag;
 use crate::watch::Reason;
@@ -248,6 +249,11 @@ pub(crate) trait WeakRef<V>: Send + Sync {
     /// A weak reference of the same kind to `owner` (a replacement of a weak binding stays
     /// weak).
     fn rebind(&self, owner: &V) -> Box<dyn WeakRef<V>>;
+    /// The pool this binding belongs to, if it is a pool's name or one of its members (see
+    /// `pool/`): their values live in the pool, which hands them out while it is open.
+    fn pool(&self) -> Option<PoolTie<'_, V>> {
+        None
+    }
 }
 
 impl<T: ?Sized + Send + Sync + 'static> WeakRef<std::sync::Arc<T>> for std::sync::Weak<T> {
@@ -283,12 +289,14 @@ enum Held<V> {
     Ext(Box<Ext<V>>),
 }
 
-/// The rest of what a binding may carry: a weak value, metadata (see `index.rs`), a liveness
-/// cell (TTL and health, see `live.rs`).
+/// The rest of what a binding may carry: a weak value (or a pool's), metadata (see
+/// `index.rs`), a liveness cell (TTL and health, see `live.rs`), a load cell (tasks in flight,
+/// see `pool/load.rs`).
 struct Ext<V> {
     stored: Stored<V>,
     meta: Option<Arc<Metadata>>,
     live: Option<Arc<Live>>,
+    load: Option<Arc<Load>>,
 }
 
 /// What a binding carries besides its value: given to [`Node::with_extra`].
@@ -296,12 +304,25 @@ struct Ext<V> {
 pub(crate) struct Extra {
     pub(crate) meta: Option<Arc<Metadata>>,
     pub(crate) live: Option<Arc<Live>>,
+    pub(crate) load: Option<Arc<Load>>,
 }
 
 impl Extra {
     /// Just metadata (or nothing).
     pub(crate) fn meta(meta: Option<Arc<Metadata>>) -> Extra {
-        Extra { meta, live: None }
+        Extra {
+            meta,
+            ..Extra::default()
+        }
+    }
+
+    /// What a node of the same binding (the same tag) keeps of `n`: all of it.
+    pub(crate) fn kept<V>(n: &Node<V>) -> Extra {
+        Extra {
+            meta: n.meta().cloned(),
+            live: n.live().cloned(),
+            load: n.load().cloned(),
+        }
     }
 }
 
@@ -314,9 +335,15 @@ impl<V> Held<V> {
                 Extra {
                     meta: None,
                     live: None,
+                    load: None,
                 },
             ) => Held::Strong(v),
-            (stored, Extra { meta, live }) => Held::Ext(Box::new(Ext { stored, meta, live })),
+            (stored, Extra { meta, live, load }) => Held::Ext(Box::new(Ext {
+                stored,
+                meta,
+                live,
+                load,
+            })),
         }
     }
 }
@@ -406,6 +433,29 @@ impl<V> Node<V> {
         match self.held() {
             Held::Strong(_) => None,
             Held::Ext(ext) => ext.live.as_ref(),
+        }
+    }
+
+    /// The load cell the binding carries, if any (tasks in flight, see `pool/load.rs`). (As for
+    /// [`Node::stored`].)
+    #[inline]
+    pub(crate) fn load(&self) -> Option<&Arc<Load>> {
+        match self.held() {
+            Held::Strong(_) => None,
+            Held::Ext(ext) => ext.load.as_ref(),
+        }
+    }
+
+    /// The pool the binding belongs to, if it is a pool's name or a member (see `pool/`).
+    /// (As for [`Node::stored`].)
+    #[inline]
+    pub(crate) fn pool(&self) -> Option<PoolTie<'_, V>> {
+        match self.held() {
+            Held::Ext(ext) => match &ext.stored {
+                Stored::Weak(w) => w.pool(),
+                Stored::Strong(_) => None,
+            },
+            Held::Strong(_) => None,
         }
     }
 

@@ -54,6 +54,8 @@ impl<V> RawMap<V> {
                 let extra = Extra {
                     meta: n.meta().cloned(),
                     live: n.live().map(|l| Arc::new(Live::successor(l, guard))),
+                    // A new tag: a new binding, whose tasks start at zero.
+                    load: None,
                 };
                 let node = Node::with_extra(hash, new_tag, NameBuf::new(name), stored, extra);
                 Owned::new(node).into_shared(guard)

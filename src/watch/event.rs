@@ -73,6 +73,10 @@ pub enum Reason {
     /// The binding had been critical for longer than
     /// [`Builder::remove_critical_after`](crate::Builder::remove_critical_after).
     Critical,
+    /// The binding was a pool's member, removed with its pool
+    /// ([`Registry::unregister_pool`](crate::Registry::unregister_pool), the pool's guard
+    /// dropped, or a registration of the pool that failed and unbound what it had bound).
+    PoolRemoved,
 }
 
 impl fmt::Display for Reason {
@@ -85,6 +89,7 @@ impl fmt::Display for Reason {
             Reason::Cleared => "cleared",
             Reason::Expired => "expired",
             Reason::Critical => "critical for too long",
+            Reason::PoolRemoved => "removed with its pool",
         })
     }
 }

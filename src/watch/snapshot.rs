@@ -394,7 +394,9 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                     if i % 256 == 255 && !tail.pump(log, filter, &guard) {
                         continue 'attempt;
                     }
-                    if !filter.matches(n.name()) {
+                    // Not a pool's names: a pool is runtime structure, registered again
+                    // after a restore (see `Registry::snapshot`).
+                    if !filter.matches(n.name()) || n.pool().is_some() {
                         continue;
                     }
                     // Not an expired or condemned one (invisible; its removal's event may

@@ -1,0 +1,121 @@
+//! Keyed holds: [`Pool::acquire_for`](super::Pool::acquire_for), MARSYS's `branch_id`.
+//!
+//! A key holds at most one slot of a pool at a time. The holds live in a registry of their
+//! own (the crate's lock-free map, keyed by the key), each counting the leases that share it:
+//! - acquiring for a key that holds a slot adds a lease to its hold (a CAS from a count above
+//!   zero: a hold whose count reached zero is being let go and is never revived);
+//! - acquiring for a key that holds none takes a slot, then binds a hold for it; if another
+//!   acquirer bound one first, the slot is given back and its hold is joined instead;
+//! - the last lease of a hold unbinds it (by its tag: never a newer hold of the key), then
+//!   frees its slot. An acquirer that meets a hold at zero unbinds it itself and starts again,
+//!   so nobody waits for the last lease's owner.
+
+use std::sync::{Arc, OnceLock};
+
+use super::core::{NoSlot, PoolCore};
+use crate::registry::Registry;
+use crate::sync::{AtomicUsize, Ordering};
+use crate::tag::Tag;
+
+/// The holds of one pool, by key.
+pub(crate) type Holds = Registry<Arc<Hold>>;
+
+/// One key's slot, shared by the leases acquired for that key.
+pub(crate) struct Hold {
+    pub(crate) key: Box<str>,
+    pub(crate) member: usize,
+    pub(crate) bit: u32,
+    /// Leases sharing the hold; zero once the last one has gone (for good).
+    refs: AtomicUsize,
+    /// The hold's binding in [`Holds`], set right after it is bound (before its first lease is
+    /// handed out, so before any lease can let it go).
+    tag: OnceLock<Tag>,
+}
+
+impl Hold {
+    /// Adds a lease to the hold unless it is being let go.
+    fn join(&self) -> bool {
+        let mut n = self.refs.load(Ordering::Relaxed);
+        while n > 0 {
+            match self
+                .refs
+                .compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(seen) => n = seen,
+            }
+        }
+        false
+    }
+}
+
+impl<V> PoolCore<V> {
+    fn holds(&self) -> &Holds {
+        self.holds.get_or_init(|| {
+            let builder = Registry::builder();
+            match &self.collector {
+                Some(c) => builder.collector(c.clone()).build(),
+                None => builder.build(),
+            }
+        })
+    }
+
+    /// A slot for `key`: the one it holds, else a new one. `Err(Err(e))` for a key that is
+    /// not a valid name.
+    pub(crate) fn acquire_for(&self, key: &str) -> Result<Arc<Hold>, Result<NoSlot, crate::Error>> {
+        if let Err(e) = crate::pinned::invalid(key) {
+            return Err(Err(e));
+        }
+        let holds = self.holds();
+        loop {
+            if !self.is_open() {
+                return Err(Ok(NoSlot::Closed));
+            }
+            if let Some(e) = holds.get(key) {
+                if e.value.join() {
+                    return Ok(e.value);
+                }
+                // Being let go: finish that for its owner, then start again.
+                let _ = holds.unregister_if_same(key, e.tag);
+                continue;
+            }
+            let (member, bit) = self.take().map_err(Ok)?;
+            let hold = Arc::new(Hold {
+                key: key.into(),
+                member,
+                bit,
+                refs: AtomicUsize::new(1),
+                tag: OnceLock::new(),
+            });
+            match holds.register_detached(key, Arc::clone(&hold)) {
+                Ok(tag) => {
+                    let _ = hold.tag.set(tag);
+                    return Ok(hold);
+                }
+                // Another acquirer bound a hold for the key first: join that one.
+                Err(_) => self.release(member, bit),
+            }
+        }
+    }
+
+    /// Lets go of one lease of `hold`; the last one unbinds the hold and frees its slot.
+    pub(crate) fn release_hold(&self, hold: &Hold) {
+        if hold.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let (Some(holds), Some(tag)) = (self.holds.get(), hold.tag.get()) {
+                let _ = holds.unregister_if_same(&hold.key, *tag);
+            }
+            self.release(hold.member, hold.bit);
+        }
+    }
+
+    /// The keys holding slots now: `(key, member, slot)`.
+    pub(crate) fn keyed(&self) -> Vec<(String, usize, u32)> {
+        self.holds.get().map_or_else(Vec::new, |holds| {
+            holds
+                .entries()
+                .into_iter()
+                .map(|(key, e)| (key, e.value.member, e.value.bit))
+                .collect()
+        })
+    }
+}

@@ -1,0 +1,823 @@
+//! Pools and load: MARSYS's `AgentPool` and its load balancing, lock-free.
+//!
+//! A pool binds a name and its members' names (`{name}_{i}`) in the registry's one namespace,
+//! all or nothing, and hands its members out as [`Lease`]s chosen by load. See
+//! [`Registry::register_pool`] and [`Pool`]; the crate docs ("Pools and load") state every
+//! promise.
+//!
+//! # How a pool lives in the table
+//!
+//! Every name of a pool is an ordinary binding whose value comes from the pool rather than
+//! from the node (the same seam as a weak binding's: `Stored::Weak` with a [`PoolTie`]): the
+//! pool's name reads as no value, a member's name reads as the member's value while the pool is
+//! open. So every read, the event log, the bound, migrations and the index treat them like
+//! any binding; the facade's writers refuse to remove or replace them one by one; and the one
+//! commit point closes the pool when its name's binding goes, however it goes.
+
+mod core;
+mod keyed;
+mod lease;
+pub(crate) mod load;
+mod wait;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::core::NoSlot;
+pub(crate) use self::core::PoolCore;
+pub use self::core::{MAX_IN_FLIGHT, MAX_MEMBERS};
+pub use self::lease::Lease;
+pub(crate) use self::load::Load;
+pub use self::wait::Acquire;
+use crate::error::{Error, Rejected};
+use crate::pinned::Pinned;
+use crate::raw::node::{Extra, Node, Stored, WeakRef};
+use crate::registry::Registry;
+use crate::tag::{InstanceId, Tag};
+use crate::watch::Reason;
+
+/// How a pool picks the member to lease.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
+pub enum Selection {
+    /// The member with the fewest leases (ties: the first from a random start), found by a
+    /// scan of every member's load. Exact at quiescence; the default.
+    #[default]
+    LeastLoaded,
+    /// Power of two choices: two members at random, the less loaded of the two (a full scan
+    /// only if both are full). Reads two loads instead of all of them: for large pools.
+    PowerOfTwo,
+}
+
+/// Options of a pool: [`Registry::register_pool_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct PoolOptions {
+    max_in_flight: usize,
+    selection: Selection,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_in_flight: 1,
+            selection: Selection::LeastLoaded,
+        }
+    }
+}
+
+impl PoolOptions {
+    /// The defaults: exclusive members (`max_in_flight = 1`, as MARSYS), least loaded first.
+    pub fn new() -> PoolOptions {
+        PoolOptions::default()
+    }
+
+    /// How many leases a member may have at once: 1 (exclusive, the default) to
+    /// [`MAX_IN_FLIGHT`]. Anything else is refused by the registration
+    /// ([`Error::InvalidPool`]).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// How the member to lease is picked.
+    pub fn selection(mut self, selection: Selection) -> Self {
+        self.selection = selection;
+        self
+    }
+}
+
+/// What a name is bound to: [`Registry::kind`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A single entry (an agent).
+    Agent,
+    /// A pool's name.
+    Pool {
+        /// How many members it has.
+        members: usize,
+    },
+    /// A member of a pool.
+    Member {
+        /// The pool's name.
+        pool: String,
+        /// Its index in the pool (its name is `{pool}_{index}`).
+        index: usize,
+    },
+}
+
+/// A pool's statistics: [`Pool::stats`] (MARSYS's `get_statistics`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The pool's name.
+    pub name: String,
+    /// Members.
+    pub total: usize,
+    /// Leases a member may have at once.
+    pub max_in_flight: usize,
+    /// Members with a free slot.
+    pub available: usize,
+    /// Leases out now (MARSYS's `allocated`).
+    pub in_use: usize,
+    /// Leases handed out since the pool was made or its statistics reset.
+    pub allocations: u64,
+    /// Leases released since then.
+    pub releases: u64,
+    /// The most leases out at once since then.
+    pub peak: usize,
+    /// Acquisitions that had to wait for a release.
+    pub waited: u64,
+    /// Time waited, averaged over every allocation (those that did not wait count as zero).
+    pub average_wait: Duration,
+    /// Acquirers waiting now.
+    pub waiting: usize,
+    /// Every lease out: which member, for which key, for how long.
+    pub holders: Vec<Holder>,
+}
+
+/// One lease out: in [`PoolStats::holders`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Holder {
+    /// The member's index.
+    pub member: usize,
+    /// The member's name.
+    pub name: String,
+    /// The key it was acquired for, if any ([`Pool::acquire_for`]).
+    pub key: Option<String>,
+    /// How long it has been held (by the registry's clock).
+    pub held_for: Duration,
+}
+
+/// A pool's name or member, as a node sees it (see the module docs).
+pub(crate) struct PoolTie<'a, V> {
+    pub(crate) core: &'a Arc<PoolCore<V>>,
+    /// `None` for the pool's own name.
+    pub(crate) member: Option<usize>,
+}
+
+/// The value source of a pool's name: no value.
+struct PoolAnchor<V> {
+    core: Arc<PoolCore<V>>,
+    member: Option<usize>,
+}
+
+impl<V: Clone + Send + Sync + 'static> WeakRef<V> for PoolAnchor<V> {
+    fn upgrade(&self) -> Option<V> {
+        let i = self.member?;
+        self.core
+            .is_open()
+            .then(|| self.core.members[i].value.clone())
+    }
+    fn is_alive(&self) -> bool {
+        // A pool's names are never dead: they go only with their pool.
+        true
+    }
+    fn rebind(&self, _owner: &V) -> Box<dyn WeakRef<V>> {
+        // Same-tag rebuilds only (metadata): replacements of pool names are refused.
+        Box::new(PoolAnchor {
+            core: Arc::clone(&self.core),
+            member: self.member,
+        })
+    }
+    fn pool(&self) -> Option<PoolTie<'_, V>> {
+        Some(PoolTie {
+            core: &self.core,
+            member: self.member,
+        })
+    }
+}
+
+/// The name of member `i` of pool `pool`.
+pub(crate) fn member_name(pool: &str, i: usize) -> String {
+    format!("{pool}_{i}")
+}
+
+/// The error for a pool's name or member that a writer may not touch one by one.
+pub(crate) fn pooled<V>(name: &str, tie: &PoolTie<'_, V>) -> Error {
+    match tie.member {
+        None => Error::IsPool { name: name.into() },
+        Some(index) => Error::PoolMember {
+            name: name.into(),
+            pool: (*tie.core.name).into(),
+            index,
+        },
+    }
+}
+
+/// A pool: a handle from [`Registry::pool`] or [`PoolRegistration`]. Cheap to clone; leases
+/// need no lookup of the registry.
+pub struct Pool<V> {
+    core: Arc<PoolCore<V>>,
+}
+
+impl<V> Clone for Pool<V> {
+    fn clone(&self) -> Self {
+        Pool {
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+impl<V> fmt::Debug for Pool<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name())
+            .field("members", &self.size())
+            .field("in_use", &self.in_use())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V> Pool<V> {
+    fn exhausted(&self) -> Error {
+        Error::Exhausted {
+            pool: (*self.core.name).into(),
+            total: self.core.slots(),
+            in_use: self.core.in_use(),
+        }
+    }
+
+    fn error(&self, e: NoSlot) -> Error {
+        match e {
+            NoSlot::Full => self.exhausted(),
+            NoSlot::Closed => Error::NotFound {
+                name: (*self.core.name).into(),
+            },
+        }
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The tag of the pool's name.
+    pub fn tag(&self) -> Tag {
+        self.core.tags.get().expect("a handle is of an open pool").0
+    }
+
+    /// How many members it has.
+    pub fn size(&self) -> usize {
+        self.core.members.len()
+    }
+
+    /// Leases a member may have at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.core.max_in_flight
+    }
+
+    /// How it picks members.
+    pub fn selection(&self) -> Selection {
+        self.core.selection
+    }
+
+    /// Member `i`'s value (whether leased or not).
+    pub fn member(&self, i: usize) -> Option<&V> {
+        self.core.members.get(i).map(|m| &m.value)
+    }
+
+    /// Member `i`'s name (`{pool}_{i}`).
+    pub fn member_name(&self, i: usize) -> Option<&str> {
+        self.core.members.get(i).map(|m| &*m.name)
+    }
+
+    /// Leases held on member `i` now.
+    pub fn load(&self, i: usize) -> Option<usize> {
+        (i < self.size()).then(|| self.core.load(i))
+    }
+
+    /// Leases out now.
+    pub fn in_use(&self) -> usize {
+        self.core.in_use()
+    }
+
+    /// Members with a free slot now.
+    pub fn available(&self) -> usize {
+        self.core.available()
+    }
+
+    /// Whether the pool is still registered (once removed, nothing more is leased).
+    pub fn is_open(&self) -> bool {
+        self.core.is_open()
+    }
+
+    /// Leases a member, picked by the pool's [`Selection`], without waiting. Lock-free: a scan
+    /// of the members' loads and one compare-and-swap, repeated only if another acquirer took
+    /// the slot first.
+    ///
+    /// [`Error::Exhausted`] if every member was seen full; [`Error::NotFound`] if the pool was
+    /// removed.
+    pub fn acquire(&self) -> Result<Lease<V>, Error> {
+        let (member, bit) = self.core.take().map_err(|e| self.error(e))?;
+        Ok(Lease::slot(Arc::clone(&self.core), member, bit, None))
+    }
+
+    /// Leases member `i` (whichever is picked otherwise), without waiting.
+    pub fn acquire_member(&self, i: usize) -> Result<Lease<V>, Error> {
+        if i >= self.size() {
+            return Err(Error::NotFound {
+                name: member_name(self.name(), i).into(),
+            });
+        }
+        let bit = self.core.take_member(i).map_err(|e| self.error(e))?;
+        Ok(Lease::slot(Arc::clone(&self.core), i, bit, None))
+    }
+
+    /// Leases for `key` (MARSYS's `branch_id`): the member `key` holds already, if it holds
+    /// one (sharing its slot: the slot is freed when the key's last lease drops), else a new
+    /// one as [`acquire`](Self::acquire) picks it. Keys follow the rules for names.
+    pub fn acquire_for(&self, key: &str) -> Result<Lease<V>, Error> {
+        match self.core.acquire_for(key) {
+            Ok(hold) => {
+                let (member, bit) = (hold.member, hold.bit);
+                Ok(Lease::slot(Arc::clone(&self.core), member, bit, Some(hold)))
+            }
+            Err(Ok(e)) => Err(self.error(e)),
+            Err(Err(e)) => Err(e),
+        }
+    }
+
+    /// Waits for a lease, woken by a release (no polling): see [`Acquire`] for the order in
+    /// which waiters are served and what cancelling does. Runtime-agnostic.
+    pub fn acquire_async(&self) -> Acquire<V> {
+        Acquire::new(Arc::clone(&self.core))
+    }
+
+    /// Blocks the thread until a lease is free (woken by a release, no polling), or `timeout`
+    /// passes: then [`Error::Timeout`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Lease<V>, Error> {
+        wait::blocking(&self.core, timeout)
+    }
+
+    /// Waits for a lease for at most `timeout` (MARSYS's `acquire_instance_async(timeout)`),
+    /// as a tokio task: [`Error::Timeout`] when it passes. Dropping the future is safe (see
+    /// [`Acquire`]).
+    #[cfg(feature = "tokio")]
+    pub async fn acquire_within(&self, timeout: Duration) -> Result<Lease<V>, Error> {
+        match tokio::time::timeout(timeout, self.acquire_async()).await {
+            Ok(out) => out,
+            Err(_) => Err(Error::Timeout {
+                name: (*self.core.name).into(),
+                waited: timeout,
+            }),
+        }
+    }
+
+    /// The statistics (MARSYS's `get_statistics`): counts, the peak, waits, and every holder
+    /// with how long it has held. Counters are read one by one while leases come and go: they
+    /// add up at quiescence.
+    pub fn stats(&self) -> PoolStats {
+        self.core.stats(&self.core.keyed())
+    }
+
+    /// Resets the counters (allocations, releases, waits; the peak to the leases out now).
+    /// Leases out are untouched, and their releases are counted after the reset.
+    pub fn reset_stats(&self) {
+        self.core.reset_stats();
+    }
+}
+
+/// A registered pool: a guard that removes the pool (its name and every member) when dropped,
+/// unless [`detach`](Self::detach)ed. Dereferences to the [`Pool`].
+#[must_use = "dropping the guard removes the pool; call .detach() to keep it"]
+pub struct PoolRegistration<V: Clone + Send + Sync + 'static> {
+    registry: Registry<V>,
+    pool: Pool<V>,
+    armed: bool,
+}
+
+impl<V: Clone + Send + Sync + 'static> PoolRegistration<V> {
+    /// Keeps the pool registered and returns its handle; remove it with
+    /// [`Registry::unregister_pool`].
+    pub fn detach(mut self) -> Pool<V> {
+        self.armed = false;
+        self.pool.clone()
+    }
+
+    /// Removes the pool now (by its tag: never a pool registered later under the name), with
+    /// its members. Returns how many members were removed.
+    pub fn unregister(mut self) -> Result<usize, Error> {
+        self.armed = false;
+        self.registry
+            .unregister_pool_as(self.pool.name(), Some(self.pool.tag()), Reason::IfSame)
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> std::ops::Deref for PoolRegistration<V> {
+    type Target = Pool<V>;
+    fn deref(&self) -> &Pool<V> {
+        &self.pool
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Drop for PoolRegistration<V> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.registry.unregister_pool_as(
+                self.pool.name(),
+                Some(self.pool.tag()),
+                Reason::GuardDropped,
+            );
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> fmt::Debug for PoolRegistration<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolRegistration")
+            .field("pool", &self.pool)
+            .field("armed", &self.armed)
+            .finish()
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Registry<V> {
+    /// Registers a pool: binds `name` and its members' names `{name}_0`, `{name}_1`, ... (as
+    /// MARSYS), all or nothing, with the default [`PoolOptions`] (exclusive members). Returns
+    /// a guard that removes the pool when dropped.
+    ///
+    /// On any collision (a name taken by an agent, a pool or a member), or a name that breaks
+    /// the rules, nothing stays bound: the names bound so far are unbound before it returns,
+    /// the error names the name that was refused, and the values are handed back. Readers
+    /// never see a member's value before every name is bound (a member reads as no value
+    /// until then), though watchers see the names come and go.
+    pub fn register_pool<I: IntoIterator<Item = V>>(
+        &self,
+        name: &str,
+        members: I,
+    ) -> Result<PoolRegistration<V>, Rejected<Vec<V>>> {
+        self.register_pool_with(name, members, PoolOptions::default())
+    }
+
+    /// [`register_pool`](Self::register_pool) with options.
+    pub fn register_pool_with<I: IntoIterator<Item = V>>(
+        &self,
+        name: &str,
+        members: I,
+        options: PoolOptions,
+    ) -> Result<PoolRegistration<V>, Rejected<Vec<V>>> {
+        let values: Vec<V> = members.into_iter().collect();
+        let invalid = |reason: &'static str| Error::InvalidPool {
+            name: name.into(),
+            reason,
+        };
+        let refused = if values.is_empty() {
+            Some(invalid("a pool needs at least one member"))
+        } else if values.len() > MAX_MEMBERS {
+            Some(invalid("more members than MAX_MEMBERS"))
+        } else if !(1..=MAX_IN_FLIGHT).contains(&options.max_in_flight) {
+            Some(invalid("max_in_flight must be 1 to MAX_IN_FLIGHT"))
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            return Err(Rejected::new(error, values));
+        }
+        let core = Arc::new(PoolCore::new(
+            name,
+            values,
+            options.max_in_flight,
+            options.selection,
+            Arc::clone(&self.inner.clock),
+            self.inner.collector().cloned(),
+        ));
+        let pinned = self.pin();
+        let instance = InstanceId::fresh();
+        let bind = |member: Option<usize>| {
+            let anchor = PoolAnchor {
+                core: Arc::clone(&core),
+                member,
+            };
+            let own;
+            let n = match member {
+                Some(i) => {
+                    own = core.members[i].name.clone();
+                    &*own
+                }
+                None => name,
+            };
+            pinned
+                .bind(
+                    n,
+                    instance,
+                    Stored::Weak(Box::new(anchor)),
+                    Extra::default(),
+                )
+                .map_err(|(e, _)| e)
+        };
+        let back = |error: Error| {
+            let values = core.members.iter().map(|m| m.value.clone()).collect();
+            Err(Rejected::new(error, values))
+        };
+        let anchor = match bind(None) {
+            Ok(tag) => tag,
+            Err(e) => return back(e),
+        };
+        let mut tags = Vec::with_capacity(core.members.len());
+        for i in 0..core.members.len() {
+            match bind(Some(i)) {
+                Ok(tag) => tags.push(tag),
+                Err(e) => {
+                    core.close();
+                    for (i, tag) in tags.into_iter().enumerate() {
+                        let member = &core.members[i].name;
+                        let _ = pinned.remove_binding(member, Some(tag), Reason::PoolRemoved, true);
+                    }
+                    let _ = pinned.remove_binding(name, Some(anchor), Reason::PoolRemoved, true);
+                    return back(e);
+                }
+            }
+        }
+        core.open((anchor, tags.into_boxed_slice()));
+        Ok(PoolRegistration {
+            registry: self.clone(),
+            pool: Pool { core },
+            armed: true,
+        })
+    }
+
+    /// The pool bound to `name`, if `name` is a pool's name.
+    pub fn pool(&self, name: &str) -> Option<Pool<V>> {
+        let pinned = self.pin();
+        let tie = pool_of(&pinned, name)?;
+        (tie.member.is_none() && tie.core.is_open()).then(|| Pool {
+            core: Arc::clone(tie.core),
+        })
+    }
+
+    /// Removes the pool `name` and every member (MARSYS's `unregister` of a pool): the pool's
+    /// name first (from then on nothing is leased and members read as no value), then each
+    /// member, each an event ([`Reason::PoolRemoved`]). Returns how many members were removed.
+    /// Leases out stay usable; their release is harmless.
+    ///
+    /// [`Error::NotFound`] if nothing is bound to `name`; [`Error::NotAPool`] if it is bound to
+    /// something else.
+    pub fn unregister_pool(&self, name: &str) -> Result<usize, Error> {
+        self.unregister_pool_as(name, None, Reason::Explicit)
+    }
+
+    /// [`unregister_pool`](Self::unregister_pool) only if the pool's name still carries `tag`
+    /// (identity-safe: never a pool registered later under the same name).
+    pub fn unregister_pool_if_same(&self, name: &str, tag: Tag) -> Result<usize, Error> {
+        self.unregister_pool_as(name, Some(tag), Reason::IfSame)
+    }
+
+    pub(crate) fn unregister_pool_as(
+        &self,
+        name: &str,
+        tag: Option<Tag>,
+        reason: Reason,
+    ) -> Result<usize, Error> {
+        let pinned = self.pin();
+        let core = match pool_of(&pinned, name) {
+            Some(tie) if tie.member.is_none() => Arc::clone(tie.core),
+            Some(tie) => return Err(pooled(name, &tie)),
+            None if pinned.get(name).is_some() => {
+                return Err(Error::NotAPool { name: name.into() });
+            }
+            None => return Err(crate::pinned::not_found(name)),
+        };
+        let expected = tag.or_else(|| core.tags.get().map(|t| t.0));
+        let node = pinned.remove_binding(name, expected, reason, true)?;
+        debug_assert!(node.pool().is_some());
+        // The commit point closed the pool. Its members, each by its tag.
+        let tags = core.tags.get().map(|t| t.1.clone()).unwrap_or_default();
+        Ok(tags
+            .iter()
+            .enumerate()
+            .filter(|&(i, tag)| {
+                pinned
+                    .remove_binding(&core.members[i].name, Some(*tag), Reason::PoolRemoved, true)
+                    .is_ok()
+            })
+            .count())
+    }
+
+    /// What `name` is bound to: an agent, a pool, or a pool's member; `None` if nothing.
+    pub fn kind(&self, name: &str) -> Option<Kind> {
+        let pinned = self.pin();
+        let map = &self.inner.map;
+        let n = map.get(map.hash(name), name, pinned.guard())?;
+        if !n.is_visible() {
+            return None;
+        }
+        Some(kind_of(n))
+    }
+
+    /// Whether `name` is a pool's name (MARSYS's `is_pool`).
+    pub fn is_pool(&self, name: &str) -> bool {
+        matches!(self.kind(name), Some(Kind::Pool { .. }))
+    }
+
+    /// The logical name of `name` (MARSYS's `normalize`): a member's pool's name, else `name`
+    /// itself.
+    pub fn normalize<'a>(&self, name: &'a str) -> &'a str {
+        match self.kind(name) {
+            Some(Kind::Member { pool, .. }) => &name[..pool.len()],
+            _ => name,
+        }
+    }
+
+    /// Whether two names stand for the same logical agent: equal once normalized (a pool and
+    /// its members are one).
+    pub fn same_logical(&self, a: &str, b: &str) -> bool {
+        self.normalize(a) == self.normalize(b)
+    }
+
+    /// How many instances `name` stands for: a pool's members, 1 for an agent or a member, 0
+    /// if nothing is bound.
+    pub fn instance_count(&self, name: &str) -> usize {
+        match self.kind(name) {
+            Some(Kind::Pool { members }) => members,
+            Some(_) => 1,
+            None => 0,
+        }
+    }
+
+    /// How many of `name`'s instances could be leased now: a pool's members with a free slot;
+    /// for a member, whether it has one; for an agent, 1 unless it has a task in flight (a
+    /// leased single agent counts as unavailable, unlike MARSYS); 0 if nothing is bound.
+    pub fn available_count(&self, name: &str) -> usize {
+        let pinned = self.pin();
+        let map = &self.inner.map;
+        let Some(n) = map.get(map.hash(name), name, pinned.guard()) else {
+            return 0;
+        };
+        if !n.is_visible() {
+            return 0;
+        }
+        match n.pool() {
+            Some(PoolTie { core, member: None }) => core.available(),
+            Some(PoolTie {
+                core,
+                member: Some(i),
+            }) => usize::from(core.is_open() && core.has_room(i)),
+            None => usize::from(n.load().is_none_or(|l| l.tasks() == 0)),
+        }
+    }
+
+    /// Work in flight on `name`: a pool's leases, a member's leases, an agent's tasks (see
+    /// [`acquire`](Self::acquire)); `None` if nothing is bound.
+    pub fn load(&self, name: &str) -> Option<usize> {
+        let pinned = self.pin();
+        let map = &self.inner.map;
+        let n = map.get(map.hash(name), name, pinned.guard())?;
+        if !n.is_visible() {
+            return None;
+        }
+        Some(load_of(n))
+    }
+
+    /// A lease on `name`: for a pool, a member picked by load ([`Pool::acquire`]); for a
+    /// member, that member; for an agent, a task counted on its binding (by its tag: a name
+    /// bound again starts at zero), with no limit. Never waits.
+    pub fn acquire(&self, name: &str) -> Result<Lease<V>, Error> {
+        self.lease(name, None)
+    }
+
+    /// MARSYS's `get_or_acquire(name, branch_id)`: for a pool, the member `key` holds, else a
+    /// new one ([`Pool::acquire_for`]); for an agent or a member, as
+    /// [`acquire`](Self::acquire).
+    pub fn get_or_acquire(&self, name: &str, key: &str) -> Result<Lease<V>, Error> {
+        self.lease(name, Some(key))
+    }
+
+    fn lease(&self, name: &str, key: Option<&str>) -> Result<Lease<V>, Error> {
+        let pinned = self.pin();
+        let map = &self.inner.map;
+        let hash = map.hash(name);
+        let n = map
+            .get(hash, name, pinned.guard())
+            .filter(|n| n.is_visible())
+            .ok_or_else(|| crate::pinned::not_found(name))?;
+        match n.pool() {
+            Some(PoolTie { core, member: None }) => {
+                let pool = Pool {
+                    core: Arc::clone(core),
+                };
+                match key {
+                    Some(key) => pool.acquire_for(key),
+                    None => pool.acquire(),
+                }
+            }
+            Some(PoolTie {
+                core,
+                member: Some(i),
+            }) => Pool {
+                core: Arc::clone(core),
+            }
+            .acquire_member(i),
+            None => self.start_task(&pinned, n),
+        }
+    }
+
+    /// A task on an agent's binding: its load cell, installed by its first task.
+    fn start_task(&self, pinned: &Pinned<'_, V>, n: &Node<V>) -> Result<Lease<V>, Error> {
+        let map = &self.inner.map;
+        let (name, tag) = (n.name(), n.tag);
+        let hash = n.hash;
+        let load = match n.load() {
+            Some(load) => Arc::clone(load),
+            None => {
+                let cell = Arc::new(Load::default());
+                let extra = |n: &Node<V>| Extra {
+                    load: Some(n.load().cloned().unwrap_or_else(|| Arc::clone(&cell))),
+                    ..Extra::kept(n)
+                };
+                let accept = |n: &Node<V>| n.tag == tag && n.is_visible() && n.load().is_none();
+                // A refusal may be a racing first task that installed its own cell: look again.
+                let _ = map.update_extra(hash, name, extra, accept, pinned.guard());
+                let now = map
+                    .get(hash, name, pinned.guard())
+                    .filter(|n| n.tag == tag && n.is_visible())
+                    .ok_or_else(|| crate::pinned::not_found(name))?;
+                Arc::clone(now.load().expect("installed above"))
+            }
+        };
+        let value = crate::pinned::EntryRef::of(n)
+            .ok_or_else(|| crate::pinned::not_found(name))?
+            .value()
+            .clone();
+        load.start();
+        Ok(Lease::task(load, value, name, tag))
+    }
+
+    /// Every bound name and what it is (MARSYS's `all_with_pools`), sorted by name; weakly
+    /// consistent, as [`entries`](Self::entries).
+    pub fn listing(&self) -> Vec<(String, Kind)> {
+        let pinned = self.pin();
+        let mut all: Vec<(String, Kind)> = self
+            .inner
+            .map
+            .iter(pinned.guard())
+            .filter(|n| n.is_visible())
+            .map(|n| (n.name().to_owned(), kind_of(n)))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The least loaded entry whose name starts with `prefix` (MARSYS's
+    /// `get_least_loaded(prefix)`), by [`load`](Self::load); ties go to the first name. Pools'
+    /// own names are left out (their members are candidates).
+    pub fn least_loaded(&self, prefix: &str) -> Option<(String, crate::Entry<V>)> {
+        let pinned = self.pin();
+        let best = pinned
+            .iter()
+            .filter(|e| e.name().starts_with(prefix))
+            .map(|e| (load_of(e.node()), e))
+            .min_by(|(la, a), (lb, b)| la.cmp(lb).then_with(|| a.name().cmp(b.name())))?;
+        Some((best.1.name().to_owned(), best.1.to_entry()))
+    }
+}
+
+impl<V: Send + Sync + 'static> Registry<V> {
+    /// The tag of the pool bound to `name`, if `name` is a pool's name.
+    #[cold]
+    pub(crate) fn pool_tag(&self, pinned: &Pinned<'_, V>, name: &str) -> Option<Tag> {
+        let map = &self.inner.map;
+        map.get(map.hash(name), name, pinned.guard())
+            .filter(|n| n.is_visible() && n.pool().is_some_and(|t| t.member.is_none()))
+            .map(|n| n.tag)
+    }
+}
+
+/// The pool `name` belongs to, if it is a pool's name or member.
+fn pool_of<'g, V>(pinned: &'g Pinned<'_, V>, name: &str) -> Option<PoolTie<'g, V>>
+where
+    V: Send + Sync + 'static,
+{
+    let map = &pinned.registry().inner.map;
+    let n = map.get(map.hash(name), name, pinned.guard())?;
+    n.pool()
+}
+
+fn kind_of<V>(n: &Node<V>) -> Kind {
+    match n.pool() {
+        Some(PoolTie { core, member: None }) => Kind::Pool {
+            members: core.members.len(),
+        },
+        Some(PoolTie {
+            core,
+            member: Some(index),
+        }) => Kind::Member {
+            pool: core.name.to_string(),
+            index,
+        },
+        None => Kind::Agent,
+    }
+}
+
+fn load_of<V>(n: &Node<V>) -> usize {
+    match n.pool() {
+        Some(PoolTie { core, member: None }) => core.in_use(),
+        Some(PoolTie {
+            core,
+            member: Some(i),
+        }) => core.load(i),
+        None => n.load().map_or(0, |l| l.tasks()),
+    }
+}
