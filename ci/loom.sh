@@ -25,7 +25,7 @@ export RUSTFLAGS="--cfg loom --cfg crossbeam_loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS=2
 
 step "build loom models" cargo test --release --test loom --test loom_events \
-    --test loom_discovery --test loom_capacity --test loom_liveness --lib --target-dir target/loom \
+    --test loom_discovery --test loom_capacity --test loom_liveness --test loom_pool --lib --target-dir target/loom \
     --no-run
 # --nocapture: each model prints its bound, iteration count and time.
 step "run loom models (public API, tests/loom.rs)" \
@@ -46,5 +46,9 @@ step "run loom models (capacity, tests/loom_capacity.rs)" \
 # set up, e.g. the next table's room check against copies, with three threads (~4 min).
 step "run loom models (liveness, tests/loom_liveness.rs)" \
     cargo test --release --test loom_liveness --target-dir target/loom -- --nocapture "$@"
+# Pools (tests/loom_pool.rs): acquirers racing for a member's last slot, a release racing an
+# async waiter's registration, a waiter cancelled while woken.
+step "run loom models (pools, tests/loom_pool.rs)" \
+    cargo test --release --test loom_pool --target-dir target/loom -- --nocapture "$@"
 step "run loom models (raw core, src/raw/loom_models.rs)" \
     cargo test --release --lib --target-dir target/loom -- --nocapture loom_models "$@"

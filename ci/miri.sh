@@ -21,7 +21,7 @@ if [ "$#" -gt 0 ]; then
     selection=("$@")
 else
     selection=(--lib --test api --test tags --test model --test stress --test watch --test discovery --test capacity
-        --test liveness)
+        --test liveness --test pool)
 fi
 step "miri test ${selection[*]}" env \
     MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-permissive-provenance" \

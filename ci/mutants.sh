@@ -14,8 +14,8 @@
 #   bash ci/mutants.sh loser_frees loom-each  # each loom model on its own: which ones catch it
 #
 # MUTANT: cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas |
-#         index_unchecked | query_unchecked | admit_race | expiry_unclaimed |
-#         all (those nine) |
+#         index_unchecked | query_unchecked | admit_race | expiry_unclaimed | lease_unchecked |
+#         all (those ten) |
 #         none (control)
 # LAYER (limits in parentheses; each runs what the named ci/ script runs, plus the cfg):
 #   proptest     cargo test --release --test model -- --nocapture              (120 s)
@@ -23,13 +23,14 @@
 #   stress       cargo test --release --test stress                            (120 s)
 #   capacity     cargo test --release --test capacity                          (120 s)
 #   liveness     cargo test --release --test liveness                          (120 s)
+#   pool         cargo test --release --test pool                              (120 s)
 #   discovery    cargo test --release --test discovery (ci/test.sh adds --features serde,
 #                which only adds a JSON round trip; the test group builds without it)  (120 s)
 #   unit, tags, replay   the rest of ci/test.sh's `cargo test --release`:
 #                --lib, --test tags, --test fuzz_replay (the checked-in corpora)  (120 s)
 #   loom         the suites as ci/loom.sh runs them, in cargo's order (the raw core's models
 #                in --lib, tests/loom.rs, tests/loom_capacity.rs, tests/loom_discovery.rs,
-#                tests/loom_events.rs, tests/loom_liveness.rs),
+#                tests/loom_events.rs, tests/loom_liveness.rs, tests/loom_pool.rs),
 #                -- --nocapture (about 245 s without a mutant)                  (480 s)
 #                A failing model aborts the loom binary, so only the first one is reported;
 #                GENREG_MUTANTS_LOOM_FILTER=NAME runs only the matching models.
@@ -41,10 +42,11 @@
 #   fuzz-ops, fuzz-concurrent              ci/fuzz.sh's libFuzzer binaries and options,
 #                60 s from the checked-in corpus (fuzz/corpus/TARGET, read only)  (120 s)
 #   fuzz-ops-empty, fuzz-concurrent-empty  the same from an empty corpus         (120 s)
-# Groups: all (every layer above), test (proptest api stress capacity liveness discovery unit
+# Groups: all (every layer above), test (proptest api stress capacity liveness pool discovery unit
 # tags replay), miri
 #   (the five miri cells), fuzz (the four fuzz cells). Not in `all`: loom-each (every model of
-#   tests/loom.rs, loom_events.rs, loom_discovery.rs, loom_capacity.rs and loom_liveness.rs as
+#   tests/loom.rs, loom_events.rs, loom_discovery.rs, loom_capacity.rs, loom_liveness.rs and
+#   loom_pool.rs as
 #   its own cell,
 #   `loom:NAME`).
 # Limits: GENREG_MUTANTS_T_TEST, _T_LOOM, _T_MIRI, _T_TSAN, _FUZZ_SECONDS (and _T_BUILD).
@@ -91,8 +93,8 @@ REPEAT="${GENREG_MUTANTS_REPEAT:-1}"
 RUN="" # "#k" while repeating
 
 ALL_MUTANTS=(cas_unregister no_generation loser_frees reserve_race rev_after_cas index_unchecked
-    query_unchecked admit_race expiry_unclaimed)
-TEST_LAYERS=(proptest api stress capacity liveness discovery unit tags replay)
+    query_unchecked admit_race expiry_unclaimed lease_unchecked)
+TEST_LAYERS=(proptest api stress capacity liveness pool discovery unit tags replay)
 MIRI_LAYERS=(miri-lib miri-api miri-tags miri-model miri-stress)
 FUZZ_LAYERS=(fuzz-ops fuzz-ops-empty fuzz-concurrent fuzz-concurrent-empty)
 ALL_LAYERS=("${TEST_LAYERS[@]}" loom "${MIRI_LAYERS[@]}" tsan "${FUZZ_LAYERS[@]}")
@@ -114,7 +116,8 @@ case "${1:-all}" in
     -h | --help) usage 0 ;;
     all) mutants=("${ALL_MUTANTS[@]}") ;;
     none | cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas | \
-        index_unchecked | query_unchecked | admit_race | expiry_unclaimed) mutants=("$1") ;;
+        index_unchecked | query_unchecked | admit_race | expiry_unclaimed | lease_unchecked) \
+        mutants=("$1") ;;
     *) printf 'unknown mutant %q\n\n' "$1" >&2 && usage 3 ;;
 esac
 case "${2:-all}" in
@@ -173,7 +176,7 @@ FUZZ_FLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 
 group_of() {
     case "$1" in
-        proptest | api | stress | capacity | liveness | discovery | unit | tags | replay) echo test ;;
+        proptest | api | stress | capacity | liveness | pool | discovery | unit | tags | replay) echo test ;;
         miri-*) echo miri ;;
         fuzz-*) echo fuzz ;;
         loom*) echo loom ;;
@@ -213,9 +216,9 @@ build_cmd() { # MUTANT GROUP
     td="$(target_dir "$1" "$2")"
     case "$2" in
         test) echo cargo test --release --lib --test model --test api --test stress \
-            --test capacity --test liveness --test discovery --test tags --test fuzz_replay --no-run -v \
+            --test capacity --test liveness --test pool --test discovery --test tags --test fuzz_replay --no-run -v \
             --target-dir "$td" ;;
-        loom) echo cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness --lib \
+        loom) echo cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness --test loom_pool --lib \
             --no-run -v --target-dir "$td" ;;
         miri) echo cargo "+$NIGHTLY" miri test --lib --test api --test tags --test model \
             --test stress --no-run -v ;;
@@ -334,7 +337,7 @@ run_cell() {
             # Shrinking after a failure is capped so that the minimal case fits the limit.
             envs+=(PROPTEST_MAX_SHRINK_TIME=60000)
             cmd=(cargo test --release --test model --target-dir "$td" -- --nocapture) ;;
-        api | stress | capacity | liveness | discovery | tags)
+        api | stress | capacity | liveness | pool | discovery | tags)
             limit=$T_TEST
             cmd=(cargo test --release --test "$layer" --target-dir "$td") ;;
         unit)
@@ -345,12 +348,12 @@ run_cell() {
             cmd=(cargo test --release --test fuzz_replay --target-dir "$td") ;;
         loom)
             limit=$T_LOOM re="$FAIL_RE|$PANIC_RE"
-            cmd=(cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness --lib
+            cmd=(cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness --test loom_pool --lib
                 --target-dir "$td"
                 -- --nocapture ${GENREG_MUTANTS_LOOM_FILTER:+"$GENREG_MUTANTS_LOOM_FILTER"}) ;;
         loom:*)
             limit=$T_LOOM re="$FAIL_RE|$PANIC_RE"
-            cmd=(cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness
+            cmd=(cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness --test loom_pool
                 --target-dir "$td" -- --nocapture --exact "${layer#loom:}") ;;
         miri-lib)
             limit=$T_MIRI
@@ -448,7 +451,7 @@ for m in "${mutants[@]}"; do
             continue
         fi
         mapfile -t models < <(env RUSTFLAGS="$(rustflags "$m" loom)" CARGO_INCREMENTAL=0 \
-            cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness \
+            cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness --test loom_pool \
             --target-dir "$(target_dir "$m" loom)" \
             -- --list 2>/dev/null | sed -n 's/: test$//p')
         [ "${#models[@]}" -gt 0 ] || die "could not list the loom models"

@@ -461,6 +461,18 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         }
     }
 
+    /// Removes a member of a closed pool (dead: see `pool/`) if `name` still binds it, with
+    /// [`Reason::PoolRemoved`]; whether this call removed it (someone who met it may have
+    /// first).
+    pub(crate) fn remove_member(&self, name: &str, tag: Tag) -> bool {
+        let map = &self.registry.inner.map;
+        let decide = |n: &Node<V>| (n.tag == tag).then_some(Write::Remove(Reason::PoolRemoved));
+        matches!(
+            map.write_if(map.hash(name), name, decide, &self.guard),
+            Written::Done(_)
+        )
+    }
+
     /// See [`Registry::replace_if_same`].
     pub fn replace_if_same(&self, name: &str, tag: Tag, value: V) -> Result<Tag, Rejected<V>> {
         // Validated only if not found (see `remove`).
@@ -519,14 +531,24 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
 
     /// See [`Registry::clear`].
     pub fn clear(&self) -> usize {
-        let all: Vec<(&str, Tag)> = self
+        // Pools' own names last: their members are removed alive first (removing a pool's
+        // name closes the pool, and its members die with it).
+        let mut all: Vec<(&str, Tag, bool)> = self
             .registry
             .inner
             .map
             .iter(&self.guard)
-            .map(|n| (n.name(), n.tag))
+            .map(|n| {
+                (
+                    n.name(),
+                    n.tag,
+                    n.pool().is_some_and(|t| t.member.is_none()),
+                )
+            })
             .collect();
+        all.sort_by_key(|&(_, _, pool)| pool);
         all.into_iter()
+            .map(|(name, tag, _)| (name, tag))
             .filter(|(name, tag)| {
                 self.remove_binding(name, Some(*tag), Reason::Cleared, true)
                     .is_ok()

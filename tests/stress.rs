@@ -18,6 +18,7 @@
 //! | `linearizable_short_histories` | short real-thread histories on two names are linearizable (Wing–Gong checker) |
 //! | `checker_rejects_bad_histories` | the checker is not vacuous |
 //! | `ttl_churn_keeps_renewed_bindings_and_reaps_the_rest` | under TTL churn with a moving `ManualClock`, a reaper thread and `purge_dead`, bindings renewed in time are never removed; a keepalive that returned `Ok(d)` leaves its binding current until `d` (and no removal as expired is seen before `d`); churned bindings are all removed, once, as expired; `len` stays bounded and ends equal to the renewed set |
+//! | `pool_leases_are_exclusive_and_released_once` | with more threads than slots, leasing every way there is (`acquire`, `acquire_for`, `acquire_timeout`, `get_or_acquire`), a member never has more than `max_in_flight` holders (a marker per member); every lease is released once: allocations = releases = leases handed out, nothing in use or waiting at the end |
 //!
 //! Sizes: the memory test runs 10,000,000 register/unregister cycles in an optimised build
 //! (`cargo test --release`: 4-8 s on 2 shared cores) and 1,000,000 in an unoptimised one
@@ -2503,4 +2504,113 @@ fn ttl_churn_keeps_renewed_bindings_and_reaps_the_rest() {
         removed.values().map(Vec::len).sum::<usize>(),
         max_len.load(Ordering::Relaxed),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools: leases are exclusive, each released once, and the statistics add up
+// ---------------------------------------------------------------------------------------------
+
+/// Threads lease the members of a pool every way there is (`acquire`, `acquire_for` a key,
+/// the blocking `acquire_timeout`, `get_or_acquire` by name), hold them briefly and release
+/// them, while another thread reads the statistics. Each member carries a marker that a
+/// holder sets on entry and clears on exit: with `max_in_flight = 1` a second holder would
+/// find it set. With `max_in_flight = 2` a count per member must stay at most 2. At the end,
+/// every lease was released once: allocations = releases = leases handed out, nothing in use,
+/// nobody waiting, every member free.
+#[test]
+fn pool_leases_are_exclusive_and_released_once() {
+    let _serial = serial();
+    let seed = seed("pool_leases_are_exclusive_and_released_once");
+    for max_in_flight in [1usize, 2] {
+        // More threads than slots (with max_in_flight = 2, as many): acquirers contend and
+        // wait.
+        const MEMBERS: usize = 3;
+        const THREADS: usize = 6;
+        let rounds: usize = if cfg!(miri) { 30 } else { 20_000 };
+        let registry: Registry<usize> = new_registry(16);
+        let pool = registry
+            .register_pool_with(
+                "workers",
+                0..MEMBERS,
+                genreg::PoolOptions::new().max_in_flight(max_in_flight),
+            )
+            .unwrap();
+        let inside: Vec<AtomicUsize> = (0..MEMBERS).map(|_| AtomicUsize::new(0)).collect();
+        let handed = AtomicU64::new(0);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let barrier = Barrier::new(THREADS + 1);
+        thread::scope(|s| {
+            let mut workers = Vec::new();
+            for t in 0..THREADS {
+                let (pool, registry, inside, handed, barrier) =
+                    (&pool, &registry, &inside, &handed, &barrier);
+                workers.push(s.spawn(move || {
+                    let mut rng = Rng::new(seed, t as u64);
+                    barrier.wait();
+                    for _ in 0..rounds {
+                        let lease = match rng.below(4) {
+                            0 => pool.acquire(),
+                            1 => pool.acquire_for(&format!("branch-{t}")),
+                            2 => pool.acquire_timeout(std::time::Duration::from_millis(50)),
+                            _ => registry.get_or_acquire("workers", &format!("key-{t}")),
+                        };
+                        let lease = match lease {
+                            Ok(lease) => lease,
+                            Err(Error::Exhausted { .. } | Error::Timeout { .. }) => continue,
+                            Err(e) => panic!("unexpected: {e:?}"),
+                        };
+                        handed.fetch_add(1, Ordering::Relaxed);
+                        let m = *lease;
+                        assert_eq!(lease.index(), Some(m));
+                        let before = inside[m].fetch_add(1, Ordering::SeqCst);
+                        assert!(
+                            before < max_in_flight,
+                            "member {m} held by {} leases (max {max_in_flight})",
+                            before + 1
+                        );
+                        if rng.below(4) == 0 {
+                            thread::yield_now();
+                        }
+                        inside[m].fetch_sub(1, Ordering::SeqCst);
+                        drop(lease);
+                    }
+                }));
+            }
+            let (pool, done, barrier) = (&pool, &done, &barrier);
+            let reader = s.spawn(move || {
+                barrier.wait();
+                let mut reads = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let st = pool.stats();
+                    assert!(st.in_use <= MEMBERS * max_in_flight);
+                    assert!(st.peak <= MEMBERS * max_in_flight);
+                    assert!(st.holders.len() <= MEMBERS * max_in_flight);
+                    reads += 1;
+                    thread::yield_now();
+                }
+                reads
+            });
+            // The workers end; then the reader.
+            for w in workers {
+                w.join().unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 0);
+        });
+        let st = pool.stats();
+        let handed = handed.load(Ordering::Relaxed);
+        assert!(handed > 0);
+        assert_eq!(st.allocations, handed, "allocations vs leases handed out");
+        assert_eq!(st.releases, handed, "releases vs leases handed out");
+        assert_eq!((st.in_use, st.waiting, st.available), (0, 0, MEMBERS));
+        assert!(st.holders.is_empty());
+        assert!(st.peak >= 1 && st.peak <= MEMBERS * max_in_flight);
+        for m in 0..MEMBERS {
+            assert_eq!(pool.load(m), Some(0));
+        }
+        println!(
+            "pool stress (max_in_flight {max_in_flight}): {handed} leases, peak {}, {} waited",
+            st.peak, st.waited
+        );
+    }
 }

@@ -10,17 +10,18 @@
 //!
 //! # Waiting without polling
 //!
-//! A waiter and a releaser meet through a Dekker pair, all `SeqCst`:
-//! - the waiter adds itself to `waiters`, starts listening on `wake`, then looks for a free
-//!   slot again before it sleeps;
-//! - the releaser clears its bit, then reads `waiters`, and if anyone waits wakes one more
-//!   listener (`notify_additional(1)`: one per freed slot, never a herd).
+//! A waiter and a releaser meet through a Dekker pair of `SeqCst` fences:
+//! - the waiter adds itself to `waiters`, starts listening on `wake`, fences, then looks for a
+//!   free slot again before it sleeps;
+//! - the releaser clears its bit, fences, then reads `waiters`, and if anyone waits wakes one
+//!   more listener (`notify(1.additional())`: one per freed slot, never a herd).
 //!
-//! In the single order of `SeqCst` operations, either the releaser's read of `waiters` comes
-//! after the waiter's increment (it wakes someone; the wake cannot come before the listener is
-//! in the list, as both take the list's lock, and a wake sent before the waiter listened is
-//! followed by the waiter's look, which then sees the cleared bit), or it comes before, and
-//! then the clear comes before the waiter's look, which sees it. A listener that is dropped
+//! In the single order of the fences, either the releaser's comes second: it sees the waiter
+//! counted and wakes someone (the wake cannot reach the list before the listener is in it
+//! unseen: both take the list's lock, and a wake that found the list empty came before the
+//! listener's insertion, so before the waiter's look, which then sees the cleared bit); or the
+//! waiter's comes second, and its look sees the cleared bit. (Fences rather than `SeqCst`
+//! accesses: the protocol is the same, and loom checks fences exactly.) A listener that is dropped
 //! after it was woken but before it took a slot hands its wake to the next one
 //! (event-listener's propagation), so cancelling a waiter never loses a wake-up.
 
@@ -32,7 +33,7 @@ use event_listener::{Event, IntoNotification};
 use super::{Holder, PoolStats, Selection};
 use crate::liveness::Clock;
 use crate::liveness::clock::nanos;
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, fence};
 use crate::tag::Tag;
 
 /// The most slots a member may have (`max_in_flight`): one busy bit each in a word.
@@ -142,10 +143,13 @@ impl<V> PoolCore<V> {
         }
     }
 
-    /// Opens the pool once every name is bound: its members can be read and leased.
-    pub(crate) fn open(&self, tags: (Tag, Box<[Tag]>)) {
+    /// Opens the pool once every name is bound: its members can be read and leased. `false`
+    /// if it was closed meanwhile (its name removed by a clear before it opened).
+    pub(crate) fn open(&self, tags: (Tag, Box<[Tag]>)) -> bool {
         let _ = self.tags.set(tags);
-        self.state.store(OPEN, Ordering::SeqCst);
+        self.state
+            .compare_exchange(PENDING, OPEN, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// Closes the pool (its name was unbound, or its registration failed): no slot is taken
@@ -162,6 +166,11 @@ impl<V> PoolCore<V> {
         self.state.load(Ordering::SeqCst) == OPEN
     }
 
+    /// Whether the pool is closed (for good).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == CLOSED
+    }
+
     /// Leases held on member `i`.
     pub(crate) fn load(&self, i: usize) -> usize {
         self.members[i].busy.load(Ordering::Relaxed).count_ones() as usize
@@ -176,8 +185,7 @@ impl<V> PoolCore<V> {
     #[inline]
     pub(crate) fn claim(&self, i: usize) -> Option<u32> {
         let busy = &self.members[i].busy;
-        // SeqCst: a waiter's look for a slot, after it listens (the Dekker pair).
-        let mut cur = busy.load(Ordering::SeqCst);
+        let mut cur = busy.load(Ordering::Relaxed);
         loop {
             let free = !cur & self.full;
             if free == 0 {
@@ -189,7 +197,7 @@ impl<V> PoolCore<V> {
                 cur,
                 cur | 1 << bit,
                 Ordering::Acquire,
-                Ordering::SeqCst,
+                Ordering::Relaxed,
             ) {
                 Ok(_) => return Some(bit),
                 Err(seen) => cur = seen,
@@ -223,12 +231,13 @@ impl<V> PoolCore<V> {
         let c = &self.counters;
         c.in_use.fetch_sub(1, Ordering::Relaxed);
         c.releases.fetch_add(1, Ordering::Relaxed);
-        // SeqCst: the releaser's half of the Dekker pair (module docs); Release: whoever takes
-        // the slot next sees everything this holder did.
+        // Release: whoever takes the slot next sees everything this holder did.
         self.members[i]
             .busy
-            .fetch_and(!(1u64 << bit), Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+            .fetch_and(!(1u64 << bit), Ordering::Release);
+        // The releaser's half of the Dekker pair (module docs).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) > 0 {
             self.wake_one();
         }
     }
@@ -311,17 +320,22 @@ impl<V> PoolCore<V> {
         self.members.len() * self.max_in_flight
     }
 
-    /// Registers a waiter (see the module docs); undone by [`unwait`](Self::unwait).
+    /// Counts a waiter (see the module docs); undone by [`unwait`](Self::unwait).
     pub(crate) fn wait(&self) {
-        self.waiters.fetch_add(1, Ordering::SeqCst);
+        self.waiters.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn unwait(&self) {
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A listener for the next release, for a waiter already counted; after it, the waiter's
+    /// fence (its half of the Dekker pair): its next look for a slot sees every release whose
+    /// fence came first.
     pub(crate) fn listen(&self) -> event_listener::EventListener {
-        self.wake.listen()
+        let listener = self.wake.listen();
+        fence(Ordering::SeqCst);
+        listener
     }
 
     pub(crate) fn waiting(&self) -> usize {

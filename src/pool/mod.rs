@@ -172,8 +172,14 @@ impl<V: Clone + Send + Sync + 'static> WeakRef<V> for PoolAnchor<V> {
             .then(|| self.core.members[i].value.clone())
     }
     fn is_alive(&self) -> bool {
-        // A pool's names are never dead: they go only with their pool.
-        true
+        // A pool's name goes only by its own removal. Its members are dead once the pool is
+        // closed (its name removed, or its registration failed): invisible, never blocking
+        // their names, removed by whoever meets them (as dead weak bindings are), so that none
+        // outlives its pool, whatever removed the pool's name.
+        self.member.is_none() || !self.core.is_closed()
+    }
+    fn death(&self) -> Reason {
+        Reason::PoolRemoved
     }
     fn rebind(&self, _owner: &V) -> Box<dyn WeakRef<V>> {
         // Same-tag rebuilds only (metadata): replacements of pool names are refused.
@@ -485,6 +491,9 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             self.inner.collector().cloned(),
         ));
         let pinned = self.pin();
+        // Members of a removed pool are dead until purged: a registration at the bound purges
+        // them first (see `Pinned::bind`).
+        self.inner.map.note_mortal();
         let instance = InstanceId::fresh();
         let bind = |member: Option<usize>| {
             let anchor = PoolAnchor {
@@ -523,15 +532,21 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 Err(e) => {
                     core.close();
                     for (i, tag) in tags.into_iter().enumerate() {
-                        let member = &core.members[i].name;
-                        let _ = pinned.remove_binding(member, Some(tag), Reason::PoolRemoved, true);
+                        pinned.remove_member(&core.members[i].name, tag);
                     }
                     let _ = pinned.remove_binding(name, Some(anchor), Reason::PoolRemoved, true);
                     return back(e);
                 }
             }
         }
-        core.open((anchor, tags.into_boxed_slice()));
+        let tags = tags.into_boxed_slice();
+        if !core.open((anchor, tags.clone())) {
+            // Its name was removed (a clear) before it opened: its members are dead already.
+            for (i, tag) in tags.iter().enumerate() {
+                pinned.remove_member(&core.members[i].name, *tag);
+            }
+            return back(crate::pinned::not_found(name));
+        }
         Ok(PoolRegistration {
             registry: self.clone(),
             pool: Pool { core },
@@ -573,6 +588,11 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     ) -> Result<usize, Error> {
         let pinned = self.pin();
         let core = match pool_of(&pinned, name) {
+            // Not yet open (being registered) or closed (being removed): not there yet, or any
+            // more.
+            Some(tie) if tie.member.is_none() && !tie.core.is_open() => {
+                return Err(crate::pinned::not_found(name));
+            }
             Some(tie) if tie.member.is_none() => Arc::clone(tie.core),
             Some(tie) => return Err(pooled(name, &tie)),
             None if pinned.get(name).is_some() => {
@@ -588,11 +608,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         Ok(tags
             .iter()
             .enumerate()
-            .filter(|&(i, tag)| {
-                pinned
-                    .remove_binding(&core.members[i].name, Some(*tag), Reason::PoolRemoved, true)
-                    .is_ok()
-            })
+            .filter(|&(i, tag)| pinned.remove_member(&core.members[i].name, *tag))
             .count())
     }
 

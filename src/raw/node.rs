@@ -254,6 +254,11 @@ pub(crate) trait WeakRef<V>: Send + Sync {
     fn pool(&self) -> Option<PoolTie<'_, V>> {
         None
     }
+    /// Why the binding is dead once [`is_alive`](Self::is_alive) says so (a pool's member:
+    /// its pool was removed).
+    fn death(&self) -> Reason {
+        Reason::WeakOwnerDead
+    }
 }
 
 impl<T: ?Sized + Send + Sync + 'static> WeakRef<std::sync::Arc<T>> for std::sync::Weak<T> {
@@ -557,11 +562,19 @@ impl<V> Node<V> {
         };
         if let Stored::Weak(w) = &ext.stored {
             if !w.is_alive() {
-                return Some(Reason::WeakOwnerDead);
+                return Some(w.death());
             }
         }
         let live = ext.live.as_ref()?;
         live.bury_if_expired().then(|| live.death())
+    }
+
+    /// The value as the node holds it, for a node with more than a plain strong value.
+    fn ext_stored(&self) -> Option<&Stored<V>> {
+        match self.held() {
+            Held::Strong(_) => None,
+            Held::Ext(ext) => Some(&ext.stored),
+        }
     }
 
     /// Whether the binding is a weak one whose owner died (which comes before any other death:
@@ -598,8 +611,10 @@ impl<V> Node<V> {
     /// first (as [`Node::bury`] decides), else its cell's burial. Reads no clock: it runs after
     /// a winning CAS, where no user code (a `Clock`) may run.
     pub(crate) fn death(&self) -> Reason {
-        if self.owner_dead() {
-            return Reason::WeakOwnerDead;
+        if let Some(Stored::Weak(w)) = self.ext_stored() {
+            if !w.is_alive() {
+                return w.death();
+            }
         }
         match self.live() {
             Some(live) if live.is_buried() || live.is_condemned() => live.death(),
