@@ -442,6 +442,7 @@ fn blocking_acquire_is_woken_by_a_release_and_times_out_otherwise() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(miri, ignore)] // a tokio runtime under Miri: slow, and tokio is not what is tested
 async fn async_acquire_waits_for_a_release_and_times_out_as_marsys() {
     let r = registry();
     let pool = r.register_pool("P", browsers(2)).unwrap().detach();
@@ -474,6 +475,7 @@ async fn async_acquire_waits_for_a_release_and_times_out_as_marsys() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(miri, ignore)] // as above; loom's model of cancellation runs under ci/loom.sh
 async fn a_cancelled_waiter_passes_its_wake_on_and_every_member_ends_free() {
     let r = registry();
     let pool = r
