@@ -503,7 +503,8 @@ impl<V: Send + Sync + 'static> Registry<V> {
     }
 
     /// The bound names, sorted, each once; weakly consistent (see the crate docs: a name bound
-    /// for the whole walk is listed, one bound or unbound meanwhile may or may not be).
+    /// for the whole walk is listed, one bound or unbound meanwhile may or may not be). Pools'
+    /// names and their members' are listed ([`listing`](Self::listing) says which is which).
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.pin().iter().map(|e| e.name().to_owned()).collect();
         // A walk lists each name at most once (see the crate docs): no dedup needed.
@@ -576,7 +577,8 @@ impl<V: Send + Sync + 'static> Registry<V> {
 
 impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// The value bound to `name` and its tag, or `None`. Never blocks; the result holds no
-    /// guard, so it can be kept across `.await`.
+    /// guard, so it can be kept across `.await`. A pool's own name has no value (its members
+    /// do): [`kind`](Self::kind) says what a name is.
     pub fn get(&self, name: &str) -> Option<Entry<V>> {
         self.pin().get(name).map(|e| e.to_entry())
     }

@@ -355,7 +355,8 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     }
 
     /// Every binding at one revision, exactly (not a weakly consistent walk), with the
-    /// counters; see [`Snapshot`].
+    /// counters; see [`Snapshot`]. Pools (their names and members) are left out: a pool is
+    /// runtime structure, registered again after a restore.
     ///
     /// Needs the event log ([`WatchError::Disabled`] without it). It waits for two grace
     /// periods of the epoch collector (every thread pinned when it asks must unpin), so it
@@ -462,8 +463,14 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 // values) and that the walk did not read: its value now, if it is still that
                 // binding. If it is not, the name changed after `h1`: start again (the next
                 // walk reads it, or it is gone, as a weak binding whose owner died).
-                let Some(value) = value.or_else(|| self.get_if(&name, tag)) else {
-                    continue 'attempt;
+                let value = match value {
+                    Some(v) => v,
+                    None => match self.fetch(&name, tag) {
+                        Fetched::Value(v) => v,
+                        // A pool's name or member (registered during the walk): left out.
+                        Fetched::Pool => continue,
+                        Fetched::Gone => continue 'attempt,
+                    },
                 };
                 entries.push(SnapshotEntry {
                     name,
@@ -510,6 +517,30 @@ impl<V: Clone> Tail<V> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A binding's value fetched for a snapshot.
+enum Fetched<V> {
+    Value(V),
+    /// A pool's name or member: snapshots leave pools out.
+    Pool,
+    /// Not bound with that tag any more (or not visible).
+    Gone,
+}
+
+impl<V: Clone + Send + Sync + 'static> Registry<V> {
+    fn fetch(&self, name: &str, tag: Tag) -> Fetched<V> {
+        let pinned = self.pin();
+        let map = &self.inner.map;
+        match map.get(map.hash(name), name, pinned.guard()) {
+            Some(n) if n.tag == tag && n.pool().is_some() => Fetched::Pool,
+            Some(n) if n.tag == tag => match pinned.get(name) {
+                Some(e) if e.tag() == tag => Fetched::Value(e.value().clone()),
+                _ => Fetched::Gone,
+            },
+            _ => Fetched::Gone,
         }
     }
 }
