@@ -507,3 +507,20 @@ async fn a_cancelled_waiter_passes_its_wake_on_and_every_member_ends_free() {
     let all: Vec<_> = (0..6).map(|_| pool.acquire().unwrap()).collect();
     assert_eq!(all.len(), 6);
 }
+
+#[test]
+fn least_loaded_runs_over_any_discovery_query() {
+    let r = registry();
+    let meta = |cap: &str| genreg::Metadata::builder().capability(cap).build().unwrap();
+    let _a = r.with_metadata(meta("browse")).register("a", v("A")).unwrap();
+    let _b = r.with_metadata(meta("browse")).register("b", v("B")).unwrap();
+    let _c = r.with_metadata(meta("write")).register("c", v("C")).unwrap();
+    let q = || r.find().capability("browse");
+    assert_eq!(q().least_loaded().unwrap().unwrap().name, "a");
+    let _t = r.acquire("a").unwrap();
+    assert_eq!(q().least_loaded().unwrap().unwrap().name, "b");
+    let _t2 = r.acquire("b").unwrap();
+    let _t3 = r.acquire("b").unwrap();
+    assert_eq!(q().least_loaded().unwrap().unwrap().name, "a");
+    assert!(r.find().capability("none").least_loaded().unwrap().is_none());
+}

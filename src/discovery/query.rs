@@ -272,6 +272,19 @@ fn candidates<'g>(sources: &[Source<'_>], index: &'g Index, guard: &'g Guard) ->
 }
 
 impl<V: Clone + Send + Sync + 'static> Query<'_, V> {
+    /// The least loaded match ([`Registry::load`]: a pool member's leases, an agent's tasks
+    /// from [`Registry::acquire`]), ties broken by name: MARSYS's `get_least_loaded`, over any
+    /// query (`find().capability("browse").healthy().least_loaded()`). The limit applies to
+    /// the matches before the choice.
+    pub fn least_loaded(&self) -> Result<Option<Match<V>>, MetadataError> {
+        let matches = self.run()?;
+        Ok(matches
+            .into_iter()
+            .filter_map(|m| Some((self.registry.load(&m.name)?, m)))
+            .min_by(|(la, a), (lb, b)| la.cmp(lb).then_with(|| a.name.cmp(&b.name)))
+            .map(|(_, m)| m))
+    }
+
     /// Runs the query: the matching bindings, sorted by name, at most [`limit`](Self::limit).
     ///
     /// Refused with a [`MetadataError`] if a condition could match nothing because its text is
