@@ -40,6 +40,20 @@
 //!   events and starts a replacement under the same name for each one removed as expired or
 //!   critical. When the hung executor wakes up, its keepalive is refused and its guard cannot
 //!   unbind its replacement.
+//! - a **pool** of three browsers (`register_pool`: MARSYS's `AgentPool`, members `browser_0`
+//!   .. `browser_2`, all bound or none: a pool whose member name is taken binds nothing) is
+//!   leased per task: **dispatchers** (3 threads) wait for a browser with `acquire_async`
+//!   (woken by a release, on a small `block_on` of its own: no runtime) or `acquire_timeout`, and
+//!   **branchers** (2 threads) run multi-step branches, each step leasing for the branch's key
+//!   (`get_or_acquire` / `acquire_for`: MARSYS's `branch_id`) and getting the same browser,
+//!   or giving up on `Exhausted`. Each lease marks its browser held and panics if it already
+//!   was. Dispatchers also give each task to the least loaded **analyst** (`least_loaded`,
+//!   with tasks counted per binding by `Registry::acquire` on a single agent's name). At the
+//!   end the pool's statistics must add up with what its users counted (every lease
+//!   released, allocations == releases), every analyst's load is zero, a re-registered analyst
+//!   starts at zero, a cancelled wait leaves nothing behind, and the pool is removed while a
+//!   lease is out (the lease stays usable). Pool members carry no TTL or health: liveness is
+//!   the executors' part.
 //!
 //! `main` also waits for the coordinator's name (`wait_for`), wakes a supervisor blocked on
 //! `Registration::wait_evicted` by evicting its agent, and saves the registry with `snapshot`
@@ -51,14 +65,16 @@
 //! checks the final state and prints a summary.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, mpsc};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use genreg::{
-    Error, EventKind, Filter, HealthReport, HealthState, Metadata, Reason, Registration, Registry,
-    Tag, WatchError, Watcher,
+    Error, EventKind, Filter, HealthReport, HealthState, Kind, Lease, Metadata, Pool, PoolOptions,
+    PoolRegistration, PoolStats, Reason, Registration, Registry, Tag, WatchError, Watcher,
 };
 
 /// Well-known services: registered once by `main`, upgraded by clients, never removed.
@@ -709,6 +725,18 @@ struct Monitor {
     subscriptions: u64,
     /// Metadata updates (a draining worker).
     metadata_updates: u64,
+    /// Events of the pool's names, left out of the mirror: a snapshot (so a subscription)
+    /// leaves pools out, so their events would name bindings the mirror never listed.
+    pool_events: u64,
+}
+
+/// Whether `name` is one of the pool's names (`browser`, `browser_0` ..).
+fn is_pool_name(name: &str) -> bool {
+    name == POOL
+        || name
+            .strip_prefix("browser_")
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i < POOL_SIZE)
 }
 
 /// A snapshot at revision R and a watcher from R: the mirror starts from the snapshot.
@@ -738,6 +766,7 @@ fn monitor(registry: Agents, caught_up_to: &AtomicU64) -> Monitor {
     let mut watcher = subscribe(&registry, &mut m);
     loop {
         match watcher.next_timeout(Duration::from_millis(20)) {
+            Some(Ok(e)) if is_pool_name(e.name()) => m.pool_events += 1,
             Some(Ok(e)) => {
                 m.events += 1;
                 let current = m.mirror.get(e.name()).copied();
@@ -1174,6 +1203,414 @@ fn supervisor<'s>(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pools and load: a pool of browsers leased per task and per branch, analysts picked by load
+// ---------------------------------------------------------------------------------------------
+
+/// The pool (MARSYS's `AgentPool`): `browser`, with members `browser_0` .. `browser_2`.
+const POOL: &str = "browser";
+/// Its members, each exclusive (one lease at a time, MARSYS's default).
+const POOL_SIZE: usize = 3;
+/// Threads that lease a browser per task (`acquire_async`, now and then `acquire_timeout`).
+const DISPATCHERS: usize = 3;
+/// Threads that run multi-step branches, each step leasing for the branch's key
+/// (`get_or_acquire` / `acquire_for`: MARSYS's `branch_id`).
+const BRANCHERS: usize = 2;
+/// Single agents picked by their load (`least_loaded("analyst-")`): tasks on them are counted
+/// per binding (`Registry::acquire` on an agent's name).
+const ANALYSTS: usize = 3;
+/// How long a task holds its browser.
+const BROWSE_FOR: Duration = Duration::from_micros(100);
+
+/// What the pool's users share: who holds each member now (0: nobody), to check that no member
+/// is ever held by two leases at once, and the ids that mark a holder.
+struct Occupancy {
+    holder: [AtomicU64; POOL_SIZE],
+    next_id: AtomicU64,
+}
+
+impl Occupancy {
+    fn new() -> Occupancy {
+        Occupancy {
+            holder: std::array::from_fn(|_| AtomicU64::new(0)),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Marks member `i` as held by a new holder; panics if someone holds it already.
+    fn enter(&self, i: usize) -> u64 {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let before = self.holder[i].swap(id, Relaxed);
+        assert_eq!(before, 0, "{POOL}_{i} leased twice at once");
+        id
+    }
+
+    /// Member `i` is let go by `id` (before its lease drops: nobody else can hold it yet).
+    fn leave(&self, i: usize, id: u64) {
+        let before = self.holder[i].swap(0, Relaxed);
+        assert_eq!(before, id, "{POOL}_{i} changed hands while leased");
+    }
+}
+
+/// What the pool's users did.
+#[derive(Default)]
+struct PoolUse {
+    /// Leases that took a slot of their own: every one is an allocation in the pool's
+    /// statistics.
+    async_leases: u64,
+    blocking_leases: u64,
+    branch_leases: u64,
+    /// Leases for a key that already held a member (sharing its slot: not an allocation).
+    joined: u64,
+    /// Refused at once: every member busy (`Exhausted`), or none free within the timeout.
+    exhausted: u64,
+    timeouts: u64,
+    /// Tasks on single analysts, by analyst.
+    analyst_tasks: [u64; ANALYSTS],
+}
+
+impl PoolUse {
+    fn add(&mut self, o: &PoolUse) {
+        self.async_leases += o.async_leases;
+        self.blocking_leases += o.blocking_leases;
+        self.branch_leases += o.branch_leases;
+        self.joined += o.joined;
+        self.exhausted += o.exhausted;
+        self.timeouts += o.timeouts;
+        for (a, b) in self.analyst_tasks.iter_mut().zip(o.analyst_tasks) {
+            *a += b;
+        }
+    }
+
+    fn slots_taken(&self) -> u64 {
+        self.async_leases + self.blocking_leases + self.branch_leases
+    }
+}
+
+/// Runs a future to completion on this thread, parked between polls: the pool's `Acquire`
+/// needs no runtime, only a waker (here, one that unparks this thread when a release wakes
+/// it).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}
+
+/// Registers the analysts and the pool, after showing that a pool's registration is all or
+/// nothing. Called before the threads start.
+fn pool_setup(registry: &Agents) -> (PoolRegistration<Arc<Agent>>, Vec<Registration<Arc<Agent>>>) {
+    // All or nothing: `crawler_2` is taken by an agent, so a pool `crawler` of four cannot bind
+    // its members; nothing of it stays bound, the error names the collision, the four agents
+    // come back.
+    let squatter = registry
+        .register("crawler_2", Agent::new("squatter", 0))
+        .expect("a free name");
+    let refused = registry
+        .register_pool("crawler", (0..4).map(|_| Agent::new("crawler", 0)))
+        .expect_err("crawler_2 is taken");
+    let (error, members) = refused.into_parts();
+    assert!(
+        matches!(&error, Error::AlreadyRegistered { name, .. } if name.as_str() == "crawler_2"),
+        "{error}"
+    );
+    assert_eq!(members.len(), 4, "the members come back");
+    for name in ["crawler", "crawler_0", "crawler_1", "crawler_3"] {
+        assert!(!registry.contains(name), "{name} stayed bound");
+    }
+    drop((squatter, members));
+
+    // The pool: its name and `browser_0` .. `browser_2`, in the one namespace of agents.
+    let pool = registry
+        .register_pool_with(
+            POOL,
+            (0..POOL_SIZE).map(|_| Agent::new("browser", 0)),
+            PoolOptions::new().max_in_flight(1), // exclusive: the default, said aloud
+        )
+        .expect("free names");
+    // MARSYS's is_pool, get_pool, normalize, instance counts.
+    assert!(registry.is_pool(POOL) && !registry.is_pool("browser_1"));
+    assert!(registry.pool(POOL).is_some_and(|p| p.size() == POOL_SIZE));
+    assert_eq!(
+        registry.kind("browser_1"),
+        Some(Kind::Member {
+            pool: POOL.into(),
+            index: 1
+        })
+    );
+    assert_eq!(registry.normalize("browser_1"), POOL);
+    assert!(registry.same_logical("browser_0", POOL));
+    assert_eq!(registry.instance_count(POOL), POOL_SIZE);
+    assert_eq!(registry.available_count(POOL), POOL_SIZE);
+    // A member goes only with its pool; an agent cannot take a member's name.
+    assert!(matches!(
+        registry.unregister("browser_1"),
+        Err(Error::PoolMember { index: 1, .. })
+    ));
+    assert!(
+        registry
+            .register("browser_1", Agent::new("intruder", 0))
+            .is_err()
+    );
+
+    let analysts = (0..ANALYSTS)
+        .map(|i| {
+            registry
+                .register(&format!("analyst-{i}"), Agent::new("analyst", 0))
+                .expect("a free name")
+        })
+        .collect();
+    // MARSYS's all_with_pools: every name, and what it is.
+    let listing = registry.listing();
+    let kind_of = |name: &str| listing.iter().find(|(n, _)| n == name).map(|(_, k)| k);
+    assert_eq!(kind_of(POOL), Some(&Kind::Pool { members: POOL_SIZE }));
+    assert_eq!(kind_of("analyst-0"), Some(&Kind::Agent));
+    (pool, analysts)
+}
+
+/// A task on the least loaded analyst: a lease counted on its binding, so that the next
+/// `least_loaded` sees it. Held for as long as the caller keeps it.
+fn analyst_task(registry: &Agents, u: &mut PoolUse, s: &mut Stats) -> Lease<Arc<Agent>> {
+    let (name, _entry) = registry
+        .least_loaded("analyst-")
+        .expect("the analysts live for the whole run");
+    let task = registry
+        .acquire(&name)
+        .expect("a single agent takes any number of tasks");
+    s.ops += 2;
+    assert_eq!((task.pool(), task.name()), (None, name.as_str()));
+    assert!(
+        registry.load(&name).is_some_and(|l| l >= 1),
+        "{name}: the task counts"
+    );
+    let k: usize = name["analyst-".len()..].parse().expect("analyst-{k}");
+    u.analyst_tasks[k] += 1;
+    task
+}
+
+/// Holds a browser for a task: marks it held (panics if it already was), works, lets it go.
+fn browse(lease: Lease<Arc<Agent>>, occupancy: &Occupancy, task: u64, s: &mut Stats) {
+    let i = lease.index().expect("a pool's member");
+    let id = occupancy.enter(i);
+    assert_eq!(lease.pool(), Some(POOL));
+    lease.invoke(task);
+    s.invocations += 1;
+    thread::sleep(BROWSE_FOR);
+    occupancy.leave(i, id);
+    drop(lease); // released: wakes one waiter, if any
+}
+
+/// A dispatcher: each task takes the least loaded analyst, then waits for a browser (woken by
+/// a release, no polling), uses it and lets both go.
+fn dispatcher(
+    id: usize,
+    registry: Agents,
+    stop: &AtomicBool,
+    occupancy: &Occupancy,
+) -> (Stats, PoolUse) {
+    let (mut s, mut u) = (Stats::default(), PoolUse::default());
+    let pool = registry
+        .pool(POOL)
+        .expect("registered before the threads start");
+    let mut n = 0u64;
+    while !stop.load(Relaxed) {
+        n += 1;
+        let analysis = analyst_task(&registry, &mut u, &mut s);
+        let lease = if n % 8 == id as u64 {
+            // The blocking form, for threads without an executor: a timeout, then `Timeout`.
+            match pool.acquire_timeout(Duration::from_millis(100)) {
+                Ok(lease) => {
+                    u.blocking_leases += 1;
+                    lease
+                }
+                Err(Error::Timeout { .. }) => {
+                    u.timeouts += 1;
+                    continue;
+                }
+                Err(e) => panic!("acquire_timeout: {e}"),
+            }
+        } else {
+            let lease = block_on(pool.acquire_async()).expect("the pool outlives the run");
+            u.async_leases += 1;
+            lease
+        };
+        s.ops += 1;
+        browse(lease, occupancy, n, &mut s);
+        // The analyst's part of the task, browser let go (its task still counts on it).
+        thread::sleep(BROWSE_FOR);
+        analysis.invoke(n);
+        s.invocations += 1;
+        drop(analysis); // the analyst's task ends: its load goes down
+    }
+    (s, u)
+}
+
+/// A brancher: MARSYS's branches, each with a `branch_id`. A branch's first step leases a
+/// browser for its key (`get_or_acquire`, through the registry); its later steps lease for the
+/// same key (`acquire_for`) and get the same browser, sharing its slot. Never waits: a branch
+/// that finds every browser busy (`Exhausted`) gives up and the next one tries.
+fn brancher(
+    id: usize,
+    registry: Agents,
+    stop: &AtomicBool,
+    occupancy: &Occupancy,
+) -> (Stats, PoolUse) {
+    let (mut s, mut u) = (Stats::default(), PoolUse::default());
+    let pool = registry
+        .pool(POOL)
+        .expect("registered before the threads start");
+    let mut n = 0u64;
+    while !stop.load(Relaxed) {
+        n += 1;
+        let key = format!("branch-{id}-{n}");
+        let first = match registry.get_or_acquire(POOL, &key) {
+            Ok(lease) => lease,
+            Err(Error::Exhausted { pool, total, .. }) => {
+                assert_eq!((pool.as_str(), total), (POOL, POOL_SIZE));
+                u.exhausted += 1;
+                thread::sleep(BROWSE_FOR);
+                continue;
+            }
+            Err(e) => panic!("get_or_acquire: {e}"),
+        };
+        s.ops += 1;
+        u.branch_leases += 1;
+        assert_eq!(first.key(), Some(key.as_str()));
+        assert_eq!(registry.normalize(first.name()), POOL);
+        let i = first.index().expect("a pool's member");
+        let holder = occupancy.enter(i);
+        for step in 1..3 {
+            let again = pool.acquire_for(&key).expect("the key holds its browser");
+            s.ops += 1;
+            u.joined += 1;
+            assert_eq!(again.index(), Some(i), "a branch keeps its browser");
+            again.invoke(n * 4 + step);
+            s.invocations += 1;
+            thread::sleep(BROWSE_FOR / 2);
+        }
+        occupancy.leave(i, holder);
+        drop(first); // the key's last lease: the browser is free again
+    }
+    (s, u)
+}
+
+/// What `pool_finale` found, for the summary.
+struct PoolReport {
+    stats: PoolStats,
+    /// How many tasks the re-registered analyst's old binding still had when it was replaced
+    /// (its successor started at zero).
+    inherited: usize,
+}
+
+/// After the run: the pool's statistics add up with what its users counted; every lease was
+/// released, every analyst's load is back to zero. Then a cancelled wait, a re-registered
+/// analyst starting at zero load, and the pool removed while a lease is out.
+fn pool_finale(
+    registry: &Agents,
+    pool: PoolRegistration<Arc<Agent>>,
+    mut analysts: Vec<Registration<Arc<Agent>>>,
+    used: &PoolUse,
+) -> PoolReport {
+    let stats = pool.stats();
+    assert_eq!(stats.in_use, 0, "every lease was released");
+    assert!(stats.holders.is_empty(), "nobody holds a browser");
+    assert_eq!((stats.waiting, stats.available), (0, POOL_SIZE));
+    assert_eq!(
+        stats.allocations, stats.releases,
+        "each allocation released once"
+    );
+    assert_eq!(
+        stats.allocations,
+        used.slots_taken(),
+        "the pool counted every lease its users took, and no joined one"
+    );
+    assert!(stats.peak <= POOL_SIZE, "never more leases than members");
+    for i in 0..ANALYSTS {
+        assert_eq!(
+            registry.load(&format!("analyst-{i}")),
+            Some(0),
+            "every task ended"
+        );
+    }
+
+    // Task load belongs to the binding, not the name (MARSYS keys it by name): an analyst
+    // re-registered while a task of the old one runs starts at zero, and the old task's end
+    // does not touch it.
+    let old_task = registry.acquire("analyst-0").expect("bound");
+    let inherited = registry.load("analyst-0").expect("bound");
+    drop(analysts.remove(0));
+    let again = registry
+        .register("analyst-0", Agent::new("analyst", 1))
+        .expect("the name is free again");
+    assert_eq!(registry.load("analyst-0"), Some(0));
+    drop(old_task);
+    assert_eq!(registry.load("analyst-0"), Some(0));
+    drop((again, analysts));
+
+    // Every browser leased: the next acquire is refused at once, with the count.
+    let all: Vec<_> = (0..POOL_SIZE)
+        .map(|_| pool.acquire().expect("free"))
+        .collect();
+    assert_eq!(
+        pool.acquire().map(|_| ()),
+        Err(Error::Exhausted {
+            pool: POOL.into(),
+            total: POOL_SIZE,
+            in_use: POOL_SIZE
+        })
+    );
+    // A waiter cancelled mid-wait (a timeout elsewhere dropping the future) leaves nothing
+    // behind: it stops counting as waiting, and every slot is leased again after.
+    let mut wait = Box::pin(pool.acquire_async());
+    let waker = Waker::from(Arc::new(NoWake));
+    assert!(
+        wait.as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    assert_eq!(pool.stats().waiting, 1);
+    drop(wait);
+    assert_eq!(pool.stats().waiting, 0);
+    drop(all);
+
+    // A snapshot leaves the pool out (a pool is runtime structure: registered again after a
+    // restore).
+    let saved = registry.snapshot().expect("nothing pinned here");
+    assert!(saved.entries().iter().all(|e| !e.name.starts_with(POOL)));
+
+    // The pool removed while a lease is out: nothing more is leased, members read as nothing,
+    // the lease stays usable and its release is harmless.
+    let handle: Pool<Arc<Agent>> = (*pool).clone();
+    let lease = handle.acquire().expect("free");
+    drop(pool); // the guard removes the pool's name and every member
+    assert!(!handle.is_open() && registry.kind(POOL).is_none());
+    assert!(registry.get("browser_0").is_none());
+    assert!(matches!(handle.acquire(), Err(Error::NotFound { .. })));
+    assert_eq!(lease.role, "browser");
+    drop(lease);
+    let end = handle.stats();
+    assert_eq!((end.in_use, end.allocations - end.releases), (0, 0));
+    PoolReport { stats, inherited }
+}
+
+/// A waker that does nothing: for a future polled once, by hand.
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+// ---------------------------------------------------------------------------------------------
 // main: start everything, run, check the final state, print the summary
 // ---------------------------------------------------------------------------------------------
 
@@ -1319,6 +1756,11 @@ fn main() {
     let upgrades: Vec<AtomicU64> = SERVICES.iter().map(|_| AtomicU64::new(0)).collect();
     let first_service_tag = registry.tag_of(SERVICES[0]).expect("bound");
     let caught_up_to = AtomicU64::new(u64::MAX);
+    // The browsers' pool and the analysts, before any thread starts.
+    let (pool, analysts) = pool_setup(&registry);
+    let occupancy = Occupancy::new();
+    let mut pool_use = PoolUse::default();
+    let mut pool_report = None;
 
     let stop = AtomicBool::new(false);
     let started = Instant::now();
@@ -1330,6 +1772,7 @@ fn main() {
     let mut probes = Probes::default();
     thread::scope(|scope| {
         let (stop, upgrades, caught_up_to, fleet) = (&stop, &upgrades, &caught_up_to, &fleet);
+        let occupancy = &occupancy;
         let r = registry.clone();
         let monitor_thread = scope.spawn(move || monitor(r, caught_up_to));
         // If a thread panics (a broken invariant), the monitor must stop too, or the scope
@@ -1355,6 +1798,15 @@ fn main() {
         }
         let r = registry.clone();
         threads.push(scope.spawn(move || coordinator(r, stop)));
+        let mut pool_threads = Vec::new();
+        for id in 0..DISPATCHERS {
+            let r = registry.clone();
+            pool_threads.push(scope.spawn(move || dispatcher(id, r, stop, occupancy)));
+        }
+        for id in 0..BRANCHERS {
+            let r = registry.clone();
+            pool_threads.push(scope.spawn(move || brancher(id, r, stop, occupancy)));
+        }
         let r = registry.clone();
         let supervisor_thread = scope.spawn(move || supervisor(scope, r, stop, fleet));
         let r = registry.clone();
@@ -1386,6 +1838,12 @@ fn main() {
         probes = prober_thread
             .join()
             .expect("the prober found a broken invariant");
+        for t in pool_threads {
+            let (s, u) = t.join().expect("a pool user found a broken invariant");
+            total.add(&s);
+            pool_use.add(&u);
+        }
+        pool_report = Some(pool_finale(&registry, pool, analysts, &pool_use));
         // The writers are done: the monitor catches up with the last revision, then stops.
         registry.purge_dead();
         caught_up_to.store(registry.revision().as_raw(), Relaxed);
@@ -1427,8 +1885,9 @@ fn main() {
     };
     println!(
         "genreg orchestrator: {elapsed:.1} s, {} threads on {} cores",
-        // workers, clients, coordinator, monitor, supervisor, prober, reaper, executors
-        WORKER_THREADS + CLIENT_THREADS + 5 + EXECUTORS,
+        // workers, clients, coordinator, monitor, supervisor, prober, reaper, executors, and
+        // the pool's users
+        WORKER_THREADS + CLIENT_THREADS + 5 + EXECUTORS + DISPATCHERS + BRANCHERS,
         thread::available_parallelism().map_or(1, |n| n.get())
     );
     let t = &total;
@@ -1605,6 +2064,40 @@ fn main() {
         CRITICAL_AFTER.as_millis()
     );
     row("critical, then replaced", removed_critical as u64, &how);
+
+    // The pool: its statistics (MARSYS's get_statistics) agree with what its users counted.
+    let PoolReport {
+        stats: ps,
+        inherited,
+    } = pool_report.expect("the finale ran");
+    let u = &pool_use;
+    let how = format!(
+        "of {POOL}'s {} exclusive members: {} async, {} blocking, {} by branch key (+{} joined); \
+         all released",
+        ps.total, u.async_leases, u.blocking_leases, u.branch_leases, u.joined
+    );
+    row("pool leases allocated", ps.allocations, &how);
+    let how = format!(
+        "waited for a release (average over all {} µs); peak {} of {}; {} branches found it \
+         exhausted, {} timed out",
+        ps.average_wait.as_micros(),
+        ps.peak,
+        ps.total,
+        u.exhausted,
+        u.timeouts
+    );
+    row("pool waits", ps.waited, &how);
+    let how = format!(
+        "tasks on analysts picked by least_loaded: {:?}; a re-registered one started at 0 \
+         (its old binding had {inherited})",
+        u.analyst_tasks
+    );
+    row("task leases by load", u.analyst_tasks.iter().sum(), &how);
+    row(
+        "pool events (not mirrored)",
+        w.pool_events,
+        "a snapshot leaves pools out; removed while leased: lease usable, release harmless",
+    );
     let woke = eviction_notice(&registry);
     row(
         "evicted -> supervisor woken",

@@ -339,6 +339,83 @@
 //! TTL and health are kinds of liveness next to weak bindings: one check decides whether a read
 //! sees a binding. Snapshots do not carry them: a restored entry has no TTL and no health.
 //!
+//! # Pools and load
+//! [`Registry::register_pool`]`(name, members)` (MARSYS's `AgentPool`; options through
+//! [`register_pool_with`](Registry::register_pool_with) and [`PoolOptions`]) binds `name` and
+//! its members' names `{name}_0`, `{name}_1`, ... in the registry's one namespace, each an
+//! ordinary binding (events, the bound, the walks see them), and returns a
+//! [`PoolRegistration`] guard that dereferences to the [`Pool`] and removes the pool when
+//! dropped (unless [`detach`](PoolRegistration::detach)ed). The promises:
+//! - **All or nothing.** If any name is taken (by an agent, a pool or a member) or invalid,
+//!   the names bound so far are unbound before the call returns, the error names the refused
+//!   name, and the values are handed back ([`Rejected::into_parts`]). Readers never see a
+//!   member's value before every name is bound (watchers do see the names come and go, reason
+//!   [`Reason::PoolRemoved`]).
+//! - **One namespace, one owner.** A member cannot be unregistered or replaced alone
+//!   ([`Error::PoolMember`]), nor the pool's name ([`Error::IsPool`]: it reads as no value);
+//!   [`unregister_pool`](Registry::unregister_pool) of something else is
+//!   [`Error::NotAPool`]. Members carry no TTL or health record (health calls on them are
+//!   refused with [`Error::PoolMember`]). [`Registry::kind`] says what a name is ([`Kind`]),
+//!   and [`is_pool`](Registry::is_pool), [`pool`](Registry::pool),
+//!   [`listing`](Registry::listing), [`normalize`](Registry::normalize),
+//!   [`same_logical`](Registry::same_logical), [`instance_count`](Registry::instance_count)
+//!   and [`available_count`](Registry::available_count) are MARSYS's `is_pool`, `get_pool`,
+//!   `all_with_pools`, `normalize` and counts.
+//! - **Leases chosen lock-free by load.** [`Pool::acquire`] reads the members' loads (every
+//!   member's for [`Selection::LeastLoaded`], the default, ties from a random start; two random
+//!   members' for [`Selection::PowerOfTwo`], then every member's if both are full) and claims a
+//!   free slot with one compare-and-swap, repeated only when another acquirer took that slot
+//!   first. A member has [`max_in_flight`](PoolOptions::max_in_flight) slots, one busy bit each:
+//!   1 by default (**exclusive**, as MARSYS), at most [`pool::MAX_IN_FLIGHT`]; it is never held
+//!   by more leases than that, and every release frees exactly the slot its lease claimed. When
+//!   every member is seen full: [`Error::Exhausted`]` { pool, total, in_use }` (`total` counts
+//!   slots), at once. A [`Lease`] dereferences to the value, names what it holds
+//!   ([`name`](Lease::name), [`tag`](Lease::tag), [`pool`](Lease::pool),
+//!   [`index`](Lease::index), [`key`](Lease::key)) and releases on drop.
+//! - **Keyed holds.** [`Pool::acquire_for`]`(key)` and [`Registry::get_or_acquire`] (MARSYS's
+//!   `branch_id`) return the member the key holds, sharing its slot, else a new one as
+//!   `acquire` picks it; the slot is freed when the key's last lease drops. They never wait.
+//! - **Waits woken by releases.** [`Pool::acquire_async`] is a future ([`pool::Acquire`]) on any
+//!   runtime or none; [`Pool::acquire_timeout`] blocks a thread; `Pool::acquire_within` (feature
+//!   `tokio`) is MARSYS's `acquire_instance_async(timeout)`. None polls: a release wakes one
+//!   waiter per freed slot (no herd), after a handshake that cannot lose a wake-up. Waiters are
+//!   woken in the order they started waiting, but a freed slot is not handed to the woken
+//!   waiter: an acquire that did not wait may take it first, and the woken waiter then waits
+//!   again, behind those already waiting (so service is not strictly first come, first
+//!   served). A timeout ends in [`Error::Timeout`]; a pool removed meanwhile wakes every waiter
+//!   with [`Error::NotFound`].
+//! - **Cancellation is safe.** Dropping an [`Acquire`](pool::Acquire) at any point never leaves
+//!   a slot taken, and a wake it received but did not use passes to the next waiter.
+//! - **Statistics** ([`Pool::stats`], MARSYS's `get_statistics`): [`PoolStats`] with `total`,
+//!   `max_in_flight`, `available`, `in_use` (MARSYS's `allocated`), `allocations`,
+//!   `releases`, `peak`, `waited` (acquisitions that waited), `average_wait` (over every
+//!   allocation, those that did not wait counting zero), `waiting`, and `holders` (member,
+//!   key, time held by the registry's clock). The counters are read one by one while leases
+//!   come and go: they add up at quiescence (then `allocations == releases + in_use`).
+//!   [`Pool::reset_stats`] zeroes them (the peak to the leases out); leases out are untouched
+//!   and their releases are counted after the reset.
+//! - **Removal while leased.** [`unregister_pool`](Registry::unregister_pool), the guard's drop,
+//!   [`unregister_pool_if_same`](Registry::unregister_pool_if_same) (by tag: never a pool
+//!   registered later under the name) or [`clear`](Registry::clear) unbind the pool's name
+//!   first: that commit closes the pool (nothing more is leased, members read as no value,
+//!   waiters wake), then each member goes (reason [`Reason::PoolRemoved`]). Leases out stay
+//!   usable, and their release is harmless; a pool registered again under the name is a new
+//!   pool, untouched by the old one's leases.
+//! - **Load on single agents.** [`Registry::acquire`] on an agent's name returns a [`Lease`]
+//!   that counts a task on the agent's binding (no limit; it never waits);
+//!   [`load`](Registry::load), [`available_count`](Registry::available_count) (an agent with a
+//!   task counts as unavailable, unlike MARSYS) and [`least_loaded`](Registry::least_loaded)
+//!   (MARSYS's `get_least_loaded(prefix)`; ties to the first name; a pool's own name is left
+//!   out, its members are candidates by their leases) read it. The count lives in the binding
+//!   (keyed by its tag), not under the name: a name bound again starts at zero, and the old
+//!   binding's tasks ending later do not touch it (MARSYS keys load by name, so a new agent
+//!   inherits a dead one's). Picking with `least_loaded` then calling `acquire` is two steps:
+//!   another caller may pick the same agent in between.
+//! - **Snapshots leave pools out** (a pool is runtime structure: register it again after a
+//!   [`restore`](Registry::restore)). The same goes for [`subscribe`](Registry::subscribe)'s
+//!   snapshot, while its watcher delivers the pool's events: a mirror built from it should skip
+//!   the pool's names.
+//!
 //! # What it does not do
 //! - No atomic multi-name transactions; `clear` is not a snapshot.
 //! - Capacity never shrinks: memory is bounded by the peak live set, not the current one.
