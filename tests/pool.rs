@@ -512,9 +512,18 @@ async fn a_cancelled_waiter_passes_its_wake_on_and_every_member_ends_free() {
 fn least_loaded_runs_over_any_discovery_query() {
     let r = registry();
     let meta = |cap: &str| genreg::Metadata::builder().capability(cap).build().unwrap();
-    let _a = r.with_metadata(meta("browse")).register("a", v("A")).unwrap();
-    let _b = r.with_metadata(meta("browse")).register("b", v("B")).unwrap();
-    let _c = r.with_metadata(meta("write")).register("c", v("C")).unwrap();
+    let _a = r
+        .with_metadata(meta("browse"))
+        .register("a", v("A"))
+        .unwrap();
+    let _b = r
+        .with_metadata(meta("browse"))
+        .register("b", v("B"))
+        .unwrap();
+    let _c = r
+        .with_metadata(meta("write"))
+        .register("c", v("C"))
+        .unwrap();
     let q = || r.find().capability("browse");
     assert_eq!(q().least_loaded().unwrap().unwrap().name, "a");
     let _t = r.acquire("a").unwrap();
@@ -522,5 +531,42 @@ fn least_loaded_runs_over_any_discovery_query() {
     let _t2 = r.acquire("b").unwrap();
     let _t3 = r.acquire("b").unwrap();
     assert_eq!(q().least_loaded().unwrap().unwrap().name, "a");
-    assert!(r.find().capability("none").least_loaded().unwrap().is_none());
+    assert!(
+        r.find()
+            .capability("none")
+            .least_loaded()
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(miri, ignore)] // a tokio runtime under Miri: slow, and tokio is not what is tested
+async fn a_keyed_waiter_gets_its_keys_member_at_once_or_the_next_freed_slot() {
+    let r = registry();
+    let pool = r.register_pool("P", browsers(2)).unwrap().detach();
+    let mine = pool.acquire_for("branch").unwrap();
+    let other = pool.acquire().unwrap();
+    // The key holds a member: at once, the same one.
+    let again = pool.acquire_for_async("branch").await.unwrap();
+    assert_eq!(again.index(), mine.index());
+    // A key holding none waits for a release.
+    let p = pool.clone();
+    let waiter = tokio::spawn(async move {
+        p.acquire_for_async("late")
+            .await
+            .map(|l| (l.index(), l.key().map(str::to_owned)))
+    });
+    while pool.stats().waiting == 0 {
+        tokio::task::yield_now().await;
+    }
+    let freed = other.index();
+    drop(other);
+    assert_eq!(waiter.await.unwrap(), Ok((freed, Some("late".to_owned()))));
+    assert!(matches!(
+        pool.acquire_for_async("").await,
+        Err(Error::InvalidName { .. })
+    ));
+    drop((mine, again));
+    assert_eq!(pool.in_use(), 0);
 }

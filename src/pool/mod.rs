@@ -8,7 +8,7 @@
 //! # How a pool lives in the table
 //!
 //! Every name of a pool is an ordinary binding whose value comes from the pool rather than
-//! from the node (the same seam as a weak binding's: `Stored::Weak` with a [`PoolTie`]): the
+//! from the node (the same seam as a weak binding's: `Stored::Weak` with a `PoolTie`): the
 //! pool's name reads as no value, a member's name reads as the member's value while the pool is
 //! open. So every read, the event log, the bound, migrations and the index treat them like
 //! any binding; the facade's writers refuse to remove or replace them one by one; and the one
@@ -350,6 +350,13 @@ impl<V> Pool<V> {
     /// which waiters are served and what cancelling does. Runtime-agnostic.
     pub fn acquire_async(&self) -> Acquire<V> {
         Acquire::new(Arc::clone(&self.core))
+    }
+
+    /// Waits for a lease for `key` (MARSYS's `acquire_instance_async(branch_id)`): the member
+    /// `key` holds already, at once, if it holds one; else the first slot a release frees,
+    /// as [`acquire_async`](Self::acquire_async) waits for it.
+    pub fn acquire_for_async(&self, key: &str) -> Acquire<V> {
+        Acquire::keyed(Arc::clone(&self.core), key)
     }
 
     /// Blocks the thread until a lease is free (woken by a release, no polling), or `timeout`

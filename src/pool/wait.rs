@@ -17,8 +17,9 @@ use crate::error::Error;
 /// A wait for a slot of a pool: from [`Pool::acquire_async`](super::Pool::acquire_async).
 ///
 /// Resolves to a [`Lease`] as soon as a slot is free, or to [`Error::NotFound`] if the pool is
-/// removed meanwhile. It needs no runtime (wrap it in your runtime's timeout, or use
-/// [`Pool::acquire_within`](super::Pool::acquire_within) with the `tokio` feature).
+/// removed meanwhile (or, for a key that breaks the rules for names, at once to
+/// [`Error::InvalidName`]). It needs no runtime: wrap it in your runtime's timeout, or use
+/// `Pool::acquire_within` (the `tokio` feature).
 ///
 /// **Order.** Waiters are woken in the order they started waiting, one per freed slot. A woken
 /// waiter takes a free slot; an acquire that did not wait may take a freed slot first (there is
@@ -29,6 +30,8 @@ use crate::error::Error;
 #[must_use = "a future does nothing unless polled"]
 pub struct Acquire<V> {
     core: Arc<PoolCore<V>>,
+    /// The key it acquires for ([`Pool::acquire_for_async`](super::Pool::acquire_for_async)).
+    key: Option<Box<str>>,
     listener: Option<EventListener>,
     /// Counted in the pool's waiters, since this clock reading (nanoseconds).
     waiting: Option<u64>,
@@ -38,30 +41,44 @@ impl<V> Acquire<V> {
     pub(crate) fn new(core: Arc<PoolCore<V>>) -> Acquire<V> {
         Acquire {
             core,
+            key: None,
             listener: None,
             waiting: None,
         }
     }
 
+    pub(crate) fn keyed(core: Arc<PoolCore<V>>, key: &str) -> Acquire<V> {
+        let mut wait = Acquire::new(core);
+        wait.key = Some(key.into());
+        wait
+    }
+
     /// One look for a slot: `Ready` with a lease or an error, `Pending` if every member is
     /// full.
     fn attempt(&mut self) -> Poll<Result<Lease<V>, Error>> {
-        match self.core.take() {
-            Ok((member, bit)) => {
-                // A wake this listener got and did not use goes on to the next waiter.
-                self.listener = None;
-                self.done();
-                Poll::Ready(Ok(Lease::slot(Arc::clone(&self.core), member, bit, None)))
-            }
-            Err(NoSlot::Closed) => {
-                self.listener = None;
-                self.done();
-                Poll::Ready(Err(Error::NotFound {
-                    name: (*self.core.name).into(),
-                }))
-            }
-            Err(NoSlot::Full) => Poll::Pending,
-        }
+        let taken = match &self.key {
+            None => self
+                .core
+                .take()
+                .map(|(member, bit)| Lease::slot(Arc::clone(&self.core), member, bit, None))
+                .map_err(Ok),
+            Some(key) => self.core.acquire_for(key).map(|hold| {
+                let (member, bit) = (hold.member, hold.bit);
+                Lease::slot(Arc::clone(&self.core), member, bit, Some(hold))
+            }),
+        };
+        let out = match taken {
+            Ok(lease) => Ok(lease),
+            Err(Ok(NoSlot::Full)) => return Poll::Pending,
+            Err(Ok(NoSlot::Closed)) => Err(Error::NotFound {
+                name: (*self.core.name).into(),
+            }),
+            Err(Err(e)) => Err(e),
+        };
+        // A wake this listener got and did not use goes on to the next waiter.
+        self.listener = None;
+        self.done();
+        Poll::Ready(out)
     }
 
     /// No longer waiting: leaves the waiters, records how long it waited.
