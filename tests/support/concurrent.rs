@@ -798,6 +798,17 @@ impl Worker {
                 }
             }
             Op::Pinned { .. } => unreachable!("handled by apply"),
+            // Pools and leases are checked by the sequential model (`sequential.rs`); their
+            // names would make the refusals this check derives from agents' tags ambiguous.
+            Op::RegisterPool { .. }
+            | Op::UnregisterPool { .. }
+            | Op::PoolGuard { .. }
+            | Op::Acquire { .. }
+            | Op::RegistryAcquire { .. }
+            | Op::DropLease { .. }
+            | Op::PoolRead { .. }
+            | Op::PoolStats { .. }
+            | Op::NameCall { .. } => {}
         }
     }
 

@@ -631,6 +631,172 @@ pub enum Op {
         hold: bool,
         ops: Vec<PinnedOp>,
     },
+    /// `register_pool` / `register_pool_with` (see [`PoolSpec`]).
+    RegisterPool {
+        name: PoolNameSel,
+        spec: PoolSpec,
+    },
+    /// `unregister_pool(name)`, or with a tag `unregister_pool_if_same(name, tag)` (the tag
+    /// from the pools' tags seen, so often stale).
+    UnregisterPool {
+        name: AnyNameSel,
+        tag: Option<PoolTagSel>,
+    },
+    /// A held `PoolRegistration`: drop it, `unregister()` it, or `detach()` it.
+    PoolGuard {
+        guard: u8,
+        how: u8,
+    },
+    /// A lease from a pool handle (every pool ever registered, open or removed).
+    Acquire {
+        pool: u8,
+        how: AcquireSel,
+    },
+    /// `Registry::acquire(name)` or (with a key) `get_or_acquire(name, key)`: a pool, a member
+    /// or an agent (a task lease).
+    RegistryAcquire {
+        name: AnyNameSel,
+        key: Option<KeySel>,
+    },
+    /// Drops held lease `lease`.
+    DropLease {
+        lease: u8,
+    },
+    /// The pool reads of a name: `kind`, `is_pool`, `pool`, `normalize`, `same_logical`,
+    /// `instance_count`, `available_count`, `load`, `tag_of`; and `listing`, `least_loaded`.
+    PoolRead {
+        name: AnyNameSel,
+        other: AnyNameSel,
+        prefix: u8,
+    },
+    /// `Pool::stats` of a pool handle, then with `reset`, `reset_stats`.
+    PoolStats {
+        pool: u8,
+        reset: bool,
+    },
+    /// An agent's write or read on a name that may be a pool's or a member's: refused with
+    /// `IsPool` / `PoolMember` where the contract says so.
+    NameCall {
+        name: AnyNameSel,
+        tag: TagSel,
+        what: u8,
+    },
+}
+
+/// The name a pool is registered under: agents' names (`a`, `b`), pools' (`p`, `q`), a
+/// member's (`p_0`, `a_1`: a pool inside a pool's name space), a name whose members are too
+/// long, an invalid one.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct PoolNameSel(pub u8);
+
+impl PoolNameSel {
+    pub fn get(self) -> String {
+        match self.0 % 16 {
+            0..=3 => "p".to_owned(),
+            4 | 5 => "q".to_owned(),
+            6 | 7 => "a".to_owned(),
+            8 => "b".to_owned(),
+            9 => "p_0".to_owned(),
+            10 => "a_1".to_owned(),
+            11 => "q_2".to_owned(),
+            12 => "p_1".to_owned(),
+            // Valid, but `{name}_0` is one byte too long: refused at the first member.
+            13 => "x".repeat(MAX_NAME_LEN - 1),
+            14 => String::new(),
+            _ => "p".to_owned(),
+        }
+    }
+}
+
+/// Any name an op may meet: agents, pools, members (of every pool name above), nested ones.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct AnyNameSel(pub u8);
+
+pub const ANY_NAMES: [&str; 16] = [
+    "p", "p_0", "p_1", "p_2", "p_3", "q", "q_0", "q_1", "q_2", "a", "a_0", "a_1", "b", "b_0",
+    "p_0_0", "a_1_0",
+];
+
+impl AnyNameSel {
+    pub fn get(self) -> String {
+        if self.0 < 248 {
+            ANY_NAMES[usize::from(self.0) % ANY_NAMES.len()].to_owned()
+        } else {
+            edge_name(self.0)
+        }
+    }
+}
+
+/// A pool's shape: 1 to 4 members (sometimes none: refused), `max_in_flight` 1 to 3
+/// (sometimes 0 or 65: refused), the selection, and whether the guard is kept or detached.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct PoolSpec {
+    pub size: u8,
+    pub max: u8,
+    pub power_of_two: bool,
+    /// Keep the `PoolRegistration` guard (else `detach()` it at once).
+    pub guard: bool,
+    /// `register_pool` (default options) instead of `register_pool_with`.
+    pub plain: bool,
+}
+
+impl PoolSpec {
+    pub fn size(self) -> usize {
+        if self.size % 32 == 31 {
+            0
+        } else {
+            1 + usize::from(self.size % 4)
+        }
+    }
+
+    pub fn max_in_flight(self) -> usize {
+        if self.plain {
+            return 1;
+        }
+        match self.max % 32 {
+            31 => 0,
+            30 => genreg::pool::MAX_IN_FLIGHT + 1,
+            m => 1 + usize::from(m % 3),
+        }
+    }
+
+    pub fn power_of_two(self) -> bool {
+        self.power_of_two && !self.plain
+    }
+}
+
+/// A pool tag for `unregister_pool_if_same`: one of the pools' tags seen (the current one or a
+/// stale one), or a made-up one.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum PoolTagSel {
+    Seen(u8),
+    Forged(u64),
+}
+
+/// A key for `acquire_for` / `get_or_acquire`: three valid keys and an invalid one.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct KeySel(pub u8);
+
+impl KeySel {
+    pub fn get(self) -> &'static str {
+        match self.0 % 16 {
+            0..=5 => "k1",
+            6..=10 => "k2",
+            11..=14 => "k3",
+            _ => "",
+        }
+    }
+}
+
+/// How a pool handle is asked for a lease.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum AcquireSel {
+    /// `acquire()`.
+    Any,
+    /// `acquire_member(i)` (`i` up to 4: sometimes past the last member).
+    Member(u8),
+    /// `acquire_for(key)`.
+    Key(KeySel),
 }
 
 /// An operation inside [`Op::Pinned`].
@@ -793,6 +959,11 @@ pub struct EventMirror {
     pub state: std::collections::BTreeMap<String, (Tag, Option<u64>)>,
     last: genreg::Revision,
     pub events: usize,
+    /// `MetadataUpdated` events that carry no metadata, as `(name, tag)`: the first task on an
+    /// agent (`Registry::acquire`) publishes one (a known bug, pinned by
+    /// `tests/model.rs::a_task_publishes_no_metadata_event`). The sequential harness takes
+    /// those it expects; any other fails `check_with`.
+    pub bare_updates: Vec<(String, Tag)>,
 }
 
 impl EventMirror {
@@ -806,6 +977,7 @@ impl EventMirror {
             state: Default::default(),
             last: genreg::Revision::ZERO,
             events: 0,
+            bare_updates: Vec::new(),
         })
     }
 
@@ -842,7 +1014,9 @@ impl EventMirror {
                 }
                 EventKind::MetadataUpdated { tag } => {
                     assert_eq!(current, Some(*tag), "{e:?}: updated another binding");
-                    assert!(e.metadata().is_some(), "{e:?}: an update without metadata");
+                    if e.metadata().is_none() {
+                        self.bare_updates.push((name, *tag));
+                    }
                 }
                 other => panic!("unknown event kind {other:?}"),
             }
@@ -865,6 +1039,11 @@ impl EventMirror {
         invisible: &dyn Fn(&Tag) -> bool,
     ) {
         self.catch_up();
+        assert!(
+            self.bare_updates.is_empty(),
+            "metadata updates without metadata: {:?}",
+            self.bare_updates
+        );
         for (name, (tag, value)) in visible {
             match self.state.get(name) {
                 Some((t, v)) => {

@@ -26,14 +26,118 @@ pub enum MVal {
         owner: u64,
         value: u64,
     },
+    /// A pool's own name (it reads as no value): `Model::pools[pool]`.
+    PoolName {
+        pool: usize,
+    },
+    /// Member `index` of `Model::pools[pool]`, whose value number is `value`.
+    Member {
+        pool: usize,
+        index: usize,
+        value: u64,
+    },
 }
 
 impl MVal {
+    /// The value number (0 for a pool's name, which has none: see `Model::readable`).
     pub fn value(self) -> u64 {
         match self {
-            MVal::Strong(v) | MVal::Weak { value: v, .. } => v,
+            MVal::Strong(v) | MVal::Weak { value: v, .. } | MVal::Member { value: v, .. } => v,
+            MVal::PoolName { .. } => 0,
         }
     }
+
+    pub fn is_pooled(self) -> bool {
+        matches!(self, MVal::PoolName { .. } | MVal::Member { .. })
+    }
+}
+
+/// A pool as the model keeps it (every pool ever registered, by its index; removed ones stay,
+/// closed, while their leases come back).
+#[derive(Clone, Debug)]
+pub struct MPool {
+    pub name: String,
+    pub tag: Tag,
+    /// Per member: name, tag, value number.
+    pub members: Vec<(String, Tag, u64)>,
+    pub max: usize,
+    pub power_of_two: bool,
+    pub open: bool,
+    /// Per member: the busy slots (a lease takes the lowest free one).
+    pub bits: Vec<u64>,
+    /// Per member and slot: when it was taken (nanoseconds).
+    pub since: Vec<Vec<u64>>,
+    /// Keyed holds: key -> (member, slot, leases sharing it).
+    pub keys: BTreeMap<String, (usize, u32, usize)>,
+    pub allocations: u64,
+    pub releases: u64,
+    pub peak: usize,
+}
+
+impl MPool {
+    pub fn load(&self, i: usize) -> usize {
+        self.bits[i].count_ones() as usize
+    }
+
+    pub fn in_use(&self) -> usize {
+        (0..self.members.len()).map(|i| self.load(i)).sum()
+    }
+
+    pub fn available(&self) -> usize {
+        (0..self.members.len())
+            .filter(|&i| self.load(i) < self.max)
+            .count()
+    }
+
+    pub fn full(&self) -> bool {
+        self.available() == 0
+    }
+
+    pub fn exhausted(&self) -> Error {
+        Error::Exhausted {
+            pool: self.name.as_str().into(),
+            total: self.members.len() * self.max,
+            in_use: self.in_use(),
+        }
+    }
+
+    /// Takes the lowest free slot of member `i` at `now`; returns the slot.
+    pub fn take(&mut self, i: usize, now: u64) -> u32 {
+        let bit = (!self.bits[i]).trailing_zeros();
+        assert!(
+            (bit as usize) < self.max,
+            "member {i} of {:?} is full",
+            self.name
+        );
+        self.bits[i] |= 1 << bit;
+        self.since[i][bit as usize] = now;
+        self.allocations += 1;
+        self.peak = self.peak.max(self.in_use());
+        bit
+    }
+
+    pub fn release(&mut self, i: usize, bit: u32) {
+        assert!(
+            self.bits[i] & (1 << bit) != 0,
+            "slot {bit} of member {i} not held"
+        );
+        self.bits[i] &= !(1 << bit);
+        self.releases += 1;
+    }
+}
+
+/// What a lease the harness holds stands for.
+#[derive(Clone, Debug)]
+pub enum MLease {
+    /// A slot of member `member` of `Model::pools[pool]` (shared with the key's other leases).
+    Slot {
+        pool: usize,
+        member: usize,
+        bit: u32,
+        key: Option<String>,
+    },
+    /// A task on the binding `tag` of `name`.
+    Task { name: String, tag: Tag },
 }
 
 /// An invisible binding that may still be stored (not purged yet): expired, or weak with a dead
@@ -92,6 +196,10 @@ pub struct Model {
     /// The metadata of each binding that carries some, by tag (a tag is never reused, so
     /// entries of removed bindings are simply never looked up again).
     pub metas: HashMap<Tag, Metadata>,
+    /// Every pool ever registered (see `MPool`); `map` holds its names while it is bound.
+    pub pools: Vec<MPool>,
+    /// Tasks in flight per binding (`Registry::acquire` of an agent), by tag.
+    pub tasks: HashMap<Tag, usize>,
 }
 
 impl Model {
@@ -104,6 +212,112 @@ impl Model {
 
     pub fn tag(&self, name: &str) -> Option<Tag> {
         self.map.get(name).map(|(t, _)| *t)
+    }
+
+    /// What `names()` must list: the bound names with a value (not a pool's own name).
+    pub fn names(&self) -> Vec<String> {
+        self.map
+            .iter()
+            .filter(|(_, (_, v))| !matches!(v, MVal::PoolName { .. }))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// What `get(name)` must read: a visible binding with a value (a pool's name has none).
+    pub fn readable(&self, name: &str) -> Option<(Tag, u64)> {
+        match self.map.get(name) {
+            Some((_, MVal::PoolName { .. })) | None => None,
+            Some((t, v)) => Some((*t, v.value())),
+        }
+    }
+
+    /// The refusal of a writer that may not touch a pool's names one by one, if `name` is one.
+    pub fn pooled(&self, name: &str) -> Option<Error> {
+        match self.map.get(name)?.1 {
+            MVal::PoolName { .. } => Some(Error::IsPool { name: name.into() }),
+            MVal::Member { pool, index, .. } => Some(Error::PoolMember {
+                name: name.into(),
+                pool: self.pools[pool].name.as_str().into(),
+                index,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The kind of a bound name.
+    pub fn kind(&self, name: &str) -> Option<genreg::Kind> {
+        Some(match self.map.get(name)?.1 {
+            MVal::PoolName { pool } => genreg::Kind::Pool {
+                members: self.pools[pool].members.len(),
+            },
+            MVal::Member { pool, index, .. } => genreg::Kind::Member {
+                pool: self.pools[pool].name.clone(),
+                index,
+            },
+            _ => genreg::Kind::Agent,
+        })
+    }
+
+    /// `Registry::load(name)`.
+    pub fn load(&self, name: &str) -> Option<usize> {
+        let (t, v) = self.map.get(name)?;
+        Some(match *v {
+            MVal::PoolName { pool } => self.pools[pool].in_use(),
+            MVal::Member { pool, index, .. } => self.pools[pool].load(index),
+            _ => self.tasks.get(t).copied().unwrap_or(0),
+        })
+    }
+
+    /// `Registry::available_count(name)`.
+    pub fn available_count(&self, name: &str) -> usize {
+        let Some((t, v)) = self.map.get(name) else {
+            return 0;
+        };
+        match *v {
+            MVal::PoolName { pool } => self.pools[pool].available(),
+            MVal::Member { pool, index, .. } => {
+                let p = &self.pools[pool];
+                usize::from(p.open && p.load(index) < p.max)
+            }
+            _ => usize::from(self.tasks.get(t).copied().unwrap_or(0) == 0),
+        }
+    }
+
+    /// What `unregister_pool(name)` (with `tag`: `_if_same`) must answer: the members removed.
+    pub fn expect_unregister_pool(&self, name: &str, tag: Option<Tag>) -> Result<usize, Error> {
+        match self.map.get(name) {
+            None => {
+                validate(name)?;
+                Err(Error::NotFound { name: name.into() })
+            }
+            Some((t, MVal::PoolName { pool })) => match tag {
+                Some(e) if e != *t => Err(Error::TagMismatch {
+                    name: name.into(),
+                    expected: e,
+                    current: *t,
+                }),
+                _ => Ok(self.pools[*pool].members.len()),
+            },
+            Some((_, MVal::Member { .. })) => Err(self.pooled(name).expect("a member")),
+            Some(_) => Err(Error::NotAPool { name: name.into() }),
+        }
+    }
+
+    /// Removes pool `id`'s names (it was unbound) and closes it.
+    pub fn close_pool(&mut self, id: usize) {
+        let p = &mut self.pools[id];
+        assert!(p.open, "{:?} closed twice", p.name);
+        p.open = false;
+        let names: Vec<String> = std::iter::once(p.name.clone())
+            .chain(p.members.iter().map(|m| m.0.clone()))
+            .collect();
+        for n in names {
+            let removed = self.map.remove(&n);
+            assert!(
+                matches!(removed, Some((_, v)) if v.is_pooled()),
+                "{n:?} of pool {id} not bound"
+            );
+        }
     }
 
     /// How many invisible bindings may still be stored.
@@ -125,7 +339,7 @@ impl Model {
             self.expired.insert(tag, name.clone());
             let owner = match v {
                 MVal::Weak { owner, .. } => Some(owner),
-                MVal::Strong(_) => None,
+                _ => None,
             };
             if let Some(o) = owner {
                 self.expired_owner.insert(tag, o);
@@ -218,6 +432,15 @@ impl Model {
     /// What a removal with `expected` (None: unconditional) must answer.
     pub fn expect_remove(&self, name: &str, expected: Option<Tag>) -> Result<(Tag, u64), Error> {
         validate(name)?;
+        if let Some(e) = self.pooled(name) {
+            return Err(e);
+        }
+        self.expect_plain(name, expected)
+    }
+
+    /// As `expect_remove`, for a writer that treats a pool's names as any binding.
+    pub fn expect_plain(&self, name: &str, expected: Option<Tag>) -> Result<(Tag, u64), Error> {
+        validate(name)?;
         match self.map.get(name) {
             None => Err(Error::NotFound { name: name.into() }),
             Some((t, v)) => match expected {
@@ -259,7 +482,18 @@ impl Model {
 // ---------------------------------------------------------------------------------------------
 
 pub struct Harness {
-    // Field order: guards (which hold registry clones) go first.
+    // Field order: leases and guards (which hold registry clones) go first.
+    /// Leases held, with what each stands for in the model.
+    pub leases: Vec<(genreg::Lease<V>, MLease)>,
+    /// Pool guards held, by pool (`Model::pools`).
+    pub pool_guards: Vec<(genreg::PoolRegistration<V>, usize)>,
+    /// A handle of every pool ever registered (`Model::pools`, same index).
+    pub pools: Vec<genreg::Pool<V>>,
+    /// Every tag a pool's name was bound with (for `unregister_pool_if_same`).
+    pub pool_tags: Vec<Tag>,
+    /// Bindings whose first task may have published a metadata update without metadata (see
+    /// `EventMirror::bare_updates`).
+    pub first_tasks: HashSet<Tag>,
     pub guards: Vec<Registration<V>>,
     pub owners: Vec<(u64, V)>,
     pub reg: Registry<V>,
@@ -280,6 +514,11 @@ impl Harness {
         let (reg, clock) = build_registry(cfg);
         let mirror = EventMirror::new(&reg);
         Harness {
+            leases: Vec::new(),
+            pool_guards: Vec::new(),
+            pools: Vec::new(),
+            pool_tags: Vec::new(),
+            first_tasks: HashSet::new(),
             guards: Vec::new(),
             owners: Vec::new(),
             reg,
@@ -313,7 +552,14 @@ impl Harness {
             return None;
         };
         let mut deaths = 0;
-        for (name, tag, reason) in mirror.catch_up() {
+        let removals = mirror.catch_up();
+        for (name, tag) in std::mem::take(&mut mirror.bare_updates) {
+            assert!(
+                self.first_tasks.remove(&tag),
+                "{name:?} {tag:?}: a metadata update without metadata, not from a first task"
+            );
+        }
+        for (name, tag, reason) in removals {
             if !is_death(reason) {
                 assert!(
                     !self.model.limbo.contains_key(&tag),
@@ -406,7 +652,7 @@ impl Harness {
         // past its deadline that is still stored (`Expired`; it is purged then).
         let refusal = self
             .model
-            .expect_remove(name, Some(tag))
+            .expect_plain(name, Some(tag))
             .expect_err("not visible");
         let stored = self.model.limbo.get(&tag).is_some_and(|l| l.name == name);
         let expired = Error::Expired {
@@ -793,7 +1039,7 @@ impl Harness {
             }
             Op::Get { name } => {
                 let name = name.get();
-                let expected = self.model.map.get(&name).map(|(t, v)| (*t, v.value()));
+                let expected = self.model.readable(&name);
                 let strong = matches!(self.model.map.get(&name), Some((_, MVal::Strong(_))));
                 let actual = match pin {
                     Some(p) => {
@@ -813,10 +1059,9 @@ impl Harness {
                 let tag = tag.get(self.model.tag(&name), &self.seen);
                 let expected = self
                     .model
-                    .map
-                    .get(&name)
+                    .readable(&name)
                     .filter(|(t, _)| *t == tag)
-                    .map(|(_, v)| v.value());
+                    .map(|(_, v)| v);
                 assert_eq!(
                     reg.get_if(&name, tag).map(|v| *v),
                     expected,
@@ -1028,7 +1273,7 @@ impl Harness {
                 }
             }
             Op::Names => {
-                let expected: Vec<String> = self.model.map.keys().cloned().collect();
+                let expected = self.model.names();
                 assert_eq!(reg.names(), expected, "{op:?}");
             }
             Op::Entries => {
@@ -1046,6 +1291,9 @@ impl Harness {
                 };
                 assert_eq!(n, self.model.map.len(), "{op:?}");
                 self.model.map.clear();
+                for p in &mut self.model.pools {
+                    p.open = false;
+                }
                 // Every binding stored is removed, the invisible ones as dead.
                 self.purged(op, |_, _| true);
             }
@@ -1118,7 +1366,7 @@ impl Harness {
             Op::UpdateMetadata { name, tag, meta } => {
                 let (name, meta) = (name.get(), meta.get());
                 let tag = tag.get(self.model.tag(&name), &self.seen);
-                let expected = self.model.expect_remove(&name, Some(tag)).map(|_| ());
+                let expected = self.expect_update(&name, tag);
                 let actual = reg.update_metadata(&name, tag, meta.clone());
                 if let Err(e) = &actual {
                     check_display(e);
@@ -1130,11 +1378,11 @@ impl Harness {
             }
             Op::GetMetadata { name } => {
                 let name = name.get();
+                // A pool's own name has no value, so no metadata.
                 let expected = self
                     .model
-                    .map
-                    .get(&name)
-                    .map(|(t, _)| (*t, self.model.metas.get(t).cloned()));
+                    .readable(&name)
+                    .map(|(t, _)| (t, self.model.metas.get(&t).cloned()));
                 let actual = reg
                     .metadata(&name)
                     .map(|(t, m)| (t, m.map(|m| (*m).clone())));
@@ -1349,14 +1597,23 @@ impl Harness {
                 assert_eq!(reg.health(&name), self.model.health_of(&name), "{op:?}");
             }
             Op::Pinned { .. } => unreachable!("handled by apply"),
+            Op::RegisterPool { .. }
+            | Op::UnregisterPool { .. }
+            | Op::PoolGuard { .. }
+            | Op::Acquire { .. }
+            | Op::RegistryAcquire { .. }
+            | Op::DropLease { .. }
+            | Op::PoolRead { .. }
+            | Op::PoolStats { .. }
+            | Op::NameCall { .. } => self.exec_pool(op),
         }
     }
 
     fn model_entries(&self) -> Vec<(String, (Tag, u64))> {
         self.model
             .map
-            .iter()
-            .map(|(n, (t, v))| (n.clone(), (*t, v.value())))
+            .keys()
+            .filter_map(|n| Some((n.clone(), self.model.readable(n)?)))
             .collect()
     }
 
@@ -1423,7 +1680,9 @@ pub fn apply(h: &mut Harness, op: &Op) {
 /// The invariants that must hold between any two ops.
 pub fn check_invariants(h: &mut Harness) {
     h.sync();
-    let expected: Vec<String> = h.model.map.keys().cloned().collect();
+    // `names()` lists the names with a value (as `iter` and `entries`): a pool's own name is
+    // left out (`listing()` has it), though `len()` and `contains` count it.
+    let expected = h.model.names();
     assert_eq!(h.reg.names(), expected, "names() disagrees with the model");
     assert_eq!(h.reg.now(), Duration::from_nanos(h.model.now), "now()");
     // (Invisible bindings are not read here: reads purge what they meet, and the ops that
@@ -1431,12 +1690,14 @@ pub fn check_invariants(h: &mut Harness) {
     if h.model.dead_maybe() == 0 {
         // (`len` purges dead weak bindings first: skip it while some may exist, so that the
         // ops that follow still meet them.)
-        assert_eq!(h.reg.len(), expected.len(), "len() disagrees with names()");
-        assert_eq!(h.reg.is_empty(), expected.is_empty(), "is_empty()");
+        let bound = h.model.map.len();
+        assert_eq!(h.reg.len(), bound, "len() disagrees with the model");
+        assert_eq!(h.reg.is_empty(), bound == 0, "is_empty()");
     }
     for (name, (tag, v)) in &h.model.map {
         let got = h.reg.get(name).map(|e| obs_entry(&e));
-        assert_eq!(got, Some((*tag, v.value())), "get({name:?})");
+        assert_eq!(got, h.model.readable(name), "get({name:?})");
+        let _ = v;
         assert!(
             h.reg.is_current(name, *tag),
             "is_current({name:?}, {tag:?})"
@@ -1446,6 +1707,7 @@ pub fn check_invariants(h: &mut Harness) {
         let mine = h.model.tag(g.name()) == Some(g.tag());
         assert_eq!(g.is_current(), mine, "{g:?}.is_current()");
     }
+    check_pools(h);
     // Discovery: a query with no condition finds exactly the bindings that carry metadata,
     // with their current metadata.
     let found: Vec<_> = h
@@ -1489,6 +1751,28 @@ pub fn run_sequential(ops: &[Op], cfg: Config) {
         apply(&mut h, op);
         check_invariants(&mut h);
     }
+    check_pools(&mut h);
+    // Every lease given back: every pool's slots free, releases counted.
+    while !h.leases.is_empty() {
+        h.drop_lease(0);
+    }
+    // Dropping a pool guard removes its pool if it is still bound.
+    for (g, id) in std::mem::take(&mut h.pool_guards) {
+        drop(g);
+        if h.model.pools[id].open {
+            h.model.close_pool(id);
+        }
+    }
+    check_invariants(&mut h);
+    for (i, p) in h.pools.iter().enumerate() {
+        assert_eq!(
+            p.in_use(),
+            0,
+            "pool {i}: leases out after every lease dropped"
+        );
+        let m = &h.model.pools[i];
+        assert_eq!(p.stats().releases, m.releases, "pool {i}: releases");
+    }
     // Dropping every guard removes exactly the bindings they still own.
     let owned: Vec<String> = h
         .guards
@@ -1503,7 +1787,9 @@ pub fn run_sequential(ops: &[Op], cfg: Config) {
     check_invariants(&mut h);
     // Dropping every owner hides every weak binding; purge_dead() removes them.
     h.owners.clear();
-    h.model.map.retain(|_, (_, v)| matches!(v, MVal::Strong(_)));
+    h.model
+        .map
+        .retain(|_, (_, v)| matches!(v, MVal::Strong(_)) || v.is_pooled());
     // `len` is O(1): dead weak bindings count until purged.
     h.reg.purge_dead();
     assert_eq!(
@@ -1511,6 +1797,666 @@ pub fn run_sequential(ops: &[Op], cfg: Config) {
         h.model.map.len(),
         "len() after every owner died"
     );
-    let expected: Vec<String> = h.model.map.keys().cloned().collect();
-    assert_eq!(h.reg.names(), expected);
+    assert_eq!(h.reg.names(), h.model.names());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools and leases
+// ---------------------------------------------------------------------------------------------
+
+/// The `InvalidPool` reasons, as the contract words them.
+const NO_MEMBERS: &str = "a pool needs at least one member";
+const BAD_MAX: &str = "max_in_flight must be 1 to MAX_IN_FLIGHT";
+
+impl Harness {
+    /// What `update_metadata(name, tag, ..)` must answer: members carry metadata like agents;
+    /// a pool's own name is refused.
+    fn expect_update(&self, name: &str, tag: Tag) -> Result<(), Error> {
+        match self.model.map.get(name) {
+            Some((_, MVal::Member { .. })) => self.model.expect_plain(name, Some(tag)).map(|_| ()),
+            _ => self.model.expect_remove(name, Some(tag)).map(|_| ()),
+        }
+    }
+
+    /// What `register_pool(name, size members)` must answer: the shape first, then each name
+    /// in the order it is bound (the pool's, then its members'), as a registration would.
+    fn expect_pool(&self, name: &str, size: usize, max: usize) -> Result<(), Error> {
+        let invalid = |reason: &'static str| Error::InvalidPool {
+            name: name.into(),
+            reason,
+        };
+        if size == 0 {
+            return Err(invalid(NO_MEMBERS));
+        }
+        if !(1..=genreg::pool::MAX_IN_FLIGHT).contains(&max) {
+            return Err(invalid(BAD_MAX));
+        }
+        let bound = self.model.map.len();
+        let names =
+            std::iter::once(name.to_owned()).chain((0..size).map(|i| format!("{name}_{i}")));
+        // `k` of the pool's names are bound before `n`.
+        for (k, n) in names.enumerate() {
+            validate(&n)?;
+            if let Some(current) = self.model.tag(&n) {
+                return Err(Error::AlreadyRegistered {
+                    name: n.as_str().into(),
+                    current,
+                });
+            }
+            if let Some(capacity) = self.model.max_entries {
+                if bound + k >= capacity {
+                    return Err(Error::Full {
+                        name: n.as_str().into(),
+                        capacity,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn register_pool(&mut self, op: &Op, name: &str, spec: PoolSpec) {
+        let reg = self.reg.clone();
+        let (size, max, p2c) = (spec.size(), spec.max_in_flight(), spec.power_of_two());
+        let values: Vec<V> = (0..size).map(|_| self.value()).collect();
+        let expected = self.expect_pool(name, size, max);
+        let actual = if spec.plain {
+            reg.register_pool(name, values.iter().cloned())
+        } else {
+            let selection = if p2c {
+                genreg::Selection::PowerOfTwo
+            } else {
+                genreg::Selection::LeastLoaded
+            };
+            let options = genreg::PoolOptions::new()
+                .max_in_flight(max)
+                .selection(selection);
+            reg.register_pool_with(name, values.iter().cloned(), options)
+        };
+        match (actual, expected) {
+            (Ok(g), Ok(())) => {
+                let tag = g.tag();
+                self.model.learn(tag, None, &(op, name));
+                self.pool_tags.push(tag);
+                assert_eq!(g.name(), name, "{op:?}");
+                assert_eq!(g.size(), size, "{op:?}");
+                assert_eq!(g.max_in_flight(), max, "{op:?}");
+                assert!(g.is_open(), "{op:?}");
+                let id = self.model.pools.len();
+                let mut members = Vec::new();
+                for (i, v) in values.iter().enumerate() {
+                    let m = format!("{name}_{i}");
+                    assert_eq!(g.member_name(i), Some(m.as_str()), "{op:?}");
+                    assert!(Arc::ptr_eq(g.member(i).expect("a member"), v), "{op:?}");
+                    assert_eq!(g.load(i), Some(0), "{op:?}");
+                    let t = reg.tag_of(&m).expect("a member is bound");
+                    self.model.learn(t, Some(tag.instance()), &(op, &m));
+                    members.push((m, t, **v));
+                }
+                assert_eq!(g.member(size), None, "{op:?}");
+                assert_eq!(g.load(size), None, "{op:?}");
+                // Every name bound, each past any invisible binding of it.
+                let names: Vec<String> = std::iter::once(name.to_owned())
+                    .chain(members.iter().map(|m| m.0.clone()))
+                    .collect();
+                if self.mirror.is_none() {
+                    self.model.limbo.retain(|_, l| !names.contains(&l.name));
+                }
+                self.model
+                    .map
+                    .insert(name.to_owned(), (tag, MVal::PoolName { pool: id }));
+                for (index, (m, t, v)) in members.iter().enumerate() {
+                    let mval = MVal::Member {
+                        pool: id,
+                        index,
+                        value: *v,
+                    };
+                    self.model.map.insert(m.clone(), (*t, mval));
+                }
+                self.model.pools.push(MPool {
+                    name: name.to_owned(),
+                    tag,
+                    members,
+                    max,
+                    power_of_two: p2c && size > 1,
+                    open: true,
+                    bits: vec![0; size],
+                    since: vec![vec![0; max]; size],
+                    keys: BTreeMap::new(),
+                    allocations: 0,
+                    releases: 0,
+                    peak: 0,
+                });
+                let handle: genreg::Pool<V> = (*g).clone();
+                self.pools.push(handle);
+                if spec.guard {
+                    self.pool_guards.push((g, id));
+                } else {
+                    let p = g.detach();
+                    assert_eq!(p.tag(), tag, "{op:?}: detach");
+                }
+            }
+            (Err(rejected), Err(expected)) => {
+                let (err, back) = rejected.into_parts();
+                check_display(&err);
+                assert_eq!(err, expected, "{op:?}: wrong refusal");
+                assert_eq!(back.len(), values.len(), "{op:?}: values handed back");
+                for (b, v) in back.iter().zip(&values) {
+                    assert!(Arc::ptr_eq(b, v), "{op:?}: another value handed back");
+                }
+            }
+            (actual, expected) => panic!(
+                "{op:?}: registry answered {:?}, model expected {expected:?}",
+                actual.map(|g| g.tag()).map_err(|r| r.into_parts().0)
+            ),
+        }
+    }
+
+    /// Checks a lease asked of pool `id` (`member`: that member; `key`: for that key) against
+    /// the model, which takes it.
+    fn took(
+        &mut self,
+        ctx: &dyn Debug,
+        id: usize,
+        actual: Result<genreg::Lease<V>, Error>,
+        member: Option<usize>,
+        key: Option<&str>,
+    ) {
+        let now = self.model.now;
+        let p = &self.model.pools[id];
+        let n = p.members.len();
+        let held = key.and_then(|k| p.keys.get(k).copied());
+        let expected: Result<(), Error> = (|| {
+            if let Some(k) = key {
+                validate(k)?;
+            }
+            if let Some(i) = member.filter(|&i| i >= n) {
+                return Err(Error::NotFound {
+                    name: format!("{}_{i}", p.name).as_str().into(),
+                });
+            }
+            if !p.open {
+                return Err(Error::NotFound {
+                    name: p.name.as_str().into(),
+                });
+            }
+            if held.is_some() {
+                return Ok(());
+            }
+            let full = match member {
+                Some(i) => p.load(i) >= p.max,
+                None => p.full(),
+            };
+            if full { Err(p.exhausted()) } else { Ok(()) }
+        })();
+        let lease = match (actual, expected) {
+            (Ok(l), Ok(())) => l,
+            (Err(e), Err(x)) => {
+                check_display(&e);
+                assert_eq!(e, x, "{ctx:?}: wrong refusal (loads {:?})", p.bits);
+                return;
+            }
+            (actual, expected) => panic!(
+                "{ctx:?}: answered {:?}, model expected {expected:?} (pool {:?}, loads {:?}, \
+                 max {})",
+                actual.map(|l| l.index()),
+                p.name,
+                p.bits,
+                p.max
+            ),
+        };
+        let m = lease.index().expect("a member's lease");
+        assert!(m < n, "{ctx:?}: member {m} of {n}");
+        assert_eq!(lease.pool(), Some(p.name.as_str()), "{ctx:?}");
+        assert_eq!(lease.name(), p.members[m].0, "{ctx:?}");
+        assert_eq!(lease.tag(), p.members[m].1, "{ctx:?}");
+        assert_eq!(**lease, p.members[m].2, "{ctx:?}");
+        assert_eq!(lease.key(), key, "{ctx:?}");
+        let loads: Vec<usize> = (0..n).map(|i| p.load(i)).collect();
+        let p = &mut self.model.pools[id];
+        let bit = match (held, member) {
+            (Some((hm, hb, _)), _) => {
+                // The key's member, sharing its slot.
+                assert_eq!(m, hm, "{ctx:?}: key {key:?} holds member {hm}");
+                p.keys.get_mut(key.expect("keyed")).expect("held").2 += 1;
+                hb
+            }
+            (None, Some(i)) => {
+                assert_eq!(m, i, "{ctx:?}: another member");
+                p.take(m, now)
+            }
+            (None, None) => {
+                assert!(loads[m] < p.max, "{ctx:?}: member {m} was full ({loads:?})");
+                if !p.power_of_two {
+                    let least = loads.iter().copied().min().expect("members");
+                    assert_eq!(
+                        loads[m], least,
+                        "{ctx:?}: least loaded picked member {m} of loads {loads:?}"
+                    );
+                }
+                let bit = p.take(m, now);
+                if let Some(k) = key {
+                    p.keys.insert(k.to_owned(), (m, bit, 1));
+                }
+                bit
+            }
+        };
+        let info = MLease::Slot {
+            pool: id,
+            member: m,
+            bit,
+            key: key.map(str::to_owned),
+        };
+        self.leases.push((lease, info));
+    }
+
+    /// Drops held lease `i`; the model releases it.
+    pub fn drop_lease(&mut self, i: usize) {
+        let (lease, info) = self.leases.swap_remove(i);
+        drop(lease);
+        match info {
+            MLease::Slot {
+                pool,
+                member,
+                bit,
+                key,
+            } => {
+                let p = &mut self.model.pools[pool];
+                match key {
+                    Some(k) => {
+                        let hold = p.keys.get_mut(&k).expect("a key's hold");
+                        assert_eq!((hold.0, hold.1), (member, bit));
+                        hold.2 -= 1;
+                        if hold.2 == 0 {
+                            p.keys.remove(&k);
+                            p.release(member, bit);
+                        }
+                    }
+                    None => p.release(member, bit),
+                }
+            }
+            MLease::Task { tag, .. } => {
+                let t = self.model.tasks.get_mut(&tag).expect("a task");
+                *t -= 1;
+            }
+        }
+    }
+
+    fn exec_pool(&mut self, op: &Op) {
+        let reg = self.reg.clone();
+        match *op {
+            Op::RegisterPool { name, spec } => {
+                let name = name.get();
+                self.register_pool(op, &name, spec);
+            }
+            Op::UnregisterPool { name, tag } => {
+                let name = name.get();
+                let tag = tag.map(|t| match t {
+                    PoolTagSel::Seen(i) if !self.pool_tags.is_empty() => {
+                        self.pool_tags[usize::from(i) % self.pool_tags.len()]
+                    }
+                    PoolTagSel::Seen(i) => Tag::new(
+                        InstanceId::from_raw(u64::from(i)),
+                        genreg::Generation::from_raw(u64::from(i)),
+                    ),
+                    PoolTagSel::Forged(i) => {
+                        Tag::new(InstanceId::from_raw(i), genreg::Generation::from_raw(i))
+                    }
+                });
+                let expected = self.model.expect_unregister_pool(&name, tag);
+                let actual = match tag {
+                    None => reg.unregister_pool(&name),
+                    Some(t) => reg.unregister_pool_if_same(&name, t),
+                };
+                if let Err(e) = &actual {
+                    check_display(e);
+                }
+                assert_eq!(actual, expected, "{op:?} ({tag:?})");
+                if actual.is_ok() {
+                    let Some((_, MVal::PoolName { pool })) = self.model.map.get(&name).copied()
+                    else {
+                        unreachable!("expected only for a pool");
+                    };
+                    self.model.close_pool(pool);
+                }
+            }
+            Op::PoolGuard { guard, how } => {
+                let Some(i) = idx(guard, self.pool_guards.len()) else {
+                    return;
+                };
+                let (g, id) = self.pool_guards.swap_remove(i);
+                let (name, tag) = (g.name().to_owned(), g.tag());
+                assert_eq!(tag, self.model.pools[id].tag, "{op:?}");
+                match how % 3 {
+                    0 => {
+                        drop(g);
+                        if self.model.pools[id].open {
+                            self.model.close_pool(id);
+                        }
+                    }
+                    1 => {
+                        let expected = self.model.expect_unregister_pool(&name, Some(tag));
+                        let actual = g.unregister();
+                        if let Err(e) = &actual {
+                            check_display(e);
+                        }
+                        assert_eq!(actual, expected, "{op:?} ({name:?} {tag:?})");
+                        if actual.is_ok() {
+                            self.model.close_pool(id);
+                        }
+                    }
+                    _ => {
+                        let p = g.detach();
+                        assert_eq!(p.tag(), tag, "{op:?}");
+                        assert_eq!(p.is_open(), self.model.pools[id].open, "{op:?}");
+                    }
+                }
+            }
+            Op::Acquire { pool, how } => {
+                let Some(id) = idx(pool, self.pools.len()) else {
+                    return;
+                };
+                let handle = self.pools[id].clone();
+                match how {
+                    AcquireSel::Any => {
+                        let actual = handle.acquire();
+                        self.took(op, id, actual, None, None);
+                    }
+                    AcquireSel::Member(i) => {
+                        let i = usize::from(i % 5);
+                        let actual = handle.acquire_member(i);
+                        self.took(op, id, actual, Some(i), None);
+                    }
+                    AcquireSel::Key(k) => {
+                        let actual = handle.acquire_for(k.get());
+                        self.took(op, id, actual, None, Some(k.get()));
+                    }
+                }
+            }
+            Op::RegistryAcquire { name, key } => {
+                let name = name.get();
+                let key = key.map(KeySel::get);
+                let actual = match key {
+                    Some(k) => reg.get_or_acquire(&name, k),
+                    None => reg.acquire(&name),
+                };
+                match self.model.map.get(&name).copied() {
+                    None => {
+                        let expected = validate(&name).and(Err(Error::NotFound {
+                            name: name.as_str().into(),
+                        }));
+                        let actual = actual.map(|l| l.name().to_owned());
+                        if let Err(e) = &actual {
+                            check_display(e);
+                        }
+                        assert_eq!(actual, expected.map(|()| String::new()), "{op:?}");
+                    }
+                    Some((_, MVal::PoolName { pool })) => self.took(op, pool, actual, None, key),
+                    Some((_, MVal::Member { pool, index, .. })) => {
+                        self.took(op, pool, actual, Some(index), None)
+                    }
+                    Some((tag, v)) => {
+                        let lease = actual.unwrap_or_else(|e| panic!("{op:?}: a task: {e:?}"));
+                        assert_eq!(lease.tag(), tag, "{op:?}");
+                        assert_eq!(lease.name(), name, "{op:?}");
+                        assert_eq!(**lease, v.value(), "{op:?}");
+                        assert_eq!(
+                            (lease.pool(), lease.index(), lease.key()),
+                            (None, None, None)
+                        );
+                        let tasks = self.model.tasks.entry(tag).or_insert(0);
+                        if *tasks == 0 && !self.model.metas.contains_key(&tag) {
+                            self.first_tasks.insert(tag);
+                        }
+                        *tasks += 1;
+                        let tasks = *tasks;
+                        assert_eq!(reg.load(&name), Some(tasks), "{op:?}: tasks");
+                        assert_eq!(reg.available_count(&name), 0, "{op:?}: busy");
+                        if matches!(v, MVal::Weak { .. }) {
+                            // A lease holds its value: a weak agent's would keep its owner
+                            // alive. Ended at once.
+                            drop(lease);
+                            *self.model.tasks.get_mut(&tag).expect("counted") -= 1;
+                        } else {
+                            self.leases.push((lease, MLease::Task { name, tag }));
+                        }
+                    }
+                }
+            }
+            Op::DropLease { lease } => {
+                if let Some(i) = idx(lease, self.leases.len()) {
+                    self.drop_lease(i);
+                }
+            }
+            Op::PoolRead {
+                name,
+                other,
+                prefix,
+            } => {
+                let (name, other) = (name.get(), other.get());
+                let m = &self.model;
+                let kind = m.kind(&name);
+                assert_eq!(reg.kind(&name), kind, "{op:?}");
+                let is_pool = matches!(kind, Some(genreg::Kind::Pool { .. }));
+                assert_eq!(reg.is_pool(&name), is_pool, "{op:?}");
+                assert_eq!(
+                    reg.pool(&name)
+                        .map(|p| (p.name().to_owned(), p.tag(), p.is_open())),
+                    is_pool.then(|| (name.clone(), m.tag(&name).expect("bound"), true)),
+                    "{op:?}"
+                );
+                let normal = |n: &str| match m.kind(n) {
+                    Some(genreg::Kind::Member { pool, .. }) => pool,
+                    _ => n.to_owned(),
+                };
+                assert_eq!(reg.normalize(&name), normal(&name), "{op:?}");
+                assert_eq!(
+                    reg.same_logical(&name, &other),
+                    normal(&name) == normal(&other),
+                    "{op:?}"
+                );
+                let count = match &kind {
+                    Some(genreg::Kind::Pool { members }) => *members,
+                    Some(_) => 1,
+                    None => 0,
+                };
+                assert_eq!(reg.instance_count(&name), count, "{op:?}");
+                assert_eq!(
+                    reg.available_count(&name),
+                    m.available_count(&name),
+                    "{op:?}"
+                );
+                assert_eq!(reg.load(&name), m.load(&name), "{op:?}");
+                assert_eq!(reg.tag_of(&name), m.tag(&name), "{op:?}");
+                let listing: Vec<(String, genreg::Kind)> = m
+                    .map
+                    .keys()
+                    .map(|n| (n.clone(), m.kind(n).expect("bound")))
+                    .collect();
+                assert_eq!(reg.listing(), listing, "{op:?}");
+                let prefix = ["", "p", "p_", "a", "q_"][usize::from(prefix % 5)];
+                let expected = m
+                    .map
+                    .iter()
+                    .filter(|(n, (_, v))| {
+                        n.starts_with(prefix) && !matches!(v, MVal::PoolName { .. })
+                    })
+                    .map(|(n, (t, v))| (m.load(n).expect("bound"), n.clone(), (*t, v.value())))
+                    .min()
+                    .map(|(_, n, o)| (n, o));
+                let actual = reg.least_loaded(prefix).map(|(n, e)| (n, obs_entry(&e)));
+                assert_eq!(actual, expected, "{op:?} least_loaded({prefix:?})");
+            }
+            Op::PoolStats { pool, reset } => {
+                let Some(id) = idx(pool, self.pools.len()) else {
+                    return;
+                };
+                check_pool(self, id, &format!("{op:?}"));
+                if reset {
+                    self.pools[id].reset_stats();
+                    let p = &mut self.model.pools[id];
+                    p.allocations = 0;
+                    p.releases = 0;
+                    p.peak = p.in_use();
+                    check_pool(self, id, &format!("{op:?} after the reset"));
+                }
+            }
+            Op::NameCall { name, tag, what } => {
+                let name = name.get();
+                let tag = tag.get(self.model.tag(&name), &self.seen);
+                match what % 8 {
+                    0 => {
+                        let v = self.value();
+                        let expect = self.model.expect_register(&name);
+                        let actual = reg.register(&name, v.clone());
+                        self.registered(op, &name, expect, None, MVal::Strong(*v), &v, actual);
+                    }
+                    1 => {
+                        let expected = self.model.expect_remove(&name, None);
+                        let actual = reg.unregister(&name).map(|e| obs_entry(&e));
+                        self.removed(op, &name, expected, actual);
+                    }
+                    2 => {
+                        let expected = self.model.expect_remove(&name, Some(tag));
+                        let actual = reg.unregister_if_same(&name, tag).map(|e| obs_entry(&e));
+                        self.removed(&(op, tag), &name, expected, actual);
+                    }
+                    3 => {
+                        let v = self.value();
+                        let actual = reg.replace_if_same(&name, tag, v.clone());
+                        self.replaced(&(op, tag), &name, tag, *v, &v, actual);
+                    }
+                    4 => {
+                        let actual = reg.get(&name).map(|e| obs_entry(&e));
+                        assert_eq!(actual, self.model.readable(&name), "{op:?}");
+                        let bound = self.model.map.contains_key(&name);
+                        assert_eq!(reg.contains(&name), bound, "{op:?}");
+                        let expected = self.model.readable(&name).filter(|(t, _)| *t == tag);
+                        assert_eq!(reg.get_if(&name, tag).map(|v| *v), expected.map(|o| o.1));
+                    }
+                    5 => {
+                        let meta = MetaSel {
+                            kind: 1,
+                            caps: what,
+                            region: 1,
+                        }
+                        .get();
+                        let expected = self.expect_update(&name, tag);
+                        let actual = reg.update_metadata(&name, tag, meta.clone());
+                        if let Err(e) = &actual {
+                            check_display(e);
+                        }
+                        assert_eq!(actual, expected, "{op:?} ({tag:?})");
+                        if actual.is_ok() {
+                            self.model.metas.insert(tag, meta);
+                        }
+                    }
+                    6 => {
+                        let expected = self.model.expect_remove(&name, Some(tag)).map(|_| ());
+                        let actual = reg.set_health(&name, tag, HealthState::Passing);
+                        if let Err(e) = &actual {
+                            check_display(e);
+                        }
+                        assert_eq!(actual, expected, "{op:?} ({tag:?})");
+                        if actual.is_ok() {
+                            let now = self.model.now;
+                            let h = self.model.health.entry(tag).or_insert(MHealth {
+                                state: HealthState::Unknown,
+                                since: 0,
+                                last: None,
+                            });
+                            if h.state != HealthState::Passing {
+                                h.state = HealthState::Passing;
+                                h.since = now;
+                            }
+                        }
+                    }
+                    _ => {
+                        let actual = reg.keepalive(&name, tag);
+                        self.kept(&(op, tag), &name, tag, None, actual);
+                    }
+                }
+            }
+            _ => unreachable!("not a pool op: {op:?}"),
+        }
+    }
+}
+
+/// Checks pool `id`'s handle and statistics against the model.
+fn check_pool(h: &Harness, id: usize, ctx: &str) {
+    let handle = &h.pools[id];
+    let p = &h.model.pools[id];
+    let n = p.members.len();
+    assert_eq!(handle.is_open(), p.open, "{ctx}: pool {:?} open", p.name);
+    assert_eq!(handle.size(), n, "{ctx}");
+    for i in 0..n {
+        assert_eq!(handle.load(i), Some(p.load(i)), "{ctx}: load of member {i}");
+    }
+    assert_eq!(handle.in_use(), p.in_use(), "{ctx}: in_use");
+    assert_eq!(handle.available(), p.available(), "{ctx}: available");
+    let s = handle.stats();
+    let actual = (
+        s.name.as_str(),
+        s.total,
+        s.max_in_flight,
+        s.available,
+        s.in_use,
+        s.allocations,
+        s.releases,
+        s.peak,
+        s.waited,
+        s.waiting,
+        s.average_wait,
+    );
+    let expected = (
+        p.name.as_str(),
+        n,
+        p.max,
+        p.available(),
+        p.in_use(),
+        p.allocations,
+        p.releases,
+        p.peak,
+        0,
+        0,
+        Duration::ZERO,
+    );
+    assert_eq!(actual, expected, "{ctx}: stats of pool {id} ({:?})", p.bits);
+    // Every slot held, in member and slot order, with its key and how long it has been held.
+    let mut holders = Vec::new();
+    for i in 0..n {
+        for bit in 0..p.max as u32 {
+            if p.bits[i] & (1 << bit) != 0 {
+                let key = p
+                    .keys
+                    .iter()
+                    .find(|(_, (m, b, _))| (*m, *b) == (i, bit))
+                    .map(|(k, _)| k.clone());
+                let held = Duration::from_nanos(h.model.now - p.since[i][bit as usize]);
+                holders.push((i, p.members[i].0.clone(), key, held));
+            }
+        }
+    }
+    let actual: Vec<_> = s
+        .holders
+        .iter()
+        .map(|x| (x.member, x.name.clone(), x.key.clone(), x.held_for))
+        .collect();
+    assert_eq!(actual, holders, "{ctx}: holders of pool {id}");
+}
+
+/// The pools' invariants between ops: every handle against the model, and the load of every
+/// agent with tasks.
+pub fn check_pools(h: &mut Harness) {
+    for id in 0..h.pools.len() {
+        check_pool(h, id, "between ops");
+    }
+    for (name, (tag, v)) in &h.model.map {
+        if let MVal::Strong(_) | MVal::Weak { .. } = v {
+            let tasks = h.model.tasks.get(tag).copied().unwrap_or(0);
+            if tasks > 0 {
+                assert_eq!(h.reg.load(name), Some(tasks), "load({name:?})");
+            }
+        }
+    }
 }
