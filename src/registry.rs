@@ -506,7 +506,11 @@ impl<V: Send + Sync + 'static> Registry<V> {
     /// for the whole walk is listed, one bound or unbound meanwhile may or may not be). Pools'
     /// names and their members' are listed ([`listing`](Self::listing) says which is which).
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.pin().iter().map(|e| e.name().to_owned()).collect();
+        let pinned = self.pin();
+        let mut names: Vec<String> = (self.inner.map.iter(pinned.guard()))
+            .filter(|n| n.is_visible())
+            .map(|n| n.name().to_owned())
+            .collect();
         // A walk lists each name at most once (see the crate docs): no dedup needed.
         names.sort_unstable();
         debug_assert!(

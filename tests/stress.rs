@@ -2521,34 +2521,46 @@ fn ttl_churn_keeps_renewed_bindings_and_reaps_the_rest() {
 fn pool_leases_are_exclusive_and_released_once() {
     let _serial = serial();
     let seed = seed("pool_leases_are_exclusive_and_released_once");
-    for max_in_flight in [1usize, 2] {
-        // More threads than slots (with max_in_flight = 2, as many): acquirers contend and
-        // wait.
-        const MEMBERS: usize = 3;
-        const THREADS: usize = 6;
-        let rounds: usize = if cfg!(miri) { 30 } else { 20_000 };
+    // (members, max_in_flight, threads, rounds, every way of leasing): more threads than slots
+    // (as many with max_in_flight = 2), so acquirers contend and wait; then one member fought
+    // over by as many threads as cores with plain `acquire`s, where two claims of one slot
+    // would meet most often.
+    let configs: [(usize, usize, usize, usize, bool); 3] = if cfg!(miri) {
+        [
+            (3, 1, 6, 30, true),
+            (3, 2, 6, 30, true),
+            (1, 1, 2, 100, false),
+        ]
+    } else {
+        [
+            (3, 1, 6, 20_000, true),
+            (3, 2, 6, 20_000, true),
+            (1, 1, 2, 500_000, false),
+        ]
+    };
+    for (members, max_in_flight, threads, rounds, every_way) in configs {
         let registry: Registry<usize> = new_registry(16);
         let pool = registry
             .register_pool_with(
                 "workers",
-                0..MEMBERS,
+                0..members,
                 genreg::PoolOptions::new().max_in_flight(max_in_flight),
             )
             .unwrap();
-        let inside: Vec<AtomicUsize> = (0..MEMBERS).map(|_| AtomicUsize::new(0)).collect();
+        let inside: Vec<AtomicUsize> = (0..members).map(|_| AtomicUsize::new(0)).collect();
         let handed = AtomicU64::new(0);
         let done = std::sync::atomic::AtomicBool::new(false);
-        let barrier = Barrier::new(THREADS + 1);
+        let barrier = Barrier::new(threads + 1);
         thread::scope(|s| {
             let mut workers = Vec::new();
-            for t in 0..THREADS {
+            for t in 0..threads {
                 let (pool, registry, inside, handed, barrier) =
                     (&pool, &registry, &inside, &handed, &barrier);
                 workers.push(s.spawn(move || {
                     let mut rng = Rng::new(seed, t as u64);
                     barrier.wait();
                     for _ in 0..rounds {
-                        let lease = match rng.below(4) {
+                        let lease = match if every_way { rng.below(4) } else { 0 } {
                             0 => pool.acquire(),
                             1 => pool.acquire_for(&format!("branch-{t}")),
                             2 => pool.acquire_timeout(std::time::Duration::from_millis(50)),
@@ -2568,7 +2580,7 @@ fn pool_leases_are_exclusive_and_released_once() {
                             "member {m} held by {} leases (max {max_in_flight})",
                             before + 1
                         );
-                        if rng.below(4) == 0 {
+                        if every_way && rng.below(4) == 0 {
                             thread::yield_now();
                         }
                         inside[m].fetch_sub(1, Ordering::SeqCst);
@@ -2582,34 +2594,40 @@ fn pool_leases_are_exclusive_and_released_once() {
                 let mut reads = 0u64;
                 while !done.load(Ordering::Relaxed) {
                     let st = pool.stats();
-                    assert!(st.in_use <= MEMBERS * max_in_flight);
-                    assert!(st.peak <= MEMBERS * max_in_flight);
-                    assert!(st.holders.len() <= MEMBERS * max_in_flight);
+                    assert!(st.in_use <= members * max_in_flight);
+                    assert!(st.peak <= members * max_in_flight);
+                    assert!(st.holders.len() <= members * max_in_flight);
                     reads += 1;
                     thread::yield_now();
                 }
                 reads
             });
             // The workers end; then the reader.
-            for w in workers {
-                w.join().unwrap();
-            }
+            // Every worker joined before the reader is stopped, and only then a worker's panic
+            // is passed on (else the reader would spin forever in the scope).
+            let joined: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
             done.store(true, Ordering::Relaxed);
             assert!(reader.join().unwrap() > 0);
+            for j in joined {
+                if let Err(panic) = j {
+                    std::panic::resume_unwind(panic);
+                }
+            }
         });
         let st = pool.stats();
         let handed = handed.load(Ordering::Relaxed);
         assert!(handed > 0);
         assert_eq!(st.allocations, handed, "allocations vs leases handed out");
         assert_eq!(st.releases, handed, "releases vs leases handed out");
-        assert_eq!((st.in_use, st.waiting, st.available), (0, 0, MEMBERS));
+        assert_eq!((st.in_use, st.waiting, st.available), (0, 0, members));
         assert!(st.holders.is_empty());
-        assert!(st.peak >= 1 && st.peak <= MEMBERS * max_in_flight);
-        for m in 0..MEMBERS {
+        assert!(st.peak >= 1 && st.peak <= members * max_in_flight);
+        for m in 0..members {
             assert_eq!(pool.load(m), Some(0));
         }
         println!(
-            "pool stress (max_in_flight {max_in_flight}): {handed} leases, peak {}, {} waited",
+            "pool stress ({members} members, max_in_flight {max_in_flight}, {threads} threads): \
+             {handed} leases, peak {}, {} waited",
             st.peak, st.waited
         );
     }

@@ -160,13 +160,13 @@ impl<V> Log<V> {
                 };
                 self.publish(rev, Some(event(rev, new, kind)), guard);
             }
-            // The same tag and metadata, and a liveness cell where there was none: only a cell
-            // was installed (a first health record, `RawMap::update_extra`), which is no change
-            // to the binding: a skip.
+            // The same tag and metadata, and a liveness or load cell where there was none: only
+            // a cell was installed (a first health record, a first task: `RawMap::update_extra`),
+            // which is no change to the binding: a skip.
             Change::Replaced { old, new }
                 if old.tag == new.tag
-                    && old.live().is_none()
-                    && new.live().is_some()
+                    && ((old.live().is_none() && new.live().is_some())
+                        || (old.load().is_none() && new.load().is_some()))
                     && match (old.meta(), new.meta()) {
                         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                         (a, b) => a.is_none() && b.is_none(),
