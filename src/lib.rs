@@ -374,7 +374,9 @@
 //!   [`index`](Lease::index), [`key`](Lease::key)) and releases on drop.
 //! - **Keyed holds.** [`Pool::acquire_for`]`(key)` and [`Registry::get_or_acquire`] (MARSYS's
 //!   `branch_id`) return the member the key holds, sharing its slot, else a new one as
-//!   `acquire` picks it; the slot is freed when the key's last lease drops. They never wait.
+//!   `acquire` picks it; the slot is freed when the key's last lease drops. They never wait;
+//!   [`Pool::acquire_for_async`] waits for a release when the key holds nothing and every
+//!   member is full.
 //! - **Waits woken by releases.** [`Pool::acquire_async`] is a future ([`pool::Acquire`]) on any
 //!   runtime or none; [`Pool::acquire_timeout`] blocks a thread; `Pool::acquire_within` (feature
 //!   `tokio`) is MARSYS's `acquire_instance_async(timeout)`. None polls: a release wakes one
@@ -396,9 +398,11 @@
 //!   and their releases are counted after the reset.
 //! - **Removal while leased.** [`unregister_pool`](Registry::unregister_pool), the guard's drop,
 //!   [`unregister_pool_if_same`](Registry::unregister_pool_if_same) (by tag: never a pool
-//!   registered later under the name) or [`clear`](Registry::clear) unbind the pool's name
-//!   first: that commit closes the pool (nothing more is leased, members read as no value,
-//!   waiters wake), then each member goes (reason [`Reason::PoolRemoved`]). Leases out stay
+//!   registered later under the name) unbind the pool's name first: that commit closes the
+//!   pool (nothing more is leased, members read as no value, waiters wake), then each member
+//!   goes (reason [`Reason::PoolRemoved`]). [`clear`](Registry::clear) removes members
+//!   first, then pools' names. However a pool's name goes, its members die with it: invisible
+//!   at once, never blocking their names, removed by whoever meets them. Leases out stay
 //!   usable, and their release is harmless; a pool registered again under the name is a new
 //!   pool, untouched by the old one's leases.
 //! - **Load on single agents.** [`Registry::acquire`] on an agent's name returns a [`Lease`]
@@ -406,7 +410,8 @@
 //!   [`load`](Registry::load), [`available_count`](Registry::available_count) (an agent with a
 //!   task counts as unavailable, unlike MARSYS) and [`least_loaded`](Registry::least_loaded)
 //!   (MARSYS's `get_least_loaded(prefix)`; ties to the first name; a pool's own name is left
-//!   out, its members are candidates by their leases) read it. The count lives in the binding
+//!   out, its members are candidates by their leases) read it, as does
+//!   [`Query::least_loaded`] over any discovery query. The count lives in the binding
 //!   (keyed by its tag), not under the name: a name bound again starts at zero, and the old
 //!   binding's tasks ending later do not touch it (MARSYS keys load by name, so a new agent
 //!   inherits a dead one's). Picking with `least_loaded` then calling `acquire` is two steps:
