@@ -51,3 +51,9 @@ step "discovery benchmark (--quick)" cargo run --release -p genreg-bench --bin d
 # sequential loop); it asserts that every cycle and keepalive succeeds, that each reap and
 # purge_dead removes exactly the expired entries, and that every probe is recorded passing.
 step "liveness benchmark (--quick)" cargo run --release -p genreg-bench --bin liveness -- --quick
+
+# The pool benchmark, one short pass (acquire + release against MARSYS's mutex and a tokio
+# Semaphore over a free list at 1 and 2 threads, the async wake-up latency with two polled
+# waits of MARSYS's 0.5 s loop, the spread of each selection); it asserts that no acquire fails
+# where a member must be free and that every lease is released. ~10 s.
+step "pool benchmark (--quick)" cargo run --release -p genreg-bench --bin pool -- --quick
