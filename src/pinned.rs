@@ -462,11 +462,11 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
     }
 
     /// Removes a member of a closed pool (dead: see `pool/`) if `name` still binds it, with
-    /// [`Reason::PoolRemoved`]; whether this call removed it (someone who met it may have
+    /// `reason`; whether this call removed it (someone who met it may have
     /// first).
-    pub(crate) fn remove_member(&self, name: &str, tag: Tag) -> bool {
+    pub(crate) fn remove_member(&self, name: &str, tag: Tag, reason: Reason) -> bool {
         let map = &self.registry.inner.map;
-        let decide = |n: &Node<V>| (n.tag == tag).then_some(Write::Remove(Reason::PoolRemoved));
+        let decide = |n: &Node<V>| (n.tag == tag).then_some(Write::Remove(reason));
         matches!(
             map.write_if(map.hash(name), name, decide, &self.guard),
             Written::Done(_)
@@ -531,29 +531,57 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
 
     /// See [`Registry::clear`].
     pub fn clear(&self) -> usize {
-        // Pools' own names last: their members are removed alive first (removing a pool's
-        // name closes the pool, and its members die with it).
-        let mut all: Vec<(&str, Tag, bool)> = self
+        // A pool goes whole: its name (which closes it), then its members by their tags. A
+        // member is never removed on its own: one whose pool's name this walk did not see
+        // (a pool registered meanwhile) stays with its pool (see `pool/`).
+        let all: Vec<(&str, Tag, Option<Option<usize>>)> = self
             .registry
             .inner
             .map
             .iter(&self.guard)
-            .map(|n| {
-                (
-                    n.name(),
-                    n.tag,
-                    n.pool().is_some_and(|t| t.member.is_none()),
-                )
-            })
+            .map(|n| (n.name(), n.tag, n.pool().map(|t| t.member)))
             .collect();
-        all.sort_by_key(|&(_, _, pool)| pool);
         all.into_iter()
-            .map(|(name, tag, _)| (name, tag))
-            .filter(|(name, tag)| {
-                self.remove_binding(name, Some(*tag), Reason::Cleared, true)
-                    .is_ok()
+            .map(|(name, tag, pool)| match pool {
+                None => usize::from(
+                    self.remove_binding(name, Some(tag), Reason::Cleared, false)
+                        .is_ok(),
+                ),
+                Some(None) => self.remove_pool(name, Some(tag), Reason::Cleared, Reason::Cleared),
+                // A member: with its pool.
+                Some(Some(_)) => 0,
             })
-            .count()
+            .sum()
+    }
+
+    /// Removes the pool bound to `name` (if it carries `expected`): its name, which closes
+    /// it, then each member by its tag (`members_reason`). Returns how many bindings went:
+    /// the name and every member (each removed here, or, once the pool was closed, by a read
+    /// that met it first); 0 if the name was not removed.
+    pub(crate) fn remove_pool(
+        &self,
+        name: &str,
+        expected: Option<Tag>,
+        reason: Reason,
+        members_reason: Reason,
+    ) -> usize {
+        let Ok(node) = self.remove_binding(name, expected, reason, true) else {
+            return 0;
+        };
+        let Some(tie) = node.pool() else {
+            return 1;
+        };
+        // The commit point closed the pool. Its members are dead: remove each that is still
+        // bound (an open pool has every member's tag; one that never opened removes its
+        // own members).
+        let core = tie.core;
+        let Some((_, tags)) = core.tags.get() else {
+            return 1;
+        };
+        for (i, tag) in tags.iter().enumerate() {
+            self.remove_member(&core.members[i].name, *tag, members_reason);
+        }
+        1 + tags.len()
     }
 
     /// See [`Registry::purge_dead`].

@@ -186,8 +186,9 @@ impl Peer for SemPool {
     }
 }
 
-const PEERS: [&str; 4] = [
+const PEERS: [&str; 5] = [
     "genreg LeastLoaded",
+    "genreg LeastLoaded, timing off",
     "genreg PowerOfTwo",
     "MARSYS Mutex<Vec<bool>>",
     "Semaphore + ArrayQueue",
@@ -196,13 +197,28 @@ const PEERS: [&str; 4] = [
 struct Subjects {
     _registry: Registry<V>,
     ll: Genreg,
+    ll_untimed: Genreg,
     p2: Genreg,
     marsys: Marsys,
     sem: SemPool,
 }
 
 fn genreg_pool(reg: &Registry<V>, name: &str, n: usize, sel: Selection, m: usize) -> Genreg {
-    let opts = PoolOptions::new().max_in_flight(m).selection(sel);
+    genreg_pool_timed(reg, name, n, sel, m, true)
+}
+
+fn genreg_pool_timed(
+    reg: &Registry<V>,
+    name: &str,
+    n: usize,
+    sel: Selection,
+    m: usize,
+    timing: bool,
+) -> Genreg {
+    let opts = PoolOptions::new()
+        .max_in_flight(m)
+        .selection(sel)
+        .timing(timing);
     Genreg(reg.register_pool_with(name, members(n), opts).unwrap())
 }
 
@@ -210,6 +226,7 @@ fn subjects(n: usize) -> Subjects {
     let reg: Registry<V> = Registry::new();
     Subjects {
         ll: genreg_pool(&reg, "ll", n, Selection::LeastLoaded, 1),
+        ll_untimed: genreg_pool_timed(&reg, "llu", n, Selection::LeastLoaded, 1, false),
         p2: genreg_pool(&reg, "p2", n, Selection::PowerOfTwo, 1),
         marsys: Marsys::new(n),
         sem: SemPool::new(n),
@@ -255,8 +272,9 @@ fn rate<P: Peer>(p: &P, threads: usize, dur: Duration) -> f64 {
 fn rate_of(s: &Subjects, k: usize, threads: usize, dur: Duration) -> f64 {
     match k {
         0 => rate(&s.ll, threads, dur),
-        1 => rate(&s.p2, threads, dur),
-        2 => rate(&s.marsys, threads, dur),
+        1 => rate(&s.ll_untimed, threads, dur),
+        2 => rate(&s.p2, threads, dur),
+        3 => rate(&s.marsys, threads, dur),
         _ => rate(&s.sem, threads, dur),
     }
 }
@@ -478,7 +496,7 @@ const SPREAD_SLOTS: usize = 8;
 const SPREAD_THREADS: usize = 48;
 
 /// One lease by strategy `k` of `SPREADS`.
-fn spread_acquire(p: &Pool<V>, k: usize, cursor: &AtomicUsize) -> genreg::Lease<V> {
+fn spread_acquire<'p>(p: &'p Pool<V>, k: usize, cursor: &AtomicUsize) -> genreg::Lease<'p, V> {
     let n = p.size();
     match k {
         0 | 1 => p.acquire().expect("never exhausted"),
@@ -584,6 +602,7 @@ fn child(peer: &str, n_members: usize, n: usize) {
     let s = subjects(n_members);
     let sum = match peer {
         "genreg-ll" => prof_loop(&s.ll, n),
+        "genreg-ll-untimed" => prof_loop(&s.ll_untimed, n),
         "genreg-p2" => prof_loop(&s.p2, n),
         "marsys" => prof_loop(&s.marsys, n),
         "semaphore" => prof_loop(&s.sem, n),

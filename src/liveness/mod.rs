@@ -81,6 +81,10 @@ impl<V: Send + Sync + 'static> Registry<V> {
         let pinned = self.pin();
         let map = &self.inner.map;
         let node = map.get(map.hash(name), name, pinned.guard());
+        // A pool's names have no TTL (see `pool/`).
+        if let Some(tie) = node.filter(|n| n.is_visible()).and_then(|n| n.pool()) {
+            return Err(crate::pool::pooled(name, &tie));
+        }
         let Some(n) = node.filter(|n| n.tag.matches(tag)) else {
             return Err(refusal(name, tag, node));
         };

@@ -46,27 +46,55 @@ const PENDING: usize = 0;
 const OPEN: usize = 1;
 const CLOSED: usize = 2;
 
-/// One member: its busy bits, when each slot was taken, its value.
+/// One member: its busy bits, its slots, its value.
 // A line of its own: two threads leasing two members never write the same line.
 #[repr(align(64))]
 pub(crate) struct Member<V> {
     busy: AtomicU64,
-    /// Per slot: when it was taken (clock nanoseconds + 1), for the holders' durations.
-    since: Box<[AtomicU64]>,
+    slots: Box<[Slot]>,
     pub(crate) value: V,
     pub(crate) name: Box<str>,
 }
 
-/// Counters that every acquire and release moves.
+/// One slot of a member: written only by its holder, between its claim and its release (the
+/// busy bit's CAS and `fetch_and` order the holders one after the other), so its counts need
+/// no read-modify-write.
 #[derive(Default)]
-struct Counters {
+struct Slot {
+    /// Leases it has handed out.
+    taken: AtomicU64,
+    /// When its current lease was taken (clock nanoseconds + 1; with timing on).
+    since: AtomicU64,
+}
+
+/// What the timing option moves on every lease: a line of its own.
+#[derive(Default)]
+#[repr(align(64))]
+struct Timing {
     /// Leases out. Decremented before a slot is freed and incremented after one is taken, so
     /// it never exceeds the leases really held (nor does the peak).
     in_use: AtomicUsize,
     peak: AtomicUsize,
-    allocations: AtomicU64,
-    releases: AtomicU64,
+}
+
+/// What waits move, and the pool's state: a line of its own, which releases only read.
+#[derive(Default)]
+#[repr(align(64))]
+struct Waits {
+    /// Async and blocking acquirers waiting for a slot (see the module docs).
+    waiters: AtomicUsize,
+    state: AtomicUsize,
     /// Time spent waiting by acquisitions that waited (nanoseconds), and how many did.
+    waited_ns: AtomicU64,
+    waited: AtomicU64,
+}
+
+/// The counters' values at the last `reset_stats` (a reset subtracts them rather than zeroing
+/// slots that holders write).
+#[derive(Default)]
+struct Baseline {
+    taken: AtomicU64,
+    released: AtomicU64,
     waited_ns: AtomicU64,
     waited: AtomicU64,
 }
@@ -74,10 +102,9 @@ struct Counters {
 /// A pool: shared by its handle ([`Pool`](super::Pool)), its leases, and the nodes that bind
 /// its name and its members' names.
 pub(crate) struct PoolCore<V> {
-    counters: Counters,
-    /// Async and blocking acquirers waiting for a slot (see the module docs).
-    waiters: AtomicUsize,
-    state: AtomicUsize,
+    waits: Waits,
+    timing: Option<Timing>,
+    baseline: Baseline,
     pub(crate) members: Box<[Member<V>]>,
     /// The bits of a full member.
     full: u64,
@@ -108,6 +135,7 @@ impl<V> PoolCore<V> {
         values: Vec<V>,
         max_in_flight: usize,
         selection: Selection,
+        timed: bool,
         clock: Arc<dyn Clock>,
         collector: Option<crossbeam_epoch::Collector>,
     ) -> PoolCore<V> {
@@ -117,15 +145,15 @@ impl<V> PoolCore<V> {
             .enumerate()
             .map(|(i, value)| Member {
                 busy: AtomicU64::new(0),
-                since: (0..max_in_flight).map(|_| AtomicU64::new(0)).collect(),
+                slots: (0..max_in_flight).map(|_| Slot::default()).collect(),
                 value,
                 name: super::member_name(name, i).into_boxed_str(),
             })
             .collect();
         PoolCore {
-            counters: Counters::default(),
-            waiters: AtomicUsize::new(0),
-            state: AtomicUsize::new(PENDING),
+            waits: Waits::default(),
+            timing: timed.then(Timing::default),
+            baseline: Baseline::default(),
             members,
             full: if max_in_flight == MAX_IN_FLIGHT {
                 u64::MAX
@@ -147,7 +175,8 @@ impl<V> PoolCore<V> {
     /// if it was closed meanwhile (its name removed by a clear before it opened).
     pub(crate) fn open(&self, tags: (Tag, Box<[Tag]>)) -> bool {
         let _ = self.tags.set(tags);
-        self.state
+        self.waits
+            .state
             .compare_exchange(PENDING, OPEN, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     }
@@ -156,19 +185,19 @@ impl<V> PoolCore<V> {
     /// any more, no member's value is read through the registry, and every waiter wakes to
     /// find it closed. Leases already out stay usable; their release is harmless.
     pub(crate) fn close(&self) {
-        if self.state.swap(CLOSED, Ordering::SeqCst) != CLOSED {
+        if self.waits.state.swap(CLOSED, Ordering::SeqCst) != CLOSED {
             // Every waiter: each looks again, sees the pool closed and returns.
             self.wake.notify(usize::MAX);
         }
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == OPEN
+        self.waits.state.load(Ordering::SeqCst) == OPEN
     }
 
     /// Whether the pool is closed (for good).
     pub(crate) fn is_closed(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == CLOSED
+        self.waits.state.load(Ordering::SeqCst) == CLOSED
     }
 
     /// Leases held on member `i`.
@@ -212,32 +241,52 @@ impl<V> PoolCore<V> {
         }
     }
 
-    /// Records a claimed slot: counters, and when it was taken.
+    /// With timing on, the clock's reading for a lease about to be taken: read before the
+    /// claim, as no user code (a `Clock`) may run between a winning claim and its lease (a
+    /// panic there would leave the slot taken for ever).
     #[inline]
-    pub(crate) fn took(&self, i: usize, bit: u32) {
-        let c = &self.counters;
-        let now = c.in_use.fetch_add(1, Ordering::Relaxed) + 1;
-        if now > c.peak.load(Ordering::Relaxed) {
-            c.peak.fetch_max(now, Ordering::Relaxed);
+    fn stamp(&self) -> u64 {
+        match self.timing {
+            Some(_) => self.clock_stamp(),
+            None => 0,
         }
-        c.allocations.fetch_add(1, Ordering::Relaxed);
-        let at = nanos(self.clock.now()).saturating_add(1);
-        self.members[i].since[bit as usize].store(at, Ordering::Relaxed);
+    }
+
+    #[inline(never)]
+    fn clock_stamp(&self) -> u64 {
+        nanos(self.clock.now()).saturating_add(1)
+    }
+
+    /// Records a claimed slot: its count, and with timing on, when it was taken (`at`, from
+    /// [`stamp`](Self::stamp)) and the peak.
+    #[inline]
+    fn took(&self, i: usize, bit: u32, at: u64) {
+        let slot = &self.members[i].slots[bit as usize];
+        // The slot's own count: only its holder writes it (see `Slot`).
+        slot.taken
+            .store(slot.taken.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if let Some(t) = &self.timing {
+            let now = t.in_use.fetch_add(1, Ordering::Relaxed) + 1;
+            if now > t.peak.load(Ordering::Relaxed) {
+                t.peak.fetch_max(now, Ordering::Relaxed);
+            }
+            slot.since.store(at, Ordering::Relaxed);
+        }
     }
 
     /// Frees a slot taken by [`claim`](Self::claim), and wakes one waiter if any waits.
     #[inline]
     pub(crate) fn release(&self, i: usize, bit: u32) {
-        let c = &self.counters;
-        c.in_use.fetch_sub(1, Ordering::Relaxed);
-        c.releases.fetch_add(1, Ordering::Relaxed);
-        // Release: whoever takes the slot next sees everything this holder did.
+        if let Some(t) = &self.timing {
+            t.in_use.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Release: whoever takes the slot next sees everything this holder did (its count).
         self.members[i]
             .busy
             .fetch_and(!(1u64 << bit), Ordering::Release);
         // The releaser's half of the Dekker pair (module docs).
         fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) > 0 {
+        if self.waits.waiters.load(Ordering::Relaxed) > 0 {
             self.wake_one();
         }
     }
@@ -254,26 +303,31 @@ impl<V> PoolCore<V> {
             return Err(NoSlot::Closed);
         }
         let n = self.members.len();
+        let at = self.stamp();
         if self.selection == Selection::PowerOfTwo && n > 1 {
             let r = random();
-            let a = (r % n as u64) as usize;
-            let mut b = ((r >> 32) % (n as u64 - 1)) as usize;
+            let a = below(r, n);
+            let mut b = below(r.rotate_left(32), n - 1);
             if b >= a {
                 b += 1;
             }
             let pick = if self.load(b) < self.load(a) { b } else { a };
             if let Some(bit) = self.claim(pick) {
-                self.took(pick, bit);
+                self.took(pick, bit, at);
                 return Ok((pick, bit));
             }
             // Both full, or lost a race: the least loaded of all.
         }
         loop {
-            let start = (random() % n as u64) as usize;
+            let start = below(random(), n);
             let mut best = None;
             let mut best_load = self.max_in_flight;
             for k in 0..n {
-                let i = (start + k) % n;
+                let i = if start + k < n {
+                    start + k
+                } else {
+                    start + k - n
+                };
                 let load = self.load(i);
                 if load < best_load {
                     best = Some(i);
@@ -287,7 +341,7 @@ impl<V> PoolCore<V> {
                 return Err(NoSlot::Full);
             };
             if let Some(bit) = self.claim(i) {
-                self.took(i, bit);
+                self.took(i, bit, at);
                 return Ok((i, bit));
             }
         }
@@ -298,8 +352,9 @@ impl<V> PoolCore<V> {
         if !self.is_open() {
             return Err(NoSlot::Closed);
         }
+        let at = self.stamp();
         let bit = self.claim(i).ok_or(NoSlot::Full)?;
-        self.took(i, bit);
+        self.took(i, bit, at);
         Ok(bit)
     }
 
@@ -322,11 +377,11 @@ impl<V> PoolCore<V> {
 
     /// Counts a waiter (see the module docs); undone by [`unwait`](Self::unwait).
     pub(crate) fn wait(&self) {
-        self.waiters.fetch_add(1, Ordering::Relaxed);
+        self.waits.waiters.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn unwait(&self) {
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        self.waits.waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// A listener for the next release, for a waiter already counted; after it, the waiter's
@@ -339,23 +394,38 @@ impl<V> PoolCore<V> {
     }
 
     pub(crate) fn waiting(&self) -> usize {
-        self.waiters.load(Ordering::Relaxed)
+        self.waits.waiters.load(Ordering::Relaxed)
     }
 
     /// Records that an acquisition waited `ns` nanoseconds before it got its slot.
     pub(crate) fn waited(&self, ns: u64) {
-        self.counters.waited_ns.fetch_add(ns, Ordering::Relaxed);
-        self.counters.waited.fetch_add(1, Ordering::Relaxed);
+        self.waits.waited_ns.fetch_add(ns, Ordering::Relaxed);
+        self.waits.waited.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn now_ns(&self) -> u64 {
         nanos(self.clock.now())
     }
 
+    /// Leases every slot has handed out, and leases out now (the busy bits).
+    fn counts(&self) -> (u64, u64) {
+        let mut taken = 0;
+        let mut out = 0;
+        for m in self.members.iter() {
+            // Acquire: a slot's count is read after the bit that ordered its holder's write.
+            out += u64::from(m.busy.load(Ordering::Acquire).count_ones());
+            taken += m
+                .slots
+                .iter()
+                .map(|s| s.taken.load(Ordering::Relaxed))
+                .sum::<u64>();
+        }
+        (taken, out)
+    }
+
     /// The statistics (see [`PoolStats`]); `keys` names the keyed holders.
     pub(crate) fn stats(&self, keys: &[(String, usize, u32)]) -> PoolStats {
-        let c = &self.counters;
-        let now = self.now_ns();
+        let now = self.timing.as_ref().map(|_| self.now_ns());
         let mut holders = Vec::new();
         for (i, m) in self.members.iter().enumerate() {
             let busy = m.busy.load(Ordering::Acquire);
@@ -363,7 +433,7 @@ impl<V> PoolCore<V> {
                 if busy & (1 << bit) == 0 {
                     continue;
                 }
-                let since = m.since[bit as usize].load(Ordering::Relaxed);
+                let since = m.slots[bit as usize].since.load(Ordering::Relaxed);
                 let key = keys
                     .iter()
                     .find(|(_, mi, b)| *mi == i && *b == bit)
@@ -372,22 +442,35 @@ impl<V> PoolCore<V> {
                     member: i,
                     name: m.name.to_string(),
                     key,
-                    held_for: Duration::from_nanos(now.saturating_sub(since.saturating_sub(1))),
+                    held_for: now.map(|now| {
+                        Duration::from_nanos(now.saturating_sub(since.saturating_sub(1)))
+                    }),
                 });
             }
         }
-        let allocations = c.allocations.load(Ordering::Relaxed);
-        let waited_ns = c.waited_ns.load(Ordering::Relaxed);
+        let (taken, out) = self.counts();
+        let b = &self.baseline;
+        let allocations = taken.saturating_sub(b.taken.load(Ordering::Relaxed));
+        let releases = (taken - out.min(taken)).saturating_sub(b.released.load(Ordering::Relaxed));
+        let w = &self.waits;
+        let waited_ns = w.waited_ns.load(Ordering::Relaxed)
+            - b.waited_ns
+                .load(Ordering::Relaxed)
+                .min(w.waited_ns.load(Ordering::Relaxed));
         PoolStats {
             name: self.name.to_string(),
             total: self.members.len(),
             max_in_flight: self.max_in_flight,
             available: self.available(),
-            in_use: c.in_use.load(Ordering::Relaxed),
+            // Cannot truncate: at most MAX_MEMBERS x MAX_IN_FLIGHT.
+            in_use: out as usize,
             allocations,
-            releases: c.releases.load(Ordering::Relaxed),
-            peak: c.peak.load(Ordering::Relaxed),
-            waited: c.waited.load(Ordering::Relaxed),
+            releases,
+            peak: self.timing.as_ref().map(|t| t.peak.load(Ordering::Relaxed)),
+            waited: w
+                .waited
+                .load(Ordering::Relaxed)
+                .saturating_sub(b.waited.load(Ordering::Relaxed)),
             average_wait: Duration::from_nanos(waited_ns.checked_div(allocations).unwrap_or(0)),
             waiting: self.waiting(),
             holders,
@@ -397,14 +480,27 @@ impl<V> PoolCore<V> {
     /// Resets the counters: allocations, releases, waits to zero, the peak to the leases out
     /// now. The leases themselves are untouched.
     pub(crate) fn reset_stats(&self) {
-        let c = &self.counters;
-        c.allocations.store(0, Ordering::Relaxed);
-        c.releases.store(0, Ordering::Relaxed);
-        c.waited_ns.store(0, Ordering::Relaxed);
-        c.waited.store(0, Ordering::Relaxed);
-        c.peak
-            .store(c.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
+        let (taken, out) = self.counts();
+        let b = &self.baseline;
+        b.taken.store(taken, Ordering::Relaxed);
+        b.released.store(taken - out.min(taken), Ordering::Relaxed);
+        let w = &self.waits;
+        b.waited_ns
+            .store(w.waited_ns.load(Ordering::Relaxed), Ordering::Relaxed);
+        b.waited
+            .store(w.waited.load(Ordering::Relaxed), Ordering::Relaxed);
+        if let Some(t) = &self.timing {
+            t.peak
+                .store(t.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
+}
+
+/// `r` mapped onto `0..n` (multiply and shift: no division).
+#[inline]
+fn below(r: u64, n: usize) -> usize {
+    // Cannot truncate: the result is below n.
+    ((u128::from(r) * n as u128) >> 64) as usize
 }
 
 /// A cheap per-thread random number: where a scan starts and which two members power of two
@@ -433,7 +529,7 @@ fn random() -> u64 {
             x ^= x << 25;
             x ^= x >> 27;
             s.set(x);
-            x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 16
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
         })
     }
 }

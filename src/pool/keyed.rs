@@ -6,9 +6,14 @@
 //!   zero: a hold whose count reached zero is being let go and is never revived);
 //! - acquiring for a key that holds none takes a slot, then binds a hold for it; if another
 //!   acquirer bound one first, the slot is given back and its hold is joined instead;
-//! - the last lease of a hold unbinds it (by its tag: never a newer hold of the key), then
-//!   frees its slot. An acquirer that meets a hold at zero unbinds it itself and starts again,
-//!   so nobody waits for the last lease's owner.
+//! - the last lease of a hold frees its slot, then unbinds it (by its tag: never a newer hold
+//!   of the key). An acquirer that meets a hold at zero unbinds it itself and starts again,
+//!   so nobody waits for the last lease's owner; one that finds every member full looks for a
+//!   hold again before it reports `Exhausted`.
+//!
+//! One window stays: between an acquirer's claim of a slot for a key and the binding of its
+//! hold, another acquirer for the same key finds no hold; if every member is full then, it
+//! reports `Exhausted` (a waiting one waits for the next release).
 
 use std::sync::{Arc, OnceLock};
 
@@ -79,7 +84,12 @@ impl<V> PoolCore<V> {
                 let _ = holds.unregister_if_same(key, e.tag);
                 continue;
             }
-            let (member, bit) = self.take().map_err(Ok)?;
+            let (member, bit) = match self.take() {
+                Ok(slot) => slot,
+                // Full: unless a hold for the key was bound meanwhile (joined next round).
+                Err(NoSlot::Full) if holds.contains(key) => continue,
+                Err(e) => return Err(Ok(e)),
+            };
             let hold = Arc::new(Hold {
                 key: key.into(),
                 member,
@@ -98,13 +108,14 @@ impl<V> PoolCore<V> {
         }
     }
 
-    /// Lets go of one lease of `hold`; the last one unbinds the hold and frees its slot.
+    /// Lets go of one lease of `hold`; the last one frees its slot, then unbinds the hold (in
+    /// that order: an acquirer for the key that finds no hold finds the slot free).
     pub(crate) fn release_hold(&self, hold: &Hold) {
         if hold.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.release(hold.member, hold.bit);
             if let (Some(holds), Some(tag)) = (self.holds.get(), hold.tag.get()) {
                 let _ = holds.unregister_if_same(&hold.key, *tag);
             }
-            self.release(hold.member, hold.bit);
         }
     }
 
@@ -114,6 +125,8 @@ impl<V> PoolCore<V> {
             holds
                 .entries()
                 .into_iter()
+                // A hold let go of (its slot freed, its binding about to go) holds nothing.
+                .filter(|(_, e)| e.value.refs.load(Ordering::Relaxed) > 0)
                 .map(|(key, e)| (key, e.value.member, e.value.bit))
                 .collect()
         })

@@ -15,13 +15,37 @@ use crate::tag::Tag;
 /// one waiter) or ends the task.
 ///
 /// A lease stays usable if its pool is removed meanwhile; its release is then harmless.
-pub struct Lease<V> {
-    kind: Kind<V>,
+///
+/// A lease from a [`Pool`](super::Pool) handle borrows the handle (`Lease<'_, V>`: no shared
+/// reference count moves per lease); one from the registry
+/// ([`Registry::acquire`](crate::Registry::acquire)) or from a wait
+/// ([`Acquire`](super::Acquire)) owns a reference to the pool (`Lease<'static, V>`).
+pub struct Lease<'a, V> {
+    kind: Kind<'a, V>,
 }
 
-enum Kind<V> {
+/// The pool a slot lease is of: borrowed from a handle, or owned.
+pub(crate) enum CoreRef<'a, V> {
+    Borrowed(&'a Arc<PoolCore<V>>),
+    Owned(Arc<PoolCore<V>>),
+}
+
+impl<V> Deref for CoreRef<'_, V> {
+    type Target = PoolCore<V>;
+    #[inline]
+    fn deref(&self) -> &PoolCore<V> {
+        match self {
+            CoreRef::Borrowed(core) => core,
+            CoreRef::Owned(core) => core,
+        }
+    }
+}
+
+enum Kind<'a, V> {
+    /// Moved out by [`Lease::into_owned`] (never observed otherwise).
+    Spent,
     Slot {
-        core: Arc<PoolCore<V>>,
+        core: CoreRef<'a, V>,
         member: usize,
         bit: u32,
         /// The key's hold, for a lease from `acquire_for`.
@@ -35,13 +59,13 @@ enum Kind<V> {
     },
 }
 
-impl<V> Lease<V> {
+impl<'a, V> Lease<'a, V> {
     pub(crate) fn slot(
-        core: Arc<PoolCore<V>>,
+        core: CoreRef<'a, V>,
         member: usize,
         bit: u32,
         hold: Option<Arc<Hold>>,
-    ) -> Lease<V> {
+    ) -> Lease<'a, V> {
         Lease {
             kind: Kind::Slot {
                 core,
@@ -52,7 +76,7 @@ impl<V> Lease<V> {
         }
     }
 
-    pub(crate) fn task(load: Arc<Load>, value: V, name: &str, tag: Tag) -> Lease<V> {
+    pub(crate) fn task(load: Arc<Load>, value: V, name: &str, tag: Tag) -> Lease<'a, V> {
         Lease {
             kind: Kind::Task {
                 load,
@@ -63,9 +87,44 @@ impl<V> Lease<V> {
         }
     }
 
+    /// The same lease, owning a reference to its pool instead of borrowing the handle (to
+    /// keep it past the handle, or send it to a task).
+    pub fn into_owned(mut self) -> Lease<'static, V> {
+        let kind = match std::mem::replace(&mut self.kind, Kind::Spent) {
+            Kind::Slot {
+                core,
+                member,
+                bit,
+                hold,
+            } => Kind::Slot {
+                core: match core {
+                    CoreRef::Borrowed(core) => CoreRef::Owned(Arc::clone(core)),
+                    CoreRef::Owned(core) => CoreRef::Owned(core),
+                },
+                member,
+                bit,
+                hold,
+            },
+            Kind::Task {
+                load,
+                value,
+                name,
+                tag,
+            } => Kind::Task {
+                load,
+                value,
+                name,
+                tag,
+            },
+            Kind::Spent => Kind::Spent,
+        };
+        Lease { kind }
+    }
+
     /// The leased value.
     pub fn value(&self) -> &V {
         match &self.kind {
+            Kind::Spent => unreachable!("a spent lease is never read"),
             Kind::Slot { core, member, .. } => &core.members[*member].value,
             Kind::Task { value, .. } => value,
         }
@@ -74,6 +133,7 @@ impl<V> Lease<V> {
     /// The name of what is leased: the member's (`{pool}_{index}`) or the entry's.
     pub fn name(&self) -> &str {
         match &self.kind {
+            Kind::Spent => unreachable!("a spent lease is never read"),
             Kind::Slot { core, member, .. } => &core.members[*member].name,
             Kind::Task { name, .. } => name,
         }
@@ -82,6 +142,7 @@ impl<V> Lease<V> {
     /// The tag of the leased binding (the member's, or the entry's).
     pub fn tag(&self) -> Tag {
         match &self.kind {
+            Kind::Spent => unreachable!("a spent lease is never read"),
             Kind::Slot { core, member, .. } => core.tags.get().expect("open").1[*member],
             Kind::Task { tag, .. } => *tag,
         }
@@ -91,7 +152,7 @@ impl<V> Lease<V> {
     pub fn pool(&self) -> Option<&str> {
         match &self.kind {
             Kind::Slot { core, .. } => Some(&core.name),
-            Kind::Task { .. } => None,
+            Kind::Task { .. } | Kind::Spent => None,
         }
     }
 
@@ -99,7 +160,7 @@ impl<V> Lease<V> {
     pub fn index(&self) -> Option<usize> {
         match &self.kind {
             Kind::Slot { member, .. } => Some(*member),
-            Kind::Task { .. } => None,
+            Kind::Task { .. } | Kind::Spent => None,
         }
     }
 
@@ -107,19 +168,19 @@ impl<V> Lease<V> {
     pub fn key(&self) -> Option<&str> {
         match &self.kind {
             Kind::Slot { hold, .. } => hold.as_deref().map(|h| &*h.key),
-            Kind::Task { .. } => None,
+            Kind::Task { .. } | Kind::Spent => None,
         }
     }
 }
 
-impl<V> Deref for Lease<V> {
+impl<V> Deref for Lease<'_, V> {
     type Target = V;
     fn deref(&self) -> &V {
         self.value()
     }
 }
 
-impl<V> Drop for Lease<V> {
+impl<V> Drop for Lease<'_, V> {
     fn drop(&mut self) {
         match &self.kind {
             Kind::Slot {
@@ -132,11 +193,12 @@ impl<V> Drop for Lease<V> {
                 None => core.release(*member, *bit),
             },
             Kind::Task { load, .. } => load.end(),
+            Kind::Spent => {}
         }
     }
 }
 
-impl<V> fmt::Debug for Lease<V> {
+impl<V> fmt::Debug for Lease<'_, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
             .field("name", &self.name())

@@ -27,6 +27,7 @@ use std::time::Duration;
 use self::core::NoSlot;
 pub(crate) use self::core::PoolCore;
 pub use self::core::{MAX_IN_FLIGHT, MAX_MEMBERS};
+use self::lease::CoreRef;
 pub use self::lease::Lease;
 pub(crate) use self::load::Load;
 pub use self::wait::Acquire;
@@ -55,6 +56,7 @@ pub enum Selection {
 pub struct PoolOptions {
     max_in_flight: usize,
     selection: Selection,
+    timing: bool,
 }
 
 impl Default for PoolOptions {
@@ -62,6 +64,7 @@ impl Default for PoolOptions {
         PoolOptions {
             max_in_flight: 1,
             selection: Selection::LeastLoaded,
+            timing: true,
         }
     }
 }
@@ -83,6 +86,16 @@ impl PoolOptions {
     /// How the member to lease is picked.
     pub fn selection(mut self, selection: Selection) -> Self {
         self.selection = selection;
+        self
+    }
+
+    /// Whether the pool times its leases (on by default): the holders' durations and the peak
+    /// in [`PoolStats`] (MARSYS's `get_statistics` has both). It costs every lease a read of
+    /// the registry's clock and two updates of a counter all acquirers share; off, a lease is
+    /// a compare-and-swap to take and a `fetch_and` to release, and the statistics give
+    /// `None` for the peak and the durations (the counts, waits and holders stay).
+    pub fn timing(mut self, on: bool) -> Self {
+        self.timing = on;
         self
     }
 }
@@ -125,8 +138,8 @@ pub struct PoolStats {
     pub allocations: u64,
     /// Leases released since then.
     pub releases: u64,
-    /// The most leases out at once since then.
-    pub peak: usize,
+    /// The most leases out at once since then (`None` with [`PoolOptions::timing`] off).
+    pub peak: Option<usize>,
     /// Acquisitions that had to wait for a release.
     pub waited: u64,
     /// Time waited, averaged over every allocation (those that did not wait count as zero).
@@ -147,8 +160,9 @@ pub struct Holder {
     pub name: String,
     /// The key it was acquired for, if any ([`Pool::acquire_for`]).
     pub key: Option<String>,
-    /// How long it has been held (by the registry's clock).
-    pub held_for: Duration,
+    /// How long it has been held, by the registry's clock (`None` with
+    /// [`PoolOptions::timing`] off).
+    pub held_for: Option<Duration>,
 }
 
 /// A pool's name or member, as a node sees it (see the module docs).
@@ -237,24 +251,50 @@ impl<V> fmt::Debug for Pool<V> {
     }
 }
 
+/// The error for a slot not taken.
+fn no_slot<V>(core: &PoolCore<V>, e: NoSlot) -> Error {
+    match e {
+        NoSlot::Full => Error::Exhausted {
+            pool: (*core.name).into(),
+            total: core.slots(),
+            in_use: core.in_use(),
+        },
+        NoSlot::Closed => Error::NotFound {
+            name: (*core.name).into(),
+        },
+    }
+}
+
+/// A lease on the member `core`'s selection picks.
+fn acquire_in<V>(core: CoreRef<'_, V>) -> Result<Lease<'_, V>, Error> {
+    let (member, bit) = core.take().map_err(|e| no_slot(&core, e))?;
+    Ok(Lease::slot(core, member, bit, None))
+}
+
+/// A lease on member `i`.
+fn acquire_member_in<V>(core: CoreRef<'_, V>, i: usize) -> Result<Lease<'_, V>, Error> {
+    if i >= core.members.len() {
+        return Err(Error::NotFound {
+            name: member_name(&core.name, i).into(),
+        });
+    }
+    let bit = core.take_member(i).map_err(|e| no_slot(&core, e))?;
+    Ok(Lease::slot(core, i, bit, None))
+}
+
+/// A lease for `key` (see `keyed.rs`).
+fn acquire_for_in<'a, V>(core: CoreRef<'a, V>, key: &str) -> Result<Lease<'a, V>, Error> {
+    match core.acquire_for(key) {
+        Ok(hold) => {
+            let (member, bit) = (hold.member, hold.bit);
+            Ok(Lease::slot(core, member, bit, Some(hold)))
+        }
+        Err(Ok(e)) => Err(no_slot(&core, e)),
+        Err(Err(e)) => Err(e),
+    }
+}
+
 impl<V> Pool<V> {
-    fn exhausted(&self) -> Error {
-        Error::Exhausted {
-            pool: (*self.core.name).into(),
-            total: self.core.slots(),
-            in_use: self.core.in_use(),
-        }
-    }
-
-    fn error(&self, e: NoSlot) -> Error {
-        match e {
-            NoSlot::Full => self.exhausted(),
-            NoSlot::Closed => Error::NotFound {
-                name: (*self.core.name).into(),
-            },
-        }
-    }
-
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.core.name
@@ -316,36 +356,37 @@ impl<V> Pool<V> {
     ///
     /// [`Error::Exhausted`] if every member was seen full; [`Error::NotFound`] if the pool was
     /// removed.
-    pub fn acquire(&self) -> Result<Lease<V>, Error> {
-        let (member, bit) = self.core.take().map_err(|e| self.error(e))?;
-        Ok(Lease::slot(Arc::clone(&self.core), member, bit, None))
+    pub fn acquire(&self) -> Result<Lease<'_, V>, Error> {
+        acquire_in(CoreRef::Borrowed(&self.core))
     }
 
     /// Leases member `i` (whichever is picked otherwise), without waiting.
-    pub fn acquire_member(&self, i: usize) -> Result<Lease<V>, Error> {
-        if i >= self.size() {
-            return Err(Error::NotFound {
-                name: member_name(self.name(), i).into(),
-            });
-        }
-        let bit = self.core.take_member(i).map_err(|e| self.error(e))?;
-        Ok(Lease::slot(Arc::clone(&self.core), i, bit, None))
+    pub fn acquire_member(&self, i: usize) -> Result<Lease<'_, V>, Error> {
+        acquire_member_in(CoreRef::Borrowed(&self.core), i)
     }
 
     /// Leases for `key` (MARSYS's `branch_id`): the member `key` holds already, if it holds
     /// one (sharing its slot: the slot is freed when the key's last lease drops), else a new
     /// one as [`acquire`](Self::acquire) picks it. Keys follow the rules for names.
-    pub fn acquire_for(&self, key: &str) -> Result<Lease<V>, Error> {
-        match self.core.acquire_for(key) {
-            Ok(hold) => {
-                let (member, bit) = (hold.member, hold.bit);
-                Ok(Lease::slot(Arc::clone(&self.core), member, bit, Some(hold)))
-            }
-            Err(Ok(e)) => Err(self.error(e)),
-            Err(Err(e)) => Err(e),
-        }
+    pub fn acquire_for(&self, key: &str) -> Result<Lease<'_, V>, Error> {
+        acquire_for_in(CoreRef::Borrowed(&self.core), key)
     }
 
+    /// The statistics (MARSYS's `get_statistics`): counts, the peak, waits, and every holder
+    /// with how long it has held. Counters are read one by one while leases come and go: they
+    /// add up at quiescence.
+    pub fn stats(&self) -> PoolStats {
+        self.core.stats(&self.core.keyed())
+    }
+
+    /// Resets the counters (allocations, releases, waits; the peak to the leases out now).
+    /// Leases out are untouched, and their releases are counted after the reset.
+    pub fn reset_stats(&self) {
+        self.core.reset_stats();
+    }
+}
+
+impl<V: 'static> Pool<V> {
     /// Waits for a lease, woken by a release (no polling): see [`Acquire`] for the order in
     /// which waiters are served and what cancelling does. Runtime-agnostic.
     pub fn acquire_async(&self) -> Acquire<V> {
@@ -361,7 +402,7 @@ impl<V> Pool<V> {
 
     /// Blocks the thread until a lease is free (woken by a release, no polling), or `timeout`
     /// passes: then [`Error::Timeout`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Lease<V>, Error> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Lease<'_, V>, Error> {
         wait::blocking(&self.core, timeout)
     }
 
@@ -369,7 +410,7 @@ impl<V> Pool<V> {
     /// as a tokio task: [`Error::Timeout`] when it passes. Dropping the future is safe (see
     /// [`Acquire`]).
     #[cfg(feature = "tokio")]
-    pub async fn acquire_within(&self, timeout: Duration) -> Result<Lease<V>, Error> {
+    pub async fn acquire_within(&self, timeout: Duration) -> Result<Lease<'static, V>, Error> {
         match tokio::time::timeout(timeout, self.acquire_async()).await {
             Ok(out) => out,
             Err(_) => Err(Error::Timeout {
@@ -377,19 +418,6 @@ impl<V> Pool<V> {
                 waited: timeout,
             }),
         }
-    }
-
-    /// The statistics (MARSYS's `get_statistics`): counts, the peak, waits, and every holder
-    /// with how long it has held. Counters are read one by one while leases come and go: they
-    /// add up at quiescence.
-    pub fn stats(&self) -> PoolStats {
-        self.core.stats(&self.core.keyed())
-    }
-
-    /// Resets the counters (allocations, releases, waits; the peak to the leases out now).
-    /// Leases out are untouched, and their releases are counted after the reset.
-    pub fn reset_stats(&self) {
-        self.core.reset_stats();
     }
 }
 
@@ -494,6 +522,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             values,
             options.max_in_flight,
             options.selection,
+            options.timing,
             Arc::clone(&self.inner.clock),
             self.inner.collector().cloned(),
         ));
@@ -539,7 +568,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                 Err(e) => {
                     core.close();
                     for (i, tag) in tags.into_iter().enumerate() {
-                        pinned.remove_member(&core.members[i].name, tag);
+                        pinned.remove_member(&core.members[i].name, tag, Reason::PoolRemoved);
                     }
                     let _ = pinned.remove_binding(name, Some(anchor), Reason::PoolRemoved, true);
                     return back(e);
@@ -550,7 +579,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         if !core.open((anchor, tags.clone())) {
             // Its name was removed (a clear) before it opened: its members are dead already.
             for (i, tag) in tags.iter().enumerate() {
-                pinned.remove_member(&core.members[i].name, *tag);
+                pinned.remove_member(&core.members[i].name, *tag, Reason::PoolRemoved);
             }
             return back(crate::pinned::not_found(name));
         }
@@ -594,29 +623,40 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         reason: Reason,
     ) -> Result<usize, Error> {
         let pinned = self.pin();
-        let core = match pool_of(&pinned, name) {
-            // Not yet open (being registered) or closed (being removed): not there yet, or any
-            // more.
-            Some(tie) if tie.member.is_none() && !tie.core.is_open() => {
-                return Err(crate::pinned::not_found(name));
+        loop {
+            let core = match pool_of(&pinned, name) {
+                // Not yet open (being registered) or closed (being removed): not there yet, or
+                // any more.
+                Some(tie) if tie.member.is_none() && !tie.core.is_open() => {
+                    return Err(crate::pinned::not_found(name));
+                }
+                Some(tie) if tie.member.is_none() => Arc::clone(tie.core),
+                Some(tie) => return Err(pooled(name, &tie)),
+                None if pinned.get(name).is_some() => {
+                    return Err(Error::NotAPool { name: name.into() });
+                }
+                None => return Err(crate::pinned::not_found(name)),
+            };
+            let found = core.tags.get().map(|t| t.0);
+            let expected = tag.or(found);
+            match pinned.remove_pool(name, expected, reason, Reason::PoolRemoved) {
+                0 => {}
+                n => return Ok(n - 1),
             }
-            Some(tie) if tie.member.is_none() => Arc::clone(tie.core),
-            Some(tie) => return Err(pooled(name, &tie)),
-            None if pinned.get(name).is_some() => {
-                return Err(Error::NotAPool { name: name.into() });
+            // Not removed: another pool is bound under the name now (an unconditional
+            // removal removes that one; a conditional one says which it is), or none.
+            match (tag, self.pool_tag(&pinned, name)) {
+                (None, Some(now)) if Some(now) != found => continue,
+                (Some(expected), Some(current)) if current != expected => {
+                    return Err(Error::TagMismatch {
+                        name: name.into(),
+                        expected,
+                        current,
+                    });
+                }
+                _ => return Err(crate::pinned::not_found(name)),
             }
-            None => return Err(crate::pinned::not_found(name)),
-        };
-        let expected = tag.or_else(|| core.tags.get().map(|t| t.0));
-        let node = pinned.remove_binding(name, expected, reason, true)?;
-        debug_assert!(node.pool().is_some());
-        // The commit point closed the pool. Its members, each by its tag.
-        let tags = core.tags.get().map(|t| t.1.clone()).unwrap_or_default();
-        Ok(tags
-            .iter()
-            .enumerate()
-            .filter(|&(i, tag)| pinned.remove_member(&core.members[i].name, *tag))
-            .count())
+        }
     }
 
     /// What `name` is bound to: an agent, a pool, or a pool's member; `None` if nothing.
@@ -697,18 +737,18 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// A lease on `name`: for a pool, a member picked by load ([`Pool::acquire`]); for a
     /// member, that member; for an agent, a task counted on its binding (by its tag: a name
     /// bound again starts at zero), with no limit. Never waits.
-    pub fn acquire(&self, name: &str) -> Result<Lease<V>, Error> {
+    pub fn acquire(&self, name: &str) -> Result<Lease<'static, V>, Error> {
         self.lease(name, None)
     }
 
     /// MARSYS's `get_or_acquire(name, branch_id)`: for a pool, the member `key` holds, else a
     /// new one ([`Pool::acquire_for`]); for an agent or a member, as
     /// [`acquire`](Self::acquire).
-    pub fn get_or_acquire(&self, name: &str, key: &str) -> Result<Lease<V>, Error> {
+    pub fn get_or_acquire(&self, name: &str, key: &str) -> Result<Lease<'static, V>, Error> {
         self.lease(name, Some(key))
     }
 
-    fn lease(&self, name: &str, key: Option<&str>) -> Result<Lease<V>, Error> {
+    fn lease(&self, name: &str, key: Option<&str>) -> Result<Lease<'static, V>, Error> {
         let pinned = self.pin();
         let map = &self.inner.map;
         let hash = map.hash(name);
@@ -718,27 +758,22 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             .ok_or_else(|| crate::pinned::not_found(name))?;
         match n.pool() {
             Some(PoolTie { core, member: None }) => {
-                let pool = Pool {
-                    core: Arc::clone(core),
-                };
+                let core = CoreRef::Owned(Arc::clone(core));
                 match key {
-                    Some(key) => pool.acquire_for(key),
-                    None => pool.acquire(),
+                    Some(key) => acquire_for_in(core, key),
+                    None => acquire_in(core),
                 }
             }
             Some(PoolTie {
                 core,
                 member: Some(i),
-            }) => Pool {
-                core: Arc::clone(core),
-            }
-            .acquire_member(i),
+            }) => acquire_member_in(CoreRef::Owned(Arc::clone(core)), i),
             None => self.start_task(&pinned, n),
         }
     }
 
     /// A task on an agent's binding: its load cell, installed by its first task.
-    fn start_task(&self, pinned: &Pinned<'_, V>, n: &Node<V>) -> Result<Lease<V>, Error> {
+    fn start_task(&self, pinned: &Pinned<'_, V>, n: &Node<V>) -> Result<Lease<'static, V>, Error> {
         let map = &self.inner.map;
         let (name, tag) = (n.name(), n.tag);
         let hash = n.hash;

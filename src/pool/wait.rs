@@ -12,6 +12,7 @@ use event_listener::{EventListener, Listener};
 
 use super::Lease;
 use super::core::{NoSlot, PoolCore};
+use super::lease::CoreRef;
 use crate::error::Error;
 
 /// A wait for a slot of a pool: from [`Pool::acquire_async`](super::Pool::acquire_async).
@@ -37,7 +38,7 @@ pub struct Acquire<V> {
     waiting: Option<u64>,
 }
 
-impl<V> Acquire<V> {
+impl<V: 'static> Acquire<V> {
     pub(crate) fn new(core: Arc<PoolCore<V>>) -> Acquire<V> {
         Acquire {
             core,
@@ -55,16 +56,23 @@ impl<V> Acquire<V> {
 
     /// One look for a slot: `Ready` with a lease or an error, `Pending` if every member is
     /// full.
-    fn attempt(&mut self) -> Poll<Result<Lease<V>, Error>> {
+    fn attempt(&mut self) -> Poll<Result<Lease<'static, V>, Error>> {
         let taken = match &self.key {
             None => self
                 .core
                 .take()
-                .map(|(member, bit)| Lease::slot(Arc::clone(&self.core), member, bit, None))
+                .map(|(member, bit)| {
+                    Lease::slot(CoreRef::Owned(Arc::clone(&self.core)), member, bit, None)
+                })
                 .map_err(Ok),
             Some(key) => self.core.acquire_for(key).map(|hold| {
                 let (member, bit) = (hold.member, hold.bit);
-                Lease::slot(Arc::clone(&self.core), member, bit, Some(hold))
+                Lease::slot(
+                    CoreRef::Owned(Arc::clone(&self.core)),
+                    member,
+                    bit,
+                    Some(hold),
+                )
             }),
         };
         let out = match taken {
@@ -93,15 +101,17 @@ impl<V> Acquire<V> {
     /// `core.rs`).
     fn listen(&mut self) {
         if self.waiting.is_none() {
+            // The clock (user code) first: a panic in it leaves nothing counted.
+            let since = self.core.now_ns();
             self.core.wait();
-            self.waiting = Some(self.core.now_ns());
+            self.waiting = Some(since);
         }
         self.listener = Some(self.core.listen());
     }
 }
 
-impl<V> Future for Acquire<V> {
-    type Output = Result<Lease<V>, Error>;
+impl<V: 'static> Future for Acquire<V> {
+    type Output = Result<Lease<'static, V>, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
@@ -145,7 +155,10 @@ impl<V> fmt::Debug for Acquire<V> {
 }
 
 /// Blocks the thread until a slot is free or `timeout` passes.
-pub(crate) fn blocking<V>(core: &Arc<PoolCore<V>>, timeout: Duration) -> Result<Lease<V>, Error> {
+pub(crate) fn blocking<V: 'static>(
+    core: &Arc<PoolCore<V>>,
+    timeout: Duration,
+) -> Result<Lease<'static, V>, Error> {
     let deadline = Instant::now().checked_add(timeout);
     let mut wait = Acquire::new(Arc::clone(core));
     loop {

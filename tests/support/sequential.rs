@@ -481,7 +481,7 @@ impl Model {
 pub struct Harness {
     // Field order: leases and guards (which hold registry clones) go first.
     /// Leases held, with what each stands for in the model.
-    pub leases: Vec<(genreg::Lease<V>, MLease)>,
+    pub leases: Vec<(genreg::Lease<'static, V>, MLease)>,
     /// Pool guards held, by pool (`Model::pools`).
     pub pool_guards: Vec<(genreg::PoolRegistration<V>, usize)>,
     /// A handle of every pool ever registered (`Model::pools`, same index).
@@ -637,6 +637,11 @@ impl Harness {
             check_display(e);
         }
         let now = self.model.now;
+        // A pool's names have no TTL: refused whatever the tag.
+        if let Some(e) = self.model.pooled(name) {
+            assert_eq!(actual, Err(e), "{ctx:?}: keepalive of a pool's name");
+            return;
+        }
         if validate(name).is_ok() && self.model.tag(name) == Some(tag) {
             let expected = self.model.ttls.get_mut(&tag).map(|(ttl, d)| {
                 *d = (*d).max(now + *ttl);
@@ -1955,7 +1960,7 @@ impl Harness {
         &mut self,
         ctx: &dyn Debug,
         id: usize,
-        actual: Result<genreg::Lease<V>, Error>,
+        actual: Result<genreg::Lease<'static, V>, Error>,
         member: Option<usize>,
         key: Option<&str>,
     ) {
@@ -2156,16 +2161,16 @@ impl Harness {
                 let handle = self.pools[id].clone();
                 match how {
                     AcquireSel::Any => {
-                        let actual = handle.acquire();
+                        let actual = handle.acquire().map(genreg::Lease::into_owned);
                         self.took(op, id, actual, None, None);
                     }
                     AcquireSel::Member(i) => {
                         let i = usize::from(i % 5);
-                        let actual = handle.acquire_member(i);
+                        let actual = handle.acquire_member(i).map(genreg::Lease::into_owned);
                         self.took(op, id, actual, Some(i), None);
                     }
                     AcquireSel::Key(k) => {
-                        let actual = handle.acquire_for(k.get());
+                        let actual = handle.acquire_for(k.get()).map(genreg::Lease::into_owned);
                         self.took(op, id, actual, None, Some(k.get()));
                     }
                 }
@@ -2413,7 +2418,7 @@ fn check_pool(h: &Harness, id: usize, ctx: &str) {
         p.in_use(),
         p.allocations,
         p.releases,
-        p.peak,
+        Some(p.peak),
         0,
         0,
         Duration::ZERO,
@@ -2430,7 +2435,7 @@ fn check_pool(h: &Harness, id: usize, ctx: &str) {
                     .find(|(_, (m, b, _))| (*m, *b) == (i, bit))
                     .map(|(k, _)| k.clone());
                 let held = Duration::from_nanos(h.model.now - p.since[i][bit as usize]);
-                holders.push((i, p.members[i].0.clone(), key, held));
+                holders.push((i, p.members[i].0.clone(), key, Some(held)));
             }
         }
     }
