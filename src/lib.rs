@@ -354,8 +354,10 @@
 //! - **One namespace, one owner.** A member cannot be unregistered or replaced alone
 //!   ([`Error::PoolMember`]), nor the pool's name ([`Error::IsPool`]: it reads as no value);
 //!   [`unregister_pool`](Registry::unregister_pool) of something else is
-//!   [`Error::NotAPool`]. Members carry no TTL or health record (health calls on them are
-//!   refused with [`Error::PoolMember`]). [`Registry::kind`] says what a name is ([`Kind`]),
+//!   [`Error::NotAPool`]. Members carry no TTL or health record (keepalives and health calls
+//!   on a pool's names are refused with [`Error::PoolMember`] or [`Error::IsPool`], so a
+//!   `healthy()` query never matches a member; metadata they may carry, and discovery finds
+//!   them by it). [`Registry::kind`] says what a name is ([`Kind`]),
 //!   and [`is_pool`](Registry::is_pool), [`pool`](Registry::pool),
 //!   [`listing`](Registry::listing), [`normalize`](Registry::normalize),
 //!   [`same_logical`](Registry::same_logical), [`instance_count`](Registry::instance_count)
@@ -365,7 +367,12 @@
 //!   member's for [`Selection::LeastLoaded`], the default, ties from a random start; two random
 //!   members' for [`Selection::PowerOfTwo`], then every member's if both are full) and claims a
 //!   free slot with one compare-and-swap, repeated only when another acquirer took that slot
-//!   first. A member has [`max_in_flight`](PoolOptions::max_in_flight) slots, one busy bit each:
+//!   first. A lease from a [`Pool`] handle borrows it (`Lease<'_, V>`: no reference count
+//!   moves per lease; [`Lease::into_owned`] to keep it longer); one from the registry or a
+//!   wait owns a reference to the pool. With [`PoolOptions::timing`] on (the default) a lease
+//!   also reads the registry's clock and moves a counter all acquirers share, for the holders'
+//!   durations and the peak.
+//!   A member has [`max_in_flight`](PoolOptions::max_in_flight) slots, one busy bit each:
 //!   1 by default (**exclusive**, as MARSYS), at most [`pool::MAX_IN_FLIGHT`]; it is never held
 //!   by more leases than that, and every release frees exactly the slot its lease claimed. When
 //!   every member is seen full: [`Error::Exhausted`]` { pool, total, in_use }` (`total` counts

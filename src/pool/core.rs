@@ -10,18 +10,22 @@
 //!
 //! # Waiting without polling
 //!
-//! A waiter and a releaser meet through a Dekker pair of `SeqCst` fences:
-//! - the waiter adds itself to `waiters`, starts listening on `wake`, fences, then looks for a
-//!   free slot again before it sleeps;
-//! - the releaser clears its bit, fences, then reads `waiters`, and if anyone waits wakes one
-//!   more listener (`notify(1.additional())`: one per freed slot, never a herd).
+//! A waiter and a releaser meet through a Dekker pair, in the single order `S` of `SeqCst`
+//! operations:
+//! - the waiter adds itself to `waiters` (a `SeqCst` RMW), starts listening on `wake`, issues
+//!   a `SeqCst` fence, then looks for a free slot again before it sleeps;
+//! - the releaser clears its bit (a `SeqCst` RMW), then reads `waiters` (a `SeqCst` load), and
+//!   if anyone waits wakes one more listener (`notify(1.additional())`: one per freed slot,
+//!   never a herd).
 //!
-//! In the single order of the fences, either the releaser's comes second: it sees the waiter
-//! counted and wakes someone (the wake cannot reach the list before the listener is in it
-//! unseen: both take the list's lock, and a wake that found the list empty came before the
-//! listener's insertion, so before the waiter's look, which then sees the cleared bit); or the
-//! waiter's comes second, and its look sees the cleared bit. (Fences rather than `SeqCst`
-//! accesses: the protocol is the same, and loom checks fences exactly.) A listener that is dropped
+//! If the releaser's read misses the waiter's increment, it precedes the increment in `S`, so
+//! the clear precedes the waiter's fence, and the waiter's look after the fence sees the bit
+//! cleared. Otherwise the releaser wakes someone: the wake cannot miss the listener (both take
+//! the list's lock; a wake that found the list empty came before the listener's insertion, so
+//! before the waiter's look, which then sees the cleared bit). On x86 the releaser's half costs
+//! nothing beyond its `lock and`: no fence on the release path. loom models `SeqCst` accesses
+//! as acquire-release only, so under loom the releaser also fences (the single order made
+//! explicit); the models check the protocol as written above. A listener that is dropped
 //! after it was woken but before it took a slot hands its wake to the next one
 //! (event-listener's propagation), so cancelling a waiter never loses a wake-up.
 
@@ -280,13 +284,15 @@ impl<V> PoolCore<V> {
         if let Some(t) = &self.timing {
             t.in_use.fetch_sub(1, Ordering::Relaxed);
         }
-        // Release: whoever takes the slot next sees everything this holder did (its count).
+        // SeqCst, then a SeqCst read of the waiters: the releaser's half of the Dekker pair
+        // (module docs). Release: whoever takes the slot next sees everything this holder did.
         self.members[i]
             .busy
-            .fetch_and(!(1u64 << bit), Ordering::Release);
-        // The releaser's half of the Dekker pair (module docs).
+            .fetch_and(!(1u64 << bit), Ordering::SeqCst);
+        // loom models SeqCst accesses as AcqRel only: its fence stands for their single order.
+        #[cfg(loom)]
         fence(Ordering::SeqCst);
-        if self.waits.waiters.load(Ordering::Relaxed) > 0 {
+        if self.waits.waiters.load(Ordering::SeqCst) > 0 {
             self.wake_one();
         }
     }
@@ -321,19 +327,25 @@ impl<V> PoolCore<V> {
         loop {
             let start = below(random(), n);
             let mut best = None;
-            let mut best_load = self.max_in_flight;
+            let mut best_load = self.max_in_flight as u32;
             for k in 0..n {
                 let i = if start + k < n {
                     start + k
                 } else {
                     start + k - n
                 };
-                let load = self.load(i);
-                if load < best_load {
+                let busy = self.members[i].busy.load(Ordering::Relaxed);
+                // An idle member: as little loaded as a member can be.
+                if busy == 0 {
                     best = Some(i);
-                    best_load = load;
-                    if load == 0 {
-                        break;
+                    break;
+                }
+                // (Exclusive members: a busy one is full, no need to count.)
+                if self.max_in_flight > 1 {
+                    let load = busy.count_ones();
+                    if load < best_load {
+                        best = Some(i);
+                        best_load = load;
                     }
                 }
             }
@@ -377,7 +389,8 @@ impl<V> PoolCore<V> {
 
     /// Counts a waiter (see the module docs); undone by [`unwait`](Self::unwait).
     pub(crate) fn wait(&self) {
-        self.waits.waiters.fetch_add(1, Ordering::Relaxed);
+        // SeqCst: in the single order with the releaser's read of the waiters (module docs).
+        self.waits.waiters.fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn unwait(&self) {
