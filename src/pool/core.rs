@@ -55,9 +55,23 @@ const CLOSED: usize = 2;
 #[repr(align(64))]
 pub(crate) struct Member<V> {
     busy: AtomicU64,
+    /// Slot 0's lease count, on the member's line (an exclusive member's only slot; see
+    /// [`Member::taken`]).
+    taken0: AtomicU64,
     slots: Box<[Slot]>,
     pub(crate) value: V,
     pub(crate) name: Box<str>,
+}
+
+impl<V> Member<V> {
+    /// Slot `bit`'s lease count.
+    #[inline]
+    fn taken(&self, bit: u32) -> &AtomicU64 {
+        match bit {
+            0 => &self.taken0,
+            _ => &self.slots[bit as usize].taken,
+        }
+    }
 }
 
 /// One slot of a member: written only by its holder, between its claim and its release (the
@@ -65,7 +79,7 @@ pub(crate) struct Member<V> {
 /// no read-modify-write.
 #[derive(Default)]
 struct Slot {
-    /// Leases it has handed out.
+    /// Leases it has handed out (slot 0's is `Member::taken0`).
     taken: AtomicU64,
     /// When its current lease was taken (clock nanoseconds + 1; with timing on).
     since: AtomicU64,
@@ -149,6 +163,7 @@ impl<V> PoolCore<V> {
             .enumerate()
             .map(|(i, value)| Member {
                 busy: AtomicU64::new(0),
+                taken0: AtomicU64::new(0),
                 slots: (0..max_in_flight).map(|_| Slot::default()).collect(),
                 value,
                 name: super::member_name(name, i).into_boxed_str(),
@@ -265,11 +280,12 @@ impl<V> PoolCore<V> {
     /// [`stamp`](Self::stamp)) and the peak.
     #[inline]
     fn took(&self, i: usize, bit: u32, at: u64) {
-        let slot = &self.members[i].slots[bit as usize];
+        let member = &self.members[i];
         // The slot's own count: only its holder writes it (see `Slot`).
-        slot.taken
-            .store(slot.taken.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let taken = member.taken(bit);
+        taken.store(taken.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         if let Some(t) = &self.timing {
+            let slot = &member.slots[bit as usize];
             let now = t.in_use.fetch_add(1, Ordering::Relaxed) + 1;
             if now > t.peak.load(Ordering::Relaxed) {
                 t.peak.fetch_max(now, Ordering::Relaxed);
@@ -295,6 +311,7 @@ impl<V> PoolCore<V> {
         if self.waits.waiters.load(Ordering::SeqCst) > 0 {
             self.wake_one();
         }
+        set_hint(i);
     }
 
     #[cold]
@@ -304,12 +321,42 @@ impl<V> PoolCore<V> {
 
     /// Takes a slot, chosen by the pool's selection: `Err` if every member was seen full, or
     /// the pool is not open.
+    ///
+    /// First the member this thread released last, if it is idle: no member is less loaded
+    /// than an idle one, so either selection may pick it, and a thread that keeps to its own
+    /// member keeps its line in its cache (two threads do not fight over one). Else the scan.
+    #[inline]
     pub(crate) fn take(&self) -> Result<(usize, u32), NoSlot> {
         if !self.is_open() {
             return Err(NoSlot::Closed);
         }
-        let n = self.members.len();
         let at = self.stamp();
+        let h = hint();
+        if let Some(m) = self.members.get(h) {
+            // Idle, it takes its first slot: one CAS from the word it must hold.
+            #[cfg(not(genreg_mutant = "lease_unchecked"))]
+            let won = m
+                .busy
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok();
+            // The planted bug (see `claim`): idle when read, so taken without a check.
+            #[cfg(genreg_mutant = "lease_unchecked")]
+            let won = m.busy.load(Ordering::Relaxed) == 0 && {
+                m.busy.fetch_or(1, Ordering::Acquire);
+                true
+            };
+            if won {
+                self.took(h, 0, at);
+                return Ok((h, 0));
+            }
+        }
+        self.take_scan(at)
+    }
+
+    /// [`take`](Self::take)'s choice by the pool's selection.
+    #[inline(never)]
+    fn take_scan(&self, at: u64) -> Result<(usize, u32), NoSlot> {
+        let n = self.members.len();
         if self.selection == Selection::PowerOfTwo && n > 1 {
             let r = random();
             let a = below(r, n);
@@ -427,10 +474,8 @@ impl<V> PoolCore<V> {
         for m in self.members.iter() {
             // Acquire: a slot's count is read after the bit that ordered its holder's write.
             out += u64::from(m.busy.load(Ordering::Acquire).count_ones());
-            taken += m
-                .slots
-                .iter()
-                .map(|s| s.taken.load(Ordering::Relaxed))
+            taken += (0..self.max_in_flight as u32)
+                .map(|bit| m.taken(bit).load(Ordering::Relaxed))
                 .sum::<u64>();
         }
         (taken, out)
@@ -507,6 +552,33 @@ impl<V> PoolCore<V> {
                 .store(t.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    /// The member this thread released last (of whichever pool): where its next acquire looks
+    /// first (see `PoolCore::take`).
+    static HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[inline]
+fn hint() -> usize {
+    #[cfg(loom)]
+    {
+        0
+    }
+    #[cfg(not(loom))]
+    {
+        HINT.get()
+    }
+}
+
+#[inline]
+fn set_hint(i: usize) {
+    #[cfg(not(loom))]
+    HINT.set(i);
+    #[cfg(loom)]
+    let _ = i;
 }
 
 /// `r` mapped onto `0..n` (multiply and shift: no division).

@@ -60,6 +60,7 @@ enum Kind<'a, V> {
 }
 
 impl<'a, V> Lease<'a, V> {
+    #[inline]
     pub(crate) fn slot(
         core: CoreRef<'a, V>,
         member: usize,
@@ -122,6 +123,7 @@ impl<'a, V> Lease<'a, V> {
     }
 
     /// The leased value.
+    #[inline]
     pub fn value(&self) -> &V {
         match &self.kind {
             Kind::Spent => unreachable!("a spent lease is never read"),
@@ -175,12 +177,14 @@ impl<'a, V> Lease<'a, V> {
 
 impl<V> Deref for Lease<'_, V> {
     type Target = V;
+    #[inline]
     fn deref(&self) -> &V {
         self.value()
     }
 }
 
 impl<V> Drop for Lease<'_, V> {
+    #[inline]
     fn drop(&mut self) {
         match &self.kind {
             Kind::Slot {

@@ -266,6 +266,7 @@ fn no_slot<V>(core: &PoolCore<V>, e: NoSlot) -> Error {
 }
 
 /// A lease on the member `core`'s selection picks.
+#[inline]
 fn acquire_in<V>(core: CoreRef<'_, V>) -> Result<Lease<'_, V>, Error> {
     let (member, bit) = core.take().map_err(|e| no_slot(&core, e))?;
     Ok(Lease::slot(core, member, bit, None))
@@ -356,6 +357,7 @@ impl<V> Pool<V> {
     ///
     /// [`Error::Exhausted`] if every member was seen full; [`Error::NotFound`] if the pool was
     /// removed.
+    #[inline]
     pub fn acquire(&self) -> Result<Lease<'_, V>, Error> {
         acquire_in(CoreRef::Borrowed(&self.core))
     }
