@@ -196,7 +196,8 @@ impl<V> PoolCore<V> {
         let _ = self.tags.set(tags);
         self.waits
             .state
-            .compare_exchange(PENDING, OPEN, Ordering::SeqCst, Ordering::SeqCst)
+            // A close and an open are RMWs of one word: one of them comes first.
+            .compare_exchange(PENDING, OPEN, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
@@ -204,19 +205,19 @@ impl<V> PoolCore<V> {
     /// any more, no member's value is read through the registry, and every waiter wakes to
     /// find it closed. Leases already out stay usable; their release is harmless.
     pub(crate) fn close(&self) {
-        if self.waits.state.swap(CLOSED, Ordering::SeqCst) != CLOSED {
+        if self.waits.state.swap(CLOSED, Ordering::AcqRel) != CLOSED {
             // Every waiter: each looks again, sees the pool closed and returns.
             self.wake.notify(usize::MAX);
         }
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        self.waits.state.load(Ordering::SeqCst) == OPEN
+        self.waits.state.load(Ordering::Acquire) == OPEN
     }
 
     /// Whether the pool is closed (for good).
     pub(crate) fn is_closed(&self) -> bool {
-        self.waits.state.load(Ordering::SeqCst) == CLOSED
+        self.waits.state.load(Ordering::Acquire) == CLOSED
     }
 
     /// Leases held on member `i`.
@@ -304,11 +305,12 @@ impl<V> PoolCore<V> {
         // (module docs). Release: whoever takes the slot next sees everything this holder did.
         self.members[i]
             .busy
-            .fetch_and(!(1u64 << bit), Ordering::SeqCst);
+            .fetch_and(!(1u64 << bit), Ordering::SeqCst); // SeqCst: the Dekker pair (module docs)
         // loom models SeqCst accesses as AcqRel only: its fence stands for their single order.
         #[cfg(loom)]
-        fence(Ordering::SeqCst);
-        if self.waits.waiters.load(Ordering::SeqCst) > 0 {
+        fence(Ordering::SeqCst); // SeqCst: the order loom does not model
+        let waiting = self.waits.waiters.load(Ordering::SeqCst); // SeqCst: the Dekker pair
+        if waiting > 0 {
             self.wake_one();
         }
         set_hint(i);
@@ -437,7 +439,7 @@ impl<V> PoolCore<V> {
     /// Counts a waiter (see the module docs); undone by [`unwait`](Self::unwait).
     pub(crate) fn wait(&self) {
         // SeqCst: in the single order with the releaser's read of the waiters (module docs).
-        self.waits.waiters.fetch_add(1, Ordering::SeqCst);
+        self.waits.waiters.fetch_add(1, Ordering::SeqCst); // SeqCst: the Dekker pair
     }
 
     pub(crate) fn unwait(&self) {
@@ -449,7 +451,7 @@ impl<V> PoolCore<V> {
     /// fence came first.
     pub(crate) fn listen(&self) -> event_listener::EventListener {
         let listener = self.wake.listen();
-        fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst); // SeqCst: the waiter's half of the Dekker pair
         listener
     }
 

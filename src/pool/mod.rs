@@ -39,6 +39,10 @@ use crate::tag::{InstanceId, Tag};
 use crate::watch::Reason;
 
 /// How a pool picks the member to lease.
+///
+/// Either way, an acquire first tries the member its thread released last, if that member is
+/// idle (no member is less loaded than an idle one): one compare-and-swap, and a thread that
+/// keeps to its member keeps that member's cache line to itself.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[non_exhaustive]
 pub enum Selection {
