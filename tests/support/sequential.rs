@@ -1541,15 +1541,23 @@ impl Harness {
                     }
                 }
                 let expected = due.len() + condemn.len();
+                // Dead but not due: a migration the reaper helps finish drops them too, and the
+                // reaper itself when it meets one on an older schedule.
+                let also = self.model.limbo.len() - due.len();
                 match self.purged(op, |t, _| due.contains(t)) {
-                    // Every binding due is gone, each with its event (and no other); the count
-                    // leaves out what a migration the reaper helped with dropped.
+                    // Every binding due is gone, each with its event; the count leaves out what
+                    // a migration the reaper helped with dropped (dead bindings not due).
                     Some(deaths) => {
-                        assert_eq!(deaths, expected, "{op:?}: due: {due:?} {condemn:?}");
+                        assert!(
+                            expected <= deaths && deaths <= expected + also,
+                            "{op:?}: {deaths} removal events; due: {due:?} {condemn:?}"
+                        );
                         assert!(n <= deaths, "{op:?}: reaped {n}, {deaths} removal events");
                     }
+                    // A dead binding the reaper meets on an older schedule (a weak one whose
+                    // owner died after a keepalive moved its deadline) goes too.
                     None => assert!(
-                        condemn.len() <= n && n <= expected,
+                        condemn.len() <= n && n <= expected + also,
                         "{op:?}: reaped {n}; due: at most {due:?}, surely {condemn:?}"
                     ),
                 }
