@@ -354,10 +354,11 @@
 //! - **One namespace, one owner.** A member cannot be unregistered or replaced alone
 //!   ([`Error::PoolMember`]), nor the pool's name ([`Error::IsPool`]: it reads as no value);
 //!   [`unregister_pool`](Registry::unregister_pool) of something else is
-//!   [`Error::NotAPool`]. Members carry no TTL or health record (keepalives and health calls
-//!   on a pool's names are refused with [`Error::PoolMember`] or [`Error::IsPool`], so a
-//!   `healthy()` query never matches a member; metadata they may carry, and discovery finds
-//!   them by it). [`Registry::kind`] says what a name is ([`Kind`]),
+//!   [`Error::NotAPool`]. Members carry no TTL (keepalives on a pool's names are refused with
+//!   [`Error::PoolMember`] or [`Error::IsPool`]); they may carry metadata (discovery finds
+//!   them by it) and health records (so `healthy()` queries and `HealthCheck` probes cover
+//!   them), but the critical limit never removes a member: it goes only with its pool. The
+//!   pool's own name carries neither. [`Registry::kind`] says what a name is ([`Kind`]),
 //!   and [`is_pool`](Registry::is_pool), [`pool`](Registry::pool),
 //!   [`listing`](Registry::listing), [`normalize`](Registry::normalize),
 //!   [`same_logical`](Registry::same_logical), [`instance_count`](Registry::instance_count)

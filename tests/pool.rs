@@ -188,7 +188,11 @@ fn an_agent_cannot_take_a_pools_names_nor_a_member_go_alone() {
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        r.set_health("P_0", tag, genreg::HealthState::Passing),
+        r.set_health("P", pool.tag(), genreg::HealthState::Passing),
+        Err(Error::IsPool { .. })
+    ));
+    assert!(matches!(
+        r.keepalive("P_1", tag),
         Err(Error::PoolMember { .. })
     ));
     assert_eq!(r.len(), 4);
@@ -578,4 +582,60 @@ async fn a_keyed_waiter_gets_its_keys_member_at_once_or_the_next_freed_slot() {
     ));
     drop((mine, again));
     assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn members_carry_health_but_are_never_removed_as_critical() {
+    let clock = ManualClock::new();
+    let r: Registry<Arc<str>> = builder()
+        .clock(clock.clone())
+        .remove_critical_after(S)
+        .build();
+    let pool = r.register_pool("P", browsers(2)).unwrap();
+    let meta = genreg::Metadata::builder()
+        .capability("browse")
+        .build()
+        .unwrap();
+    for i in 0..2 {
+        let name = format!("P_{i}");
+        let tag = r.tag_of(&name).unwrap();
+        r.update_metadata(&name, tag, meta.clone()).unwrap();
+        r.set_health(&name, tag, genreg::HealthState::Passing)
+            .unwrap();
+    }
+    let healthy: Vec<String> = r
+        .find()
+        .capability("browse")
+        .healthy()
+        .run()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(healthy, vec!["P_0".to_owned(), "P_1".to_owned()]);
+    // Critical past the limit: out of healthy queries, never removed (it goes with its pool).
+    let tag = r.tag_of("P_1").unwrap();
+    r.set_health("P_1", tag, genreg::HealthState::Critical)
+        .unwrap();
+    clock.advance(10 * S);
+    r.set_health("P_1", tag, genreg::HealthState::Critical)
+        .unwrap();
+    let mut reaper = r.reaper();
+    assert_eq!(reaper.reap(), 0);
+    assert_eq!(
+        r.kind("P_1"),
+        Some(Kind::Member {
+            pool: "P".into(),
+            index: 1
+        })
+    );
+    assert_eq!(
+        r.find().capability("browse").healthy().run().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        r.health("P_1").map(|h| h.state),
+        Some(genreg::HealthState::Critical)
+    );
+    assert_eq!(pool.acquire_member(1).unwrap().name(), "P_1");
 }

@@ -184,8 +184,8 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         let current = || {
             let node = map.get(hash, name, guard);
             match node {
-                // A pool's names have no health of their own (see `pool/`).
-                Some(n) if n.is_visible() && n.pool().is_some() => {
+                // A pool's own name has no health (its members do; see `pool/`).
+                Some(n) if n.is_visible() && n.pool().is_some_and(|t| t.member.is_none()) => {
                     Err(crate::pool::pooled(name, &n.pool().expect("pooled")))
                 }
                 Some(n) if n.tag.matches(tag) && n.is_visible() => Ok(n),
@@ -223,7 +223,9 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             pinned.purge(n);
             return Err(refusal::<V>(name, tag, None));
         }
-        if let (HealthState::Critical, Some(limit)) = (state, self.inner.critical_after) {
+        // A pool's member is never removed as critical: it goes only with its pool.
+        let limit = self.inner.critical_after.filter(|_| n.pool().is_none());
+        if let (HealthState::Critical, Some(limit)) = (state, limit) {
             if live.condemn_if_critical(limit) {
                 pinned.purge(n);
             } else {

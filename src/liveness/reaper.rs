@@ -95,14 +95,18 @@ impl<V: Send + Sync + 'static> Registry<V> {
 }
 
 impl<V: Send + Sync + 'static> Reaper<V> {
-    /// The critical limit in clock nanoseconds, if the registry has one.
-    fn critical_limit(&self) -> Option<u64> {
-        self.registry.inner.critical_after
+    /// The critical limit in clock nanoseconds for `node`, if the registry has one (a pool's
+    /// member has none: it goes only with its pool).
+    fn critical_limit(&self, node: &Node<V>) -> Option<u64> {
+        self.registry
+            .inner
+            .critical_after
+            .filter(|_| node.pool().is_none())
     }
 
     /// Schedules `node` for its next due time, if it has one.
     fn schedule(&mut self, node: &Node<V>) {
-        let limit = self.critical_limit();
+        let limit = self.critical_limit(node);
         if let Some(due) = node.live().and_then(|l| l.next_due(limit)) {
             self.schedule_at(due, node.tag, node.name().into());
         }
@@ -132,7 +136,6 @@ impl<V: Send + Sync + 'static> Reaper<V> {
             }
         }
         let now = clock::now(&*registry.inner.clock);
-        let limit = self.critical_limit();
         let mut removed = 0;
         let mut visited = 0usize;
         // Renewed (or healed) bindings, scheduled again after the pass: a clock that went
@@ -161,6 +164,7 @@ impl<V: Send + Sync + 'static> Reaper<V> {
             let Some(live) = n.live().filter(|_| n.tag == tag) else {
                 continue;
             };
+            let limit = self.critical_limit(n);
             // A dead weak owner first (its removal says so, and leaves the deadline alone).
             let dead = n.owner_dead()
                 || live.bury_if_expired()

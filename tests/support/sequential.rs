@@ -359,8 +359,16 @@ impl Model {
             .map_or(HealthState::Unknown, |h| h.state)
     }
 
-    /// Whether `tag` has been critical for the limit (if the registry has one).
+    /// Whether `tag` has been critical for the limit (if the registry has one; a pool's member
+    /// never is: it goes only with its pool).
     pub fn critical_due(&self, tag: Tag) -> bool {
+        let member = self
+            .map
+            .values()
+            .any(|(t, v)| *t == tag && matches!(v, MVal::Member { .. }));
+        if member {
+            return false;
+        }
         match (self.health.get(&tag), self.critical_after) {
             (Some(h), Some(limit)) => {
                 h.state == HealthState::Critical && h.since.saturating_add(limit) <= self.now
@@ -433,6 +441,16 @@ impl Model {
             return Err(e);
         }
         self.expect_plain(name, expected)
+    }
+
+    /// What a health record of `(name, tag)` must answer: refused on a pool's own name only
+    /// (members carry health).
+    pub fn expect_health(&self, name: &str, tag: Tag) -> Result<(), Error> {
+        validate(name)?;
+        if let Some((_, MVal::PoolName { .. })) = self.map.get(name) {
+            return Err(Error::IsPool { name: name.into() });
+        }
+        self.expect_plain(name, Some(tag)).map(|_| ())
     }
 
     /// As `expect_remove`, for a writer that treats a pool's names as any binding.
@@ -1570,7 +1588,7 @@ impl Harness {
             } => {
                 let (name, state) = (name.get(), state.get());
                 let tag = tag.get(self.model.tag(&name), &self.seen);
-                let expected = self.model.expect_remove(&name, Some(tag)).map(|_| ());
+                let expected = self.model.expect_health(&name, tag);
                 let actual = if record {
                     reg.record_health(&name, tag, HealthReport::new(state))
                 } else {
@@ -2362,7 +2380,7 @@ impl Harness {
                         }
                     }
                     6 => {
-                        let expected = self.model.expect_remove(&name, Some(tag)).map(|_| ());
+                        let expected = self.model.expect_health(&name, tag);
                         let actual = reg.set_health(&name, tag, HealthState::Passing);
                         if let Err(e) = &actual {
                             check_display(e);
