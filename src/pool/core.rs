@@ -55,21 +55,31 @@ const CLOSED: usize = 2;
 #[repr(align(64))]
 pub(crate) struct Member<V> {
     busy: AtomicU64,
-    /// Slot 0's lease count, on the member's line (an exclusive member's only slot; see
+    /// Slot 0's lease counts, on the member's line (an exclusive member's only slot; see
     /// [`Member::taken`]).
     taken0: AtomicU64,
+    released0: AtomicU64,
     slots: Box<[Slot]>,
     pub(crate) value: V,
     pub(crate) name: Box<str>,
 }
 
 impl<V> Member<V> {
-    /// Slot `bit`'s lease count.
+    /// Slot `bit`'s count of leases taken.
     #[inline]
     fn taken(&self, bit: u32) -> &AtomicU64 {
         match bit {
             0 => &self.taken0,
             _ => &self.slots[bit as usize].taken,
+        }
+    }
+
+    /// Slot `bit`'s count of leases released.
+    #[inline]
+    fn released(&self, bit: u32) -> &AtomicU64 {
+        match bit {
+            0 => &self.released0,
+            _ => &self.slots[bit as usize].released,
         }
     }
 }
@@ -79,8 +89,9 @@ impl<V> Member<V> {
 /// no read-modify-write.
 #[derive(Default)]
 struct Slot {
-    /// Leases it has handed out (slot 0's is `Member::taken0`).
+    /// Leases it has handed out, and released (slot 0's are on the member).
     taken: AtomicU64,
+    released: AtomicU64,
     /// When its current lease was taken (clock nanoseconds + 1; with timing on).
     since: AtomicU64,
 }
@@ -164,6 +175,7 @@ impl<V> PoolCore<V> {
             .map(|(i, value)| Member {
                 busy: AtomicU64::new(0),
                 taken0: AtomicU64::new(0),
+                released0: AtomicU64::new(0),
                 slots: (0..max_in_flight).map(|_| Slot::default()).collect(),
                 value,
                 name: super::member_name(name, i).into_boxed_str(),
@@ -298,6 +310,22 @@ impl<V> PoolCore<V> {
     /// Frees a slot taken by [`claim`](Self::claim), and wakes one waiter if any waits.
     #[inline]
     pub(crate) fn release(&self, i: usize, bit: u32) {
+        // The holder's own count (see `Slot`), before the bit that orders the next holder.
+        let released = self.members[i].released(bit);
+        released.store(released.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.free(i, bit);
+    }
+
+    /// Gives back a slot that was claimed but never handed out (a keyed acquirer that lost
+    /// the race to bind the key's hold): it counts neither as taken nor as released.
+    pub(crate) fn unclaim(&self, i: usize, bit: u32) {
+        let taken = self.members[i].taken(bit);
+        taken.store(taken.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        self.free(i, bit);
+    }
+
+    #[inline]
+    fn free(&self, i: usize, bit: u32) {
         if let Some(t) = &self.timing {
             t.in_use.fetch_sub(1, Ordering::Relaxed);
         }
@@ -314,6 +342,14 @@ impl<V> PoolCore<V> {
             self.wake_one();
         }
         set_hint(i);
+    }
+
+    /// Wakes one more waiter, if any waits: for a woken waiter that returns without taking a
+    /// slot (see `wait.rs`).
+    pub(crate) fn pass_wake(&self) {
+        if self.waiting() > 0 {
+            self.wake_one();
+        }
     }
 
     #[cold]
@@ -469,18 +505,20 @@ impl<V> PoolCore<V> {
         nanos(self.clock.now())
     }
 
-    /// Leases every slot has handed out, and leases out now (the busy bits).
+    /// Leases every slot has handed out, and released. Each count only grows, and a slot's
+    /// releases are read before its takings (never more released than taken).
     fn counts(&self) -> (u64, u64) {
         let mut taken = 0;
-        let mut out = 0;
+        let mut released = 0;
         for m in self.members.iter() {
-            // Acquire: a slot's count is read after the bit that ordered its holder's write.
-            out += u64::from(m.busy.load(Ordering::Acquire).count_ones());
-            taken += (0..self.max_in_flight as u32)
-                .map(|bit| m.taken(bit).load(Ordering::Relaxed))
-                .sum::<u64>();
+            // Acquire: the counts are read after the bit that ordered their holders' writes.
+            let _ = m.busy.load(Ordering::Acquire);
+            for bit in 0..self.max_in_flight as u32 {
+                released += m.released(bit).load(Ordering::Relaxed);
+                taken += m.taken(bit).load(Ordering::Relaxed);
+            }
         }
-        (taken, out)
+        (taken, released)
     }
 
     /// The statistics (see [`PoolStats`]); `keys` names the keyed holders.
@@ -508,15 +546,16 @@ impl<V> PoolCore<V> {
                 });
             }
         }
-        let (taken, out) = self.counts();
+        let (taken, released) = self.counts();
+        let out = self.in_use() as u64;
         let b = &self.baseline;
         let allocations = taken.saturating_sub(b.taken.load(Ordering::Relaxed));
-        let releases = (taken - out.min(taken)).saturating_sub(b.released.load(Ordering::Relaxed));
+        let releases = released.saturating_sub(b.released.load(Ordering::Relaxed));
         let w = &self.waits;
-        let waited_ns = w.waited_ns.load(Ordering::Relaxed)
-            - b.waited_ns
-                .load(Ordering::Relaxed)
-                .min(w.waited_ns.load(Ordering::Relaxed));
+        let waited_ns = w
+            .waited_ns
+            .load(Ordering::Relaxed)
+            .saturating_sub(b.waited_ns.load(Ordering::Relaxed));
         PoolStats {
             name: self.name.to_string(),
             total: self.members.len(),
@@ -540,10 +579,10 @@ impl<V> PoolCore<V> {
     /// Resets the counters: allocations, releases, waits to zero, the peak to the leases out
     /// now. The leases themselves are untouched.
     pub(crate) fn reset_stats(&self) {
-        let (taken, out) = self.counts();
+        let (taken, released) = self.counts();
         let b = &self.baseline;
         b.taken.store(taken, Ordering::Relaxed);
-        b.released.store(taken - out.min(taken), Ordering::Relaxed);
+        b.released.store(released, Ordering::Relaxed);
         let w = &self.waits;
         b.waited_ns
             .store(w.waited_ns.load(Ordering::Relaxed), Ordering::Relaxed);

@@ -13,7 +13,11 @@
 //!
 //! One window stays: between an acquirer's claim of a slot for a key and the binding of its
 //! hold, another acquirer for the same key finds no hold; if every member is full then, it
-//! reports `Exhausted` (a waiting one waits for the next release).
+//! reports `Exhausted` (a waiting one waits for the next release). A waiter woken by a release
+//! that then joins its key's hold has not taken the freed slot: it passes the wake on.
+//!
+//! An acquirer that lost the race to bind a key's hold gives its slot back uncounted
+//! (`unclaim`): the statistics count only leases handed out.
 
 use std::sync::{Arc, OnceLock};
 
@@ -65,9 +69,12 @@ impl<V> PoolCore<V> {
         })
     }
 
-    /// A slot for `key`: the one it holds, else a new one. `Err(Err(e))` for a key that is
-    /// not a valid name.
-    pub(crate) fn acquire_for(&self, key: &str) -> Result<Arc<Hold>, Result<NoSlot, crate::Error>> {
+    /// A slot for `key`: the one it holds (`true`: joined), else a new one. `Err(Err(e))` for a
+    /// key that is not a valid name.
+    pub(crate) fn acquire_for(
+        &self,
+        key: &str,
+    ) -> Result<(Arc<Hold>, bool), Result<NoSlot, crate::Error>> {
         if let Err(e) = crate::pinned::invalid(key) {
             return Err(Err(e));
         }
@@ -78,7 +85,7 @@ impl<V> PoolCore<V> {
             }
             if let Some(e) = holds.get(key) {
                 if e.value.join() {
-                    return Ok(e.value);
+                    return Ok((e.value, true));
                 }
                 // Being let go: finish that for its owner, then start again.
                 let _ = holds.unregister_if_same(key, e.tag);
@@ -100,10 +107,10 @@ impl<V> PoolCore<V> {
             match holds.register_detached(key, Arc::clone(&hold)) {
                 Ok(tag) => {
                     let _ = hold.tag.set(tag);
-                    return Ok(hold);
+                    return Ok((hold, false));
                 }
                 // Another acquirer bound a hold for the key first: join that one.
-                Err(_) => self.release(member, bit),
+                Err(_) => self.unclaim(member, bit),
             }
         }
     }

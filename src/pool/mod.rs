@@ -290,7 +290,7 @@ fn acquire_member_in<V>(core: CoreRef<'_, V>, i: usize) -> Result<Lease<'_, V>, 
 /// A lease for `key` (see `keyed.rs`).
 fn acquire_for_in<'a, V>(core: CoreRef<'a, V>, key: &str) -> Result<Lease<'a, V>, Error> {
     match core.acquire_for(key) {
-        Ok(hold) => {
+        Ok((hold, _)) => {
             let (member, bit) = (hold.member, hold.bit);
             Ok(Lease::slot(core, member, bit, Some(hold)))
         }

@@ -65,14 +65,15 @@ impl<V: 'static> Acquire<V> {
                     Lease::slot(CoreRef::Owned(Arc::clone(&self.core)), member, bit, None)
                 })
                 .map_err(Ok),
-            Some(key) => self.core.acquire_for(key).map(|hold| {
+            Some(key) => self.core.acquire_for(key).map(|(hold, joined)| {
+                // Joined the key's hold: the freed slot a wake may have been for is not
+                // taken, so the wake goes on (an extra one costs a look).
+                if joined && self.waiting.is_some() {
+                    self.core.pass_wake();
+                }
                 let (member, bit) = (hold.member, hold.bit);
-                Lease::slot(
-                    CoreRef::Owned(Arc::clone(&self.core)),
-                    member,
-                    bit,
-                    Some(hold),
-                )
+                let core = CoreRef::Owned(Arc::clone(&self.core));
+                Lease::slot(core, member, bit, Some(hold))
             }),
         };
         let out = match taken {
