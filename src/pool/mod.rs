@@ -668,12 +668,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// What `name` is bound to: an agent, a pool, or a pool's member; `None` if nothing.
     pub fn kind(&self, name: &str) -> Option<Kind> {
         let pinned = self.pin();
-        let map = &self.inner.map;
-        let n = map.get(map.hash(name), name, pinned.guard())?;
-        if !n.is_visible() {
-            return None;
-        }
-        Some(kind_of(n))
+        visible(&pinned, name).map(kind_of)
     }
 
     /// Whether `name` is a pool's name (MARSYS's `is_pool`).
@@ -711,13 +706,9 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// leased single agent counts as unavailable, unlike MARSYS); 0 if nothing is bound.
     pub fn available_count(&self, name: &str) -> usize {
         let pinned = self.pin();
-        let map = &self.inner.map;
-        let Some(n) = map.get(map.hash(name), name, pinned.guard()) else {
+        let Some(n) = visible(&pinned, name) else {
             return 0;
         };
-        if !n.is_visible() {
-            return 0;
-        }
         match n.pool() {
             Some(PoolTie { core, member: None }) => core.available(),
             Some(PoolTie {
@@ -732,12 +723,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// [`acquire`](Self::acquire)); `None` if nothing is bound.
     pub fn load(&self, name: &str) -> Option<usize> {
         let pinned = self.pin();
-        let map = &self.inner.map;
-        let n = map.get(map.hash(name), name, pinned.guard())?;
-        if !n.is_visible() {
-            return None;
-        }
-        Some(load_of(n))
+        visible(&pinned, name).map(load_of)
     }
 
     /// A lease on `name`: for a pool, a member picked by load ([`Pool::acquire`]); for a
@@ -756,12 +742,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
 
     fn lease(&self, name: &str, key: Option<&str>) -> Result<Lease<'static, V>, Error> {
         let pinned = self.pin();
-        let map = &self.inner.map;
-        let hash = map.hash(name);
-        let n = map
-            .get(hash, name, pinned.guard())
-            .filter(|n| n.is_visible())
-            .ok_or_else(|| crate::pinned::not_found(name))?;
+        let n = visible(&pinned, name).ok_or_else(|| crate::pinned::not_found(name))?;
         match n.pool() {
             Some(PoolTie { core, member: None }) => {
                 let core = CoreRef::Owned(Arc::clone(core));
@@ -842,11 +823,20 @@ impl<V: Send + Sync + 'static> Registry<V> {
     /// The tag of the pool bound to `name`, if `name` is a pool's name.
     #[cold]
     pub(crate) fn pool_tag(&self, pinned: &Pinned<'_, V>, name: &str) -> Option<Tag> {
-        let map = &self.inner.map;
-        map.get(map.hash(name), name, pinned.guard())
-            .filter(|n| n.is_visible() && n.pool().is_some_and(|t| t.member.is_none()))
+        visible(pinned, name)
+            .filter(|n| n.pool().is_some_and(|t| t.member.is_none()))
             .map(|n| n.tag)
     }
+}
+
+/// The binding of `name`, if a read would see it (the pool's names included).
+fn visible<'g, V>(pinned: &'g Pinned<'_, V>, name: &str) -> Option<&'g Node<V>>
+where
+    V: Send + Sync + 'static,
+{
+    let map = &pinned.registry().inner.map;
+    map.get(map.hash(name), name, pinned.guard())
+        .filter(|n| n.is_visible())
 }
 
 /// The pool `name` belongs to, if it is a pool's name or member.
