@@ -359,6 +359,23 @@ impl Model {
             .map_or(HealthState::Unknown, |h| h.state)
     }
 
+    /// A health state set (`record`: with a report) on `tag` now.
+    pub fn record_health(&mut self, tag: Tag, state: HealthState, record: bool) {
+        let now = self.now;
+        let h = self.health.entry(tag).or_insert(MHealth {
+            state: HealthState::Unknown,
+            since: 0,
+            last: None,
+        });
+        if h.state != state {
+            h.state = state;
+            h.since = now;
+        }
+        if record {
+            h.last = Some((state, now));
+        }
+    }
+
     /// Whether `tag` has been critical for the limit (if the registry has one; a pool's member
     /// never is: it goes only with its pool).
     pub fn critical_due(&self, tag: Tag) -> bool {
@@ -1599,19 +1616,7 @@ impl Harness {
                 }
                 assert_eq!(actual, expected, "{op:?} ({tag:?})");
                 if actual.is_ok() {
-                    let now = self.model.now;
-                    let h = self.model.health.entry(tag).or_insert(MHealth {
-                        state: HealthState::Unknown,
-                        since: 0,
-                        last: None,
-                    });
-                    if h.state != state {
-                        h.state = state;
-                        h.since = now;
-                    }
-                    if record {
-                        h.last = Some((state, now));
-                    }
+                    self.model.record_health(tag, state, record);
                     if state == HealthState::Critical {
                         // Recorded critical: the reaper is told (if not condemned here).
                         if self.model.critical_due(tag) {
@@ -2387,16 +2392,7 @@ impl Harness {
                         }
                         assert_eq!(actual, expected, "{op:?} ({tag:?})");
                         if actual.is_ok() {
-                            let now = self.model.now;
-                            let h = self.model.health.entry(tag).or_insert(MHealth {
-                                state: HealthState::Unknown,
-                                since: 0,
-                                last: None,
-                            });
-                            if h.state != HealthState::Passing {
-                                h.state = HealthState::Passing;
-                                h.since = now;
-                            }
+                            self.model.record_health(tag, HealthState::Passing, false);
                         }
                     }
                     _ => {
