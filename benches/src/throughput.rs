@@ -19,8 +19,9 @@
 //! Every operation's result is checked (a read of a name that must be bound must return its
 //! own binding; a registration of a free name owned by the thread must succeed; an
 //! `unregister_if_same` with the thread's own current tag must succeed; a stale tag must never
-//! remove anything; an iteration must see every stable binding). Failures are counted per cell,
-//! reported, and make the process exit with status 1.
+//! remove anything; an iteration must see every stable binding exactly once). Failures are
+//! counted per cell and reported; genreg's make the process exit with status 1 (a peer's are
+//! its own findings).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -492,16 +493,27 @@ fn run_once<P: Peer>(
                 s.spawn(move || {
                     barrier.wait();
                     let mut seen_total = 0u64;
+                    // Weak consistency is the contract: each stable binding (never written
+                    // during the cell) exactly once, no id from outside the universe. A churn
+                    // name removed and bound again during the walk may be met twice, in its
+                    // old and its new place, by any weakly consistent iterator.
+                    let mut times = vec![0u8; u.n];
                     while !stop.load(Ordering::Relaxed) {
                         let mut bad = 0u64;
+                        times.fill(0);
                         let seen = p.for_each(&mut |_, id| {
                             if id >= universe_end {
                                 bad += 1;
+                            } else if (id as usize) < u.n {
+                                let t = &mut times[id as usize];
+                                *t = t.saturating_add(1);
                             }
                         });
-                        if bad > 0 || seen < u.n || seen as u64 > universe_end {
+                        let wrong = times.iter().filter(|&&t| t != 1).count();
+                        if bad > 0 || wrong > 0 {
                             fail(&format!(
-                                "iteration saw {seen} entries ({bad} bad ids), stable {}",
+                                "iteration saw {seen} entries: {bad} bad ids, {wrong} of {} \
+                                 stable bindings not seen exactly once",
                                 u.n
                             ));
                         }
@@ -1468,7 +1480,18 @@ fn main() {
         "(each line: genreg's Mops/s, then genreg's throughput / each peer's: above 1 = genreg ahead)"
     );
     let md = print_tables(&cfg, &rows);
-    let failures: u64 = rows.iter().map(|r| r.r.failures).sum();
+    // genreg's failures fail the run; a peer's are its own findings, reported and kept in
+    // the CSV, but they do not make this crate's CI fail.
+    let failures: u64 = rows
+        .iter()
+        .filter(|r| r.peer == "genreg")
+        .map(|r| r.r.failures)
+        .sum();
+    let peer_failures: u64 = rows
+        .iter()
+        .filter(|r| r.peer != "genreg")
+        .map(|r| r.r.failures)
+        .sum();
 
     let mut extras_md = String::new();
     if cfg.extras {
@@ -1536,11 +1559,16 @@ fn main() {
         println!("wrote {md_path} (the tables above, as markdown)");
     }
     println!("total {:.0} s", t0.elapsed().as_secs_f64());
+    if peer_failures > 0 {
+        eprintln!(
+            "\n{peer_failures} check failures in peers (not genreg; see FAILURE lines): reported, not fatal"
+        );
+    }
     if failures > 0 {
         eprintln!(
-            "\n{failures} CHECK FAILURES: an operation that must succeed failed (see FAILURE lines)"
+            "\n{failures} CHECK FAILURES in genreg: an operation that must succeed failed (see FAILURE lines)"
         );
         std::process::exit(1);
     }
-    println!("all results checked: 0 failures");
+    println!("all of genreg's results checked: 0 failures");
 }
