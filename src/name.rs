@@ -72,6 +72,13 @@ impl fmt::Display for InvalidNameReason {
 pub struct Name(NameBuf);
 
 impl Name {
+    /// Checks `name` against the rules every registration applies (see the module docs), without
+    /// registering anything: for layers that take names on the registry's behalf, such as a
+    /// registry in another process or store.
+    pub fn validate(name: &str) -> Result<(), InvalidNameReason> {
+        validate(name)
+    }
+
     /// The name as a string slice.
     #[inline]
     pub fn as_str(&self) -> &str {

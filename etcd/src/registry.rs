@@ -1,0 +1,852 @@
+//! [`EtcdRegistry`]: the core's operations as etcd transactions, under one lease per registry.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions,
+    Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
+use genreg::{Generation, InstanceId, Name, Tag};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::codec::{Codec, Json, parse, record};
+use crate::retry::{Budget, is_lease_not_found, lease_gone, retrying};
+use crate::{Error, Rejected};
+
+/// How a registry talks to etcd. `Options::default()` suits a local cluster.
+#[derive(Clone, Debug)]
+pub struct Options {
+    root: String,
+    ttl: Duration,
+    request_timeout: Duration,
+    retry_for: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            root: "genreg/".to_string(),
+            ttl: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(2),
+            retry_for: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Options {
+    /// The key prefix under which this registry lives (default `genreg/`). Registries with
+    /// different roots on one etcd never see each other.
+    pub fn root(mut self, root: impl Into<String>) -> Options {
+        self.root = root.into();
+        self
+    }
+    /// The lease's time to live (default 10 s; at least 2 s, whole seconds, as etcd counts):
+    /// how long the bindings of a process that died or lost etcd outlive it.
+    pub fn ttl(mut self, ttl: Duration) -> Options {
+        self.ttl = ttl;
+        self
+    }
+    /// How long one request may take before it counts as an ambiguous failure (default 2 s).
+    pub fn request_timeout(mut self, d: Duration) -> Options {
+        self.request_timeout = d;
+        self
+    }
+    /// How long a call keeps retrying ambiguous failures before it returns
+    /// [`Error::Unavailable`] (default 10 s).
+    pub fn retry_for(mut self, d: Duration) -> Options {
+        self.retry_for = d;
+        self
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let bad = |what: String| Err(Error::InvalidOption { what });
+        if self.root.is_empty() {
+            return bad("root: must not be empty (it separates registries on one etcd)".into());
+        }
+        if self.ttl < Duration::from_secs(2) || self.ttl > Duration::from_secs(9_000_000_000) {
+            return bad(format!("ttl {:?}: must be from 2 s to 9e9 s", self.ttl));
+        }
+        if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(3600) {
+            return bad(format!(
+                "request_timeout {:?}: must be above zero and at most an hour",
+                self.request_timeout
+            ));
+        }
+        if self.retry_for > Duration::from_secs(86_400) {
+            return bad(format!("retry_for {:?}: at most a day", self.retry_for));
+        }
+        Ok(())
+    }
+}
+
+/// One binding as etcd holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding<V> {
+    /// The name.
+    pub name: String,
+    /// Its tag: the instance id the registrant chose, and the revision of the write that made
+    /// this version (`mod_revision`; for a binding never replaced, its `create_revision`).
+    pub tag: Tag,
+    /// The value.
+    pub value: V,
+    /// The revision at which the name was bound (etcd's `create_revision`): unchanged by
+    /// replacements.
+    pub created: i64,
+    /// The lease the binding lives under (the registering registry's).
+    pub lease: i64,
+}
+
+/// The key layout under the root: names under `n/`, `register_auto` counters under `a/`.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    pub(crate) names: Vec<u8>,
+    auto: Vec<u8>,
+}
+
+impl Keys {
+    fn new(root: &str) -> Keys {
+        Keys {
+            names: format!("{root}n/").into_bytes(),
+            auto: format!("{root}a/").into_bytes(),
+        }
+    }
+    pub(crate) fn name(&self, name: &str) -> Vec<u8> {
+        let mut k = self.names.clone();
+        k.extend_from_slice(name.as_bytes());
+        k
+    }
+    /// The name a key stands for, if it is one of this registry's.
+    pub(crate) fn name_of<'k>(&self, key: &'k [u8]) -> Option<&'k str> {
+        std::str::from_utf8(key.strip_prefix(self.names.as_slice())?).ok()
+    }
+}
+
+/// The tag of the version `kv` holds.
+pub(crate) fn tag_of_kv(kv: &KeyValue) -> Result<Tag, String> {
+    let (instance, _) = parse(kv.value())?;
+    Ok(Tag::new(
+        instance,
+        Generation::from_raw(kv.mod_revision() as u64),
+    ))
+}
+
+/// Decodes a stored version into a [`Binding`].
+pub(crate) fn binding_of<V, C: Codec<V>>(
+    codec: &C,
+    name: &str,
+    kv: &KeyValue,
+) -> Result<Binding<V>, Error> {
+    let codec_err = |message| Error::Codec {
+        name: name.to_string(),
+        message,
+    };
+    let (instance, payload) = parse(kv.value()).map_err(codec_err)?;
+    let value = codec.decode(payload).map_err(codec_err)?;
+    Ok(Binding {
+        name: name.to_string(),
+        tag: Tag::new(instance, Generation::from_raw(kv.mod_revision() as u64)),
+        value,
+        created: kv.create_revision(),
+        lease: kv.lease(),
+    })
+}
+
+/// What the registry's lease keeper reports when etcd says the lease is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseLost {
+    /// The lease.
+    pub lease: i64,
+    /// The bindings this registry had made under it and not removed, each gone with it.
+    pub bindings: Vec<(String, Tag)>,
+}
+
+pub(crate) struct Inner<V, C> {
+    pub(crate) client: Client,
+    pub(crate) codec: C,
+    pub(crate) keys: Keys,
+    pub(crate) budget: Budget,
+    lease: i64,
+    /// The bindings this registry made and has not seen removed (for [`LeaseLost`]).
+    held: Mutex<HashMap<String, Tag>>,
+    lost: AtomicBool,
+    lost_tx: watch::Sender<Option<LeaseLost>>,
+    keeper: Mutex<Option<JoinHandle<()>>>,
+    _values: PhantomData<fn() -> V>,
+}
+
+impl<V, C> Drop for Inner<V, C> {
+    fn drop(&mut self) {
+        if let Some(k) = self
+            .keeper
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            k.abort();
+        }
+    }
+}
+
+/// A registry whose bindings live in etcd, shared by every process that connects to the same
+/// etcd under the same root, with the core's contract: one binding per name, tags that make a
+/// stale owner's removal a refusal, typed errors naming the binding there now.
+///
+/// Each `EtcdRegistry` holds one etcd lease, kept alive by a task; every binding it makes lives
+/// under that lease, so the bindings of a process that dies go when its lease's TTL runs out.
+/// Clones share the registry (and the lease).
+pub struct EtcdRegistry<V, C = Json> {
+    pub(crate) inner: Arc<Inner<V, C>>,
+}
+
+impl<V, C> Clone for EtcdRegistry<V, C> {
+    fn clone(&self) -> Self {
+        EtcdRegistry {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<V, C> fmt::Debug for EtcdRegistry<V, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdRegistry")
+            .field("root", &String::from_utf8_lossy(&self.inner.keys.names))
+            .field("lease", &format_args!("{:x}", self.inner.lease))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Send + Sync + 'static> EtcdRegistry<V, Json>
+where
+    Json: Codec<V>,
+{
+    /// Connects to etcd at `endpoints`, grants the registry's lease and starts its keeper, with
+    /// JSON values and the default [`Options`].
+    pub async fn connect<E: AsRef<str>>(endpoints: &[E]) -> Result<Self, Error> {
+        Self::connect_with(endpoints, Options::default(), Json).await
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
+    /// Connects with the given options and codec. Must run inside a tokio runtime.
+    pub async fn connect_with<E: AsRef<str>>(
+        endpoints: &[E],
+        options: Options,
+        codec: C,
+    ) -> Result<Self, Error> {
+        options.check()?;
+        let budget = Budget {
+            request: options.request_timeout,
+            total: options.retry_for,
+        };
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(options.request_timeout)
+            .with_keep_alive(Duration::from_secs(2), options.request_timeout);
+        let eps: Vec<&str> = endpoints.iter().map(|e| e.as_ref()).collect();
+        let client = retrying(budget, || {
+            Client::connect(eps.clone(), Some(connect.clone()))
+        })
+        .await?;
+        let ttl = options.ttl.as_secs() as i64;
+        let grant = retrying(budget, || {
+            let mut c = client.clone();
+            async move { c.lease_grant(ttl, None).await }
+        })
+        .await?;
+        let lease = grant.id();
+        let (lost_tx, _) = watch::channel(None);
+        let inner = Arc::new(Inner {
+            client,
+            codec,
+            keys: Keys::new(&options.root),
+            budget,
+            lease,
+            held: Mutex::new(HashMap::new()),
+            lost: AtomicBool::new(false),
+            lost_tx,
+            keeper: Mutex::new(None),
+            _values: PhantomData,
+        });
+        let keeper = tokio::spawn(keep_alive(
+            Arc::downgrade(&inner),
+            inner.client.clone(),
+            lease,
+            options.ttl,
+            budget,
+        ));
+        *inner.keeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(keeper);
+        Ok(EtcdRegistry { inner })
+    }
+
+    /// The id of the lease every binding of this registry lives under.
+    pub fn lease(&self) -> i64 {
+        self.inner.lease
+    }
+
+    /// The etcd client, for what this crate does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Whether the lease is known to be gone (see [`Error::LeaseLost`]).
+    pub fn is_lease_lost(&self) -> bool {
+        self.inner.lost.load(Ordering::Acquire)
+    }
+
+    /// Waits until etcd says this registry's lease is gone (it expired while the keeper could
+    /// not reach etcd, or it was revoked), and says which bindings went with it.
+    pub async fn lease_lost(&self) -> LeaseLost {
+        let mut rx = self.inner.lost_tx.subscribe();
+        loop {
+            if let Some(l) = rx.borrow_and_update().clone() {
+                return l;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives in `inner`, which `self` keeps alive.
+                unreachable!("lease-lost channel closed while the registry is alive");
+            }
+        }
+    }
+
+    fn check_name(name: &str) -> Result<(), Error> {
+        Name::validate(name).map_err(|reason| Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    }
+
+    fn check_lease(&self) -> Result<(), Error> {
+        if self.is_lease_lost() {
+            return Err(Error::LeaseLost {
+                lease: self.inner.lease,
+            });
+        }
+        Ok(())
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse, Error> {
+        let r = retrying(self.inner.budget, || {
+            let mut c = self.inner.client.clone();
+            let t = txn.clone();
+            async move { c.txn(t).await }
+        })
+        .await;
+        match r {
+            Err(e) if is_lease_not_found(&e) => {
+                self.inner.mark_lost();
+                Err(Error::LeaseLost {
+                    lease: self.inner.lease,
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// Binds `name` to `value` under a fresh instance id, if nothing is bound to it.
+    ///
+    /// One transaction: `create_revision(name) == 0 → put under the lease, else get`. A refusal
+    /// is [`Error::AlreadyRegistered`] with the current binding's tag, and gives the value back.
+    pub async fn register(&self, name: &str, value: V) -> Result<Registration<V, C>, Rejected<V>> {
+        self.register_as(name, fresh_instance(), value).await
+    }
+
+    /// [`register`](Self::register) under an instance id of the caller's.
+    ///
+    /// Idempotent for the same instance and registry: if `name` is already bound to `instance`
+    /// under this registry's lease, that binding is returned as a success. This is what makes
+    /// retries safe: an attempt that timed out after etcd applied it is found by the retry as
+    /// its own, not reported as a conflict.
+    pub async fn register_as(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: V,
+    ) -> Result<Registration<V, C>, Rejected<V>> {
+        match self.try_register(name, instance, &value).await {
+            Ok(tag) => Ok(Registration {
+                registry: self.clone(),
+                name: name.to_string(),
+                tag,
+                armed: true,
+            }),
+            Err(error) => Err(Rejected { error, value }),
+        }
+    }
+
+    async fn try_register(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        value: &V,
+    ) -> Result<Tag, Error> {
+        Self::check_name(name)?;
+        self.check_lease()?;
+        let bytes = self.encode(name, instance, value)?;
+        let key = self.inner.keys.name(name);
+        let lease = self.inner.lease;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                bytes,
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.txn(txn).await?;
+        let tag = if resp.succeeded() {
+            Tag::new(instance, Generation::from_raw(revision_of(&resp) as u64))
+        } else {
+            let kv = first_kv(&resp).ok_or_else(|| Error::Unavailable {
+                attempts: 1,
+                last: "etcd answered a failed compare with no key".into(),
+            })?;
+            let current = tag_of_kv(&kv).map_err(|message| Error::Codec {
+                name: name.to_string(),
+                message,
+            })?;
+            if current.instance() != instance || kv.lease() != lease {
+                return Err(Error::AlreadyRegistered {
+                    name: name.to_string(),
+                    current,
+                });
+            }
+            current // our own earlier attempt (a retry, or the same call made twice)
+        };
+        self.inner.hold(name, tag);
+        Ok(tag)
+    }
+
+    /// Binds `{prefix}-{n}` with the next number from a counter in etcd shared by every
+    /// process, so concurrent callers anywhere never pick the same name; a number whose name
+    /// was bound by hand is skipped.
+    pub async fn register_auto(
+        &self,
+        prefix: &str,
+        value: V,
+    ) -> Result<Registration<V, C>, Rejected<V>> {
+        let reject = |error| Err(Rejected { error, value: () });
+        let probe = format!("{prefix}-{}", u64::MAX);
+        let checked = if prefix.is_empty() {
+            Ok(())
+        } else {
+            Self::check_name(&probe)
+        };
+        if let Err(error) = checked.or_else(reject) {
+            return Err(Rejected {
+                error: error.error,
+                value,
+            });
+        }
+        let instance = fresh_instance();
+        let mut counter = self.inner.keys.auto.clone();
+        counter.extend_from_slice(prefix.as_bytes());
+        loop {
+            // A put with the previous version: etcd's per-key version is the counter, and a
+            // retried put only skips a number.
+            let r = retrying(self.inner.budget, || {
+                let mut c = self.inner.client.clone();
+                let k = counter.clone();
+                async move {
+                    c.put(k, Vec::new(), Some(PutOptions::new().with_prev_key()))
+                        .await
+                }
+            })
+            .await;
+            let n = match r {
+                Ok(r) => r.prev_key().map_or(1, |kv| kv.version() + 1),
+                Err(error) => return Err(Rejected { error, value }),
+            };
+            let name = format!("{prefix}-{n}");
+            match self.try_register(&name, instance, &value).await {
+                Ok(tag) => {
+                    return Ok(Registration {
+                        registry: self.clone(),
+                        name,
+                        tag,
+                        armed: true,
+                    });
+                }
+                Err(Error::AlreadyRegistered { .. }) => continue,
+                Err(error) => return Err(Rejected { error, value }),
+            }
+        }
+    }
+
+    /// The binding of `name`, read linearizably from etcd (a round trip to the leader). For
+    /// lookups at in-process cost, read a [`Mirror`](crate::Mirror).
+    pub async fn get(&self, name: &str) -> Result<Option<Binding<V>>, Error> {
+        Self::check_name(name)?;
+        let key = self.inner.keys.name(name);
+        let resp = retrying(self.inner.budget, || {
+            let mut c = self.inner.client.clone();
+            let k = key.clone();
+            async move { c.get(k, None).await }
+        })
+        .await?;
+        match resp.kvs().first() {
+            None => Ok(None),
+            Some(kv) => binding_of(&self.inner.codec, name, kv).map(Some),
+        }
+    }
+
+    /// Every binding, read linearizably at one revision, which is returned with them.
+    pub async fn list(&self) -> Result<(i64, Vec<Binding<V>>), Error> {
+        let (rev, kvs) = self.inner.list_raw().await?;
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in &kvs {
+            if let Some(name) = self.inner.keys.name_of(kv.key()) {
+                out.push(binding_of(&self.inner.codec, name, kv)?);
+            }
+        }
+        Ok((rev, out))
+    }
+
+    /// Removes the binding of `name` only if it is still the one `tag` names.
+    ///
+    /// One transaction: `mod_revision(name) == tag's generation → delete, else get`. A stale
+    /// owner's call is refused with [`Error::TagMismatch`] (or [`Error::NotFound`]) and changes
+    /// nothing. After an ambiguous failure the transaction is sent again; a retry that finds the
+    /// name gone reports [`Error::NotFound`]: the binding is gone either way, and the retry
+    /// never removes a newer one.
+    pub async fn unregister_if_same(&self, name: &str, tag: Tag) -> Result<(), Error> {
+        Self::check_name(name)?;
+        let key = self.inner.keys.name(name);
+        let rev = tag.generation().as_raw() as i64;
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
+            .and_then([TxnOp::delete(key.clone(), None)])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.txn(txn).await?;
+        if resp.succeeded() {
+            self.inner.unhold(name, tag);
+            return Ok(());
+        }
+        Err(self.refusal(name, tag, first_kv(&resp)))
+    }
+
+    /// Removes whatever is bound to `name`, whoever bound it: not identity-safe (prefer
+    /// [`unregister_if_same`](Self::unregister_if_same)). Returns the tag removed.
+    pub async fn unregister(&self, name: &str) -> Result<Option<Tag>, Error> {
+        Self::check_name(name)?;
+        let key = self.inner.keys.name(name);
+        let resp = retrying(self.inner.budget, || {
+            let mut c = self.inner.client.clone();
+            let k = key.clone();
+            async move {
+                c.delete(k, Some(DeleteOptions::new().with_prev_key()))
+                    .await
+            }
+        })
+        .await?;
+        let tag = resp.prev_kvs().first().and_then(|kv| tag_of_kv(kv).ok());
+        if let Some(t) = tag {
+            self.inner.unhold(name, t);
+        }
+        Ok(tag)
+    }
+
+    /// Replaces the value of `name` only if its binding is still the one `tag` names; returns
+    /// the new tag (same instance, the revision of this write). The binding keeps its lease.
+    ///
+    /// One transaction: `mod_revision(name) == tag's generation → put, else get`. A retry
+    /// after an ambiguous failure that finds this very record in place is a success.
+    pub async fn replace_if_same(
+        &self,
+        name: &str,
+        tag: Tag,
+        value: V,
+    ) -> Result<Tag, Rejected<V>> {
+        match self.try_replace(name, tag, &value).await {
+            Ok(t) => Ok(t),
+            Err(error) => Err(Rejected { error, value }),
+        }
+    }
+
+    async fn try_replace(&self, name: &str, tag: Tag, value: &V) -> Result<Tag, Error> {
+        Self::check_name(name)?;
+        let bytes = self.encode(name, tag.instance(), value)?;
+        let key = self.inner.keys.name(name);
+        let rev = tag.generation().as_raw() as i64;
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                bytes.clone(),
+                Some(PutOptions::new().with_ignore_lease()),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.txn(txn).await?;
+        if resp.succeeded() {
+            let new = Tag::new(
+                tag.instance(),
+                Generation::from_raw(revision_of(&resp) as u64),
+            );
+            self.inner.rehold(name, tag, new);
+            return Ok(new);
+        }
+        let kv = first_kv(&resp);
+        if let Some(kv) = &kv {
+            // Our own earlier attempt, applied before its answer was lost.
+            if kv.value() == bytes.as_slice() && kv.create_revision() <= rev {
+                let new = Tag::new(
+                    tag.instance(),
+                    Generation::from_raw(kv.mod_revision() as u64),
+                );
+                self.inner.rehold(name, tag, new);
+                return Ok(new);
+            }
+        }
+        Err(self.refusal(name, tag, kv))
+    }
+
+    fn refusal(&self, name: &str, expected: Tag, kv: Option<KeyValue>) -> Error {
+        match kv {
+            None => Error::NotFound {
+                name: name.to_string(),
+            },
+            Some(kv) => match tag_of_kv(&kv) {
+                Ok(current) => Error::TagMismatch {
+                    name: name.to_string(),
+                    expected,
+                    current,
+                },
+                Err(message) => Error::Codec {
+                    name: name.to_string(),
+                    message,
+                },
+            },
+        }
+    }
+
+    fn encode(&self, name: &str, instance: InstanceId, value: &V) -> Result<Vec<u8>, Error> {
+        let payload = self
+            .inner
+            .codec
+            .encode(value)
+            .map_err(|message| Error::Codec {
+                name: name.to_string(),
+                message,
+            })?;
+        Ok(record(instance, &payload))
+    }
+
+    /// Revokes the lease: every binding this registry made goes at once (one revision), and
+    /// the registry makes no more. Other clones see [`Error::LeaseLost`] from then on.
+    pub async fn close(self) -> Result<(), Error> {
+        let lease = self.inner.lease;
+        let r = retrying(self.inner.budget, || {
+            let mut c = self.inner.client.clone();
+            async move { c.lease_revoke(lease).await }
+        })
+        .await;
+        self.inner.mark_lost();
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_lease_not_found(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<V, C> Inner<V, C> {
+    pub(crate) async fn list_raw(&self) -> Result<(i64, Vec<KeyValue>), Error> {
+        let prefix = self.keys.names.clone();
+        let mut resp = retrying(self.budget, || {
+            let mut c = self.client.clone();
+            let k = prefix.clone();
+            async move { c.get(k, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await?;
+        let rev = resp.header().map_or(0, |h| h.revision());
+        Ok((rev, resp.take_kvs()))
+    }
+
+    fn hold(&self, name: &str, tag: Tag) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), tag);
+    }
+    fn unhold(&self, name: &str, tag: Tag) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.get(name) == Some(&tag) {
+            held.remove(name);
+        }
+    }
+    fn rehold(&self, name: &str, old: Tag, new: Tag) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = held.get_mut(name) {
+            if *t == old {
+                *t = new;
+            }
+        }
+    }
+
+    fn mark_lost(&self) {
+        if self.lost.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut bindings: Vec<(String, Tag)> = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        bindings.sort();
+        self.lost_tx.send_replace(Some(LeaseLost {
+            lease: self.lease,
+            bindings,
+        }));
+    }
+}
+
+/// The lease keeper: a keepalive every third of the TTL, on one stream reopened after any
+/// failure. Only etcd's own answer (a TTL of 0, or "lease not found") declares the lease lost:
+/// while etcd cannot be reached the keeper keeps trying, since a leader change resets every
+/// lease's TTL and the bindings may well survive.
+async fn keep_alive<V, C>(
+    inner: Weak<Inner<V, C>>,
+    client: Client,
+    lease: i64,
+    ttl: Duration,
+    budget: Budget,
+) {
+    let period = ttl / 3;
+    let mut stream = None;
+    loop {
+        if stream.is_none() {
+            let mut c = client.clone();
+            match tokio::time::timeout(budget.request, c.lease_keep_alive(lease)).await {
+                Ok(Ok(s)) => stream = Some(s),
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
+        let (keeper, answers) = stream.as_mut().expect("opened above");
+        let answer = tokio::time::timeout(budget.request, async {
+            keeper.keep_alive().await?;
+            answers.message().await
+        })
+        .await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        match answer {
+            Ok(Ok(Some(a))) if a.ttl() > 0 => {
+                drop(inner);
+                tokio::time::sleep(period).await;
+            }
+            Ok(Ok(Some(_))) => {
+                inner.mark_lost();
+                return;
+            }
+            Ok(Err(e)) if lease_gone(&e) => {
+                inner.mark_lost();
+                return;
+            }
+            _ => {
+                drop(inner);
+                stream = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// An instance id unique across processes with overwhelming probability: 64 random bits from
+/// the standard library's per-process random hasher keys, mixed with a process-wide counter.
+fn fresh_instance() -> InstanceId {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    let id = h.finish();
+    InstanceId::from_raw(if id == 0 { 1 } else { id })
+}
+
+fn revision_of(resp: &TxnResponse) -> i64 {
+    resp.header().map_or(0, |h| h.revision())
+}
+
+fn first_kv(resp: &TxnResponse) -> Option<KeyValue> {
+    resp.op_responses().into_iter().find_map(|r| match r {
+        TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+        _ => None,
+    })
+}
+
+/// A binding this process made, as a guard: dropping it inside a tokio runtime removes the
+/// binding with [`unregister_if_same`](EtcdRegistry::unregister_if_same) on a task (so only
+/// if it is still this binding); outside a runtime, or if that fails, the lease removes it when
+/// the registry closes or its process dies. [`detach`](Self::detach) leaves it bound.
+pub struct Registration<V: Send + Sync + 'static, C: Codec<V>> {
+    registry: EtcdRegistry<V, C>,
+    name: String,
+    tag: Tag,
+    armed: bool,
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> fmt::Debug for Registration<V, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("name", &self.name)
+            .field("tag", &self.tag)
+            .finish()
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> Registration<V, C> {
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The binding's tag.
+    pub fn tag(&self) -> Tag {
+        self.tag
+    }
+    /// Removes the binding now, if it is still this one.
+    pub async fn unregister(mut self) -> Result<(), Error> {
+        self.armed = false;
+        self.registry.unregister_if_same(&self.name, self.tag).await
+    }
+    /// Replaces the value, if the binding is still this one; the guard follows the new tag.
+    pub async fn replace(&mut self, value: V) -> Result<Tag, Rejected<V>> {
+        let t = self
+            .registry
+            .replace_if_same(&self.name, self.tag, value)
+            .await?;
+        self.tag = t;
+        Ok(t)
+    }
+    /// Leaves the binding in place (it still lives under the registry's lease) and returns its
+    /// tag.
+    pub fn detach(mut self) -> Tag {
+        self.armed = false;
+        self.tag
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> Drop for Registration<V, C> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let registry = self.registry.clone();
+            let name = std::mem::take(&mut self.name);
+            let tag = self.tag;
+            rt.spawn(async move {
+                let _ = registry.unregister_if_same(&name, tag).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Events: etcd's watch from a revision, as the core's vocabulary (registered, replaced,
+//! removed), resumed after any failure from the next revision, so no event is lost or repeated.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use etcd_client::{EventType, WatchOptions, WatchResponseStream};
+use genreg::Tag;
+
+use crate::registry::{Binding, EtcdRegistry, Keys, binding_of, tag_of_kv};
+use crate::{Codec, Error};
+
+/// What happened to a name at one revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind<V> {
+    /// The name was free and is now bound.
+    Registered(Binding<V>),
+    /// The name's binding was replaced ([`replace_if_same`]); `old` is the tag it had (if etcd
+    /// still had the previous version).
+    ///
+    /// [`replace_if_same`]: crate::EtcdRegistry::replace_if_same
+    Replaced {
+        /// The binding now.
+        binding: Binding<V>,
+        /// Its tag before.
+        old: Option<Tag>,
+    },
+    /// The binding was removed: by a tag-checked or plain removal, or by its lease's end (the
+    /// registry's [`close`](crate::EtcdRegistry::close), or its process gone for longer than
+    /// the TTL). `tag` is the removed binding's (if etcd still had it).
+    Removed {
+        /// The removed binding's tag.
+        tag: Option<Tag>,
+        /// The lease it lived under (0 if unknown).
+        lease: i64,
+    },
+}
+
+/// One change, at the etcd revision that made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event<V> {
+    /// The revision of the change. Several changes can share one (a lease's end removes all
+    /// its bindings at once).
+    pub revision: i64,
+    /// The name.
+    pub name: String,
+    /// What happened.
+    pub kind: EventKind<V>,
+}
+
+/// A stream of a registry's changes from a revision on. [`next`](Self::next) resumes by itself
+/// after connection failures and leader changes (from the revision after the last it
+/// returned); if etcd has compacted the revisions it needs, it returns
+/// [`Error::Compacted`] once and the watch must be started again (from a
+/// [`list`](EtcdRegistry::list)'s revision + 1).
+pub struct Watch<V, C> {
+    registry: EtcdRegistry<V, C>,
+    next_rev: i64,
+    stream: Option<(etcd_client::WatchRequestSender, WatchResponseStream)>,
+    ready: VecDeque<Result<Event<V>, Error>>,
+    /// etcd's compaction revision, once the watch has met it (then it is over).
+    compacted: Option<i64>,
+}
+
+impl<V, C> fmt::Debug for Watch<V, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("next_revision", &self.next_rev)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
+    /// Watches every change from `from` on (inclusive). Take `from` from a
+    /// [`list`](Self::list)'s revision + 1 to follow a listing without a gap.
+    pub fn watch(&self, from: i64) -> Watch<V, C> {
+        Watch {
+            registry: self.clone(),
+            next_rev: from.max(1),
+            stream: None,
+            ready: VecDeque::new(),
+            compacted: None,
+        }
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> Watch<V, C> {
+    /// The revision the next event will be at or after.
+    pub fn next_revision(&self) -> i64 {
+        self.next_rev
+    }
+
+    /// The next change. Errors: [`Error::Compacted`] (then the watch is over), or
+    /// [`Error::Codec`] for a record the codec cannot read (the watch goes on after it).
+    pub async fn next(&mut self) -> Result<Event<V>, Error> {
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return e;
+            }
+            if let Some(compacted) = self.compacted {
+                return Err(Error::Compacted {
+                    requested: self.next_rev,
+                    compacted,
+                });
+            }
+            match self.pull().await {
+                Ok(()) => {}
+                Err(Pull::Compacted(compacted)) => {
+                    self.stream = None;
+                    self.compacted = Some(compacted);
+                }
+                Err(Pull::Broken) => {
+                    self.stream = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Reads one response from etcd (opening the watch first if needed) into `ready`.
+    async fn pull(&mut self) -> Result<(), Pull> {
+        let inner = &self.registry.inner;
+        if self.stream.is_none() {
+            self.stream = Some(open(&inner.client, &inner.keys, self.next_rev).await?);
+        }
+        let (_, responses) = self.stream.as_mut().expect("opened above");
+        let resp = match responses.message().await {
+            Ok(Some(r)) => r,
+            _ => return Err(Pull::Broken),
+        };
+        if resp.compact_revision() > 0 {
+            return Err(Pull::Compacted(resp.compact_revision()));
+        }
+        if resp.canceled() {
+            return Err(Pull::Broken);
+        }
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            self.next_rev = self.next_rev.max(kv.mod_revision() + 1);
+            let Some(name) = inner.keys.name_of(kv.key()) else {
+                continue;
+            };
+            self.ready.push_back(to_event(
+                &inner.codec,
+                name,
+                ev.event_type(),
+                kv,
+                ev.prev_kv(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a watch stream could not deliver.
+pub(crate) enum Pull {
+    /// etcd compacted the revisions asked for (etcd's compaction revision).
+    Compacted(i64),
+    /// The stream failed or closed: open it again from the next revision.
+    Broken,
+}
+
+/// Opens a watch on the registry's names from `from` on, with previous versions.
+pub(crate) async fn open(
+    client: &etcd_client::Client,
+    keys: &Keys,
+    from: i64,
+) -> Result<(etcd_client::WatchRequestSender, WatchResponseStream), Pull> {
+    let mut c = client.clone();
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_prev_key()
+        .with_start_revision(from);
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        c.watch(keys.names.clone(), Some(opts)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(s.split()),
+        _ => Err(Pull::Broken),
+    }
+}
+
+/// One etcd event as the core's vocabulary.
+pub(crate) fn to_event<V, C: Codec<V>>(
+    codec: &C,
+    name: &str,
+    kind: EventType,
+    kv: &etcd_client::KeyValue,
+    prev: Option<&etcd_client::KeyValue>,
+) -> Result<Event<V>, Error> {
+    let revision = kv.mod_revision();
+    let kind = match kind {
+        EventType::Put => {
+            let binding = binding_of(codec, name, kv)?;
+            if kv.version() == 1 {
+                EventKind::Registered(binding)
+            } else {
+                EventKind::Replaced {
+                    binding,
+                    old: prev.and_then(|p| tag_of_kv(p).ok()),
+                }
+            }
+        }
+        EventType::Delete => EventKind::Removed {
+            tag: prev.and_then(|p| tag_of_kv(p).ok()),
+            lease: prev.map_or(0, |p| p.lease()),
+        },
+    };
+    Ok(Event {
+        revision,
+        name: name.to_string(),
+        kind,
+    })
+}
