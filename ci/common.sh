@@ -82,3 +82,29 @@ add_components() {
 host_triple() {
     rustc "+$1" -vV | sed -n 's/^host: //p'
 }
+
+# ensure_system_deps: the two system programs the etcd backend (genreg-etcd) needs: `protoc`
+# (etcd-client's build compiles etcd's protobuf files) and `etcd` (its tests start real
+# servers). Installed with apt-get when missing (Debian's etcd-server and protobuf-compiler);
+# elsewhere the stage fails and says what to install. Never skipped silently.
+ensure_system_deps() {
+    local need=()
+    command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+    command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+    [ "${#need[@]}" -eq 0 ] && return 0
+    command -v apt-get >/dev/null 2>&1 ||
+        die "etcd and protoc are needed (the etcd backend's build and tests); install ${need[*]} (or your system's equivalent) and run again"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 ||
+            die "need ${need[*]}: run 'apt-get install ${need[*]}' as root, then run again"
+        sudo=(sudo)
+    fi
+    step "apt-get update" "${sudo[@]}" apt-get update -qq ||
+        die "apt-get update failed: cannot install ${need[*]}"
+    step "apt-get install ${need[*]}" "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${need[@]}" ||
+        die "could not install ${need[*]} (the etcd backend's build and tests need them)"
+    command -v etcd >/dev/null 2>&1 && command -v protoc >/dev/null 2>&1 ||
+        die "installed ${need[*]}, but etcd or protoc is still not on PATH"
+}

@@ -199,7 +199,9 @@ impl<V, C> Drop for Inner<V, C> {
 ///
 /// Each `EtcdRegistry` holds one etcd lease, kept alive by a task; every binding it makes lives
 /// under that lease, so the bindings of a process that dies go when its lease's TTL runs out.
-/// Clones share the registry (and the lease).
+/// Clones share the registry (and the lease). When the last clone (and the last guard and
+/// mirror made from it) is dropped, the keeper stops and the bindings go when the TTL runs out;
+/// [`close`](Self::close) removes them at once.
 pub struct EtcdRegistry<V, C = Json> {
     pub(crate) inner: Arc<Inner<V, C>>,
 }
@@ -389,8 +391,14 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         let bytes = self.encode(name, instance, value)?;
         let key = self.inner.keys.name(name);
         let lease = self.inner.lease;
+        // The planted bug `blind_register` (ci/mutants.sh): no compare, so a registration
+        // overwrites whatever is bound.
+        #[cfg(genreg_mutant = "blind_register")]
+        let free: [Compare; 0] = [];
+        #[cfg(not(genreg_mutant = "blind_register"))]
+        let free = [Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
         let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .when(free)
             .and_then([TxnOp::put(
                 key.clone(),
                 bytes,
@@ -429,18 +437,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         prefix: &str,
         value: V,
     ) -> Result<Registration<V, C>, Rejected<V>> {
-        let reject = |error| Err(Rejected { error, value: () });
-        let probe = format!("{prefix}-{}", u64::MAX);
-        let checked = if prefix.is_empty() {
-            Ok(())
-        } else {
-            Self::check_name(&probe)
-        };
-        if let Err(error) = checked.or_else(reject) {
-            return Err(Rejected {
-                error: error.error,
-                value,
-            });
+        // Every `{prefix}-{n}` must be a valid name: check the longest one.
+        if let Err(error) = Self::check_name(&format!("{prefix}-{}", u64::MAX)) {
+            return Err(Rejected { error, value });
         }
         let instance = fresh_instance();
         let mut counter = self.inner.keys.auto.clone();

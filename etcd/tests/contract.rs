@@ -230,4 +230,43 @@ async fn watch_and_mirror_follow_every_change() {
     b.register("z", "zz".into()).await.unwrap().detach();
     assert_eq!(mirror.fenced_get("z").await.unwrap().unwrap().value, "zz");
     assert_eq!(mirror.local().len(), 2);
+
+    // A revision made outside the mirror's root is reached too (etcd's progress reports).
+    let other = EtcdRegistry::<String>::connect_with(&eps, opts("elsewhere/"), genreg_etcd::Json)
+        .await
+        .unwrap();
+    let far = other.register("w", "ww".into()).await.unwrap().detach();
+    let far = far.generation().as_raw() as i64;
+    tokio::time::timeout(Duration::from_secs(10), mirror.wait_for(far))
+        .await
+        .expect("the mirror reaches a revision made under another root");
+    assert!(mirror.applied() >= far);
+    assert!(mirror.get("w").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_options_are_refused() {
+    let etcd = Etcd::start();
+    let eps = etcd.endpoints();
+    for o in [
+        Options::default().ttl(Duration::from_secs(1)),
+        Options::default().root(""),
+        Options::default().request_timeout(Duration::ZERO),
+    ] {
+        match EtcdRegistry::<String>::connect_with(&eps, o, genreg_etcd::Json).await {
+            Err(Error::InvalidOption { what }) => assert!(!what.is_empty()),
+            other => panic!("expected InvalidOption, got {other:?}"),
+        }
+    }
+    // register_auto refuses a prefix that would make names too long, and gives the value back.
+    let r = EtcdRegistry::<String>::connect_with(&eps, opts("t5/"), genreg_etcd::Json)
+        .await
+        .unwrap();
+    let rej = r
+        .register_auto(&"p".repeat(250), "v".into())
+        .await
+        .unwrap_err();
+    assert!(matches!(rej.error, Error::InvalidName { .. }));
+    assert_eq!(rej.value, "v");
+    r.close().await.unwrap();
 }
