@@ -46,26 +46,41 @@ impl Codec<Vec<u8>> for Bytes {
 /// reported as undecodable rather than misread.
 const MARK: &[u8; 4] = b"gr1\0";
 
-/// A stored record: [`MARK`], the instance id (8 bytes, big-endian), then the codec's bytes.
-pub(crate) fn record(instance: InstanceId, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MARK.len() + 8 + payload.len());
+/// A stored record, parsed: who registered it, its metadata (JSON, empty for none) and the
+/// codec's bytes.
+pub(crate) struct Record<'a> {
+    pub(crate) instance: InstanceId,
+    pub(crate) metadata: &'a [u8],
+    pub(crate) payload: &'a [u8],
+}
+
+/// A stored record: [`MARK`], the instance id (8 bytes, big-endian), the metadata's length (4
+/// bytes, big-endian) and the metadata, then the codec's bytes.
+pub(crate) fn record(instance: InstanceId, metadata: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MARK.len() + 12 + metadata.len() + payload.len());
     out.extend_from_slice(MARK);
     out.extend_from_slice(&instance.as_raw().to_be_bytes());
+    out.extend_from_slice(&(metadata.len() as u32).to_be_bytes());
+    out.extend_from_slice(metadata);
     out.extend_from_slice(payload);
     out
 }
 
-/// Splits a stored record into its instance id and the codec's bytes.
-pub(crate) fn parse(bytes: &[u8]) -> Result<(InstanceId, &[u8]), String> {
+/// Splits a stored record into its parts.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Record<'_>, String> {
+    let short = || format!("a genreg record cut short ({} bytes)", bytes.len());
     let rest = bytes
         .strip_prefix(MARK.as_slice())
         .ok_or_else(|| "not a genreg record (no format mark)".to_string())?;
-    if rest.len() < 8 {
-        return Err(format!("a genreg record cut short ({} bytes)", bytes.len()));
-    }
-    let (id, payload) = rest.split_at(8);
-    let id = u64::from_be_bytes(id.try_into().expect("8 bytes"));
-    Ok((InstanceId::from_raw(id), payload))
+    let (id, rest) = rest.split_at_checked(8).ok_or_else(short)?;
+    let (len, rest) = rest.split_at_checked(4).ok_or_else(short)?;
+    let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+    let (metadata, payload) = rest.split_at_checked(len).ok_or_else(short)?;
+    Ok(Record {
+        instance: InstanceId::from_raw(u64::from_be_bytes(id.try_into().expect("8 bytes"))),
+        metadata,
+        payload,
+    })
 }
 
 #[cfg(test)]
@@ -74,11 +89,17 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_foreign_bytes_are_refused() {
-        let r = record(InstanceId::from_raw(0x0102_0304_0506_0708), b"{}");
-        let (id, payload) = parse(&r).unwrap();
-        assert_eq!(id.as_raw(), 0x0102_0304_0506_0708);
-        assert_eq!(payload, b"{}");
+        let r = record(InstanceId::from_raw(0x0102_0304_0506_0708), b"[1]", b"{}");
+        let p = parse(&r).unwrap();
+        assert_eq!(p.instance.as_raw(), 0x0102_0304_0506_0708);
+        assert_eq!((p.metadata, p.payload), (&b"[1]"[..], &b"{}"[..]));
+        let r = record(InstanceId::from_raw(1), b"", b"");
+        assert_eq!(parse(&r).unwrap().metadata, b"");
         assert!(parse(b"hello").is_err());
         assert!(parse(b"gr1\0abc").is_err());
+        // A metadata length past the end is refused, not read out of bounds.
+        let mut r = record(InstanceId::from_raw(1), b"ab", b"");
+        r.truncate(r.len() - 1);
+        assert!(parse(&r).is_err());
     }
 }

@@ -66,7 +66,7 @@ mod watch;
 
 pub use codec::{Bytes, Codec, Json};
 pub use error::{Error, Rejected};
-pub use genreg::{Generation, InstanceId, Tag};
+pub use genreg::{Generation, InstanceId, Metadata, Tag};
 pub use mirror::Mirror;
 pub use registry::{Binding, EtcdRegistry, LeaseLost, Options, Registration};
 pub use watch::{Event, EventKind, Watch};

@@ -214,14 +214,28 @@ fn put<V: Send + Sync + 'static, C: Codec<V>>(
         }
     };
     let local = &shared.local;
-    let current = local.pin().get(name).map(|e| (e.tag(), e.value().tag));
+    let current = local
+        .pin()
+        .get(name)
+        .map(|e| (e.tag(), e.value().tag, e.metadata().cloned()));
     match current {
-        Some((_, etcd_tag)) if etcd_tag.generation() >= binding.tag.generation() => {}
-        Some((local_tag, _)) => {
-            let _ = local.replace_if_same(name, local_tag, binding);
+        Some((_, etcd_tag, _)) if etcd_tag.generation() >= binding.tag.generation() => {}
+        Some((local_tag, _, old_meta)) => {
+            // The core's replacement keeps the metadata; a change of it follows at once (a
+            // reader between the two sees the new value with the old metadata).
+            let meta = binding.metadata.clone();
+            if let Ok(t) = local.replace_if_same(name, local_tag, binding) {
+                if meta != old_meta {
+                    let _ = local.update_metadata(name, t, meta.unwrap_or_default());
+                }
+            }
         }
         None => {
-            if let Ok(r) = local.register(name, binding) {
+            let registered = match binding.metadata.clone() {
+                Some(m) => local.with_metadata(m).register(name, binding),
+                None => local.register(name, binding),
+            };
+            if let Ok(r) = registered {
                 r.detach();
             }
         }

@@ -11,11 +11,11 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions,
     Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
-use genreg::{Generation, InstanceId, Name, Tag};
+use genreg::{Generation, InstanceId, Metadata, Name, Tag};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::codec::{Codec, Json, parse, record};
+use crate::codec::{Codec, Json, Record, parse, record};
 use crate::retry::{Budget, is_lease_not_found, lease_gone, retrying};
 use crate::{Error, Rejected};
 
@@ -95,6 +95,9 @@ pub struct Binding<V> {
     pub tag: Tag,
     /// The value.
     pub value: V,
+    /// The metadata it was registered with ([`EtcdRegistry::register_with`]), which the
+    /// mirror's discovery queries see.
+    pub metadata: Option<Arc<Metadata>>,
     /// The revision at which the name was bound (etcd's `create_revision`): unchanged by
     /// replacements.
     pub created: i64,
@@ -129,9 +132,9 @@ impl Keys {
 
 /// The tag of the version `kv` holds.
 pub(crate) fn tag_of_kv(kv: &KeyValue) -> Result<Tag, String> {
-    let (instance, _) = parse(kv.value())?;
+    let rec = parse(kv.value())?;
     Ok(Tag::new(
-        instance,
+        rec.instance,
         Generation::from_raw(kv.mod_revision() as u64),
     ))
 }
@@ -146,14 +149,29 @@ pub(crate) fn binding_of<V, C: Codec<V>>(
         name: name.to_string(),
         message,
     };
-    let (instance, payload) = parse(kv.value()).map_err(codec_err)?;
-    let value = codec.decode(payload).map_err(codec_err)?;
+    let rec = parse(kv.value()).map_err(codec_err)?;
+    let metadata = if rec.metadata.is_empty() {
+        None
+    } else {
+        let m: Metadata = serde_json::from_slice(rec.metadata)
+            .map_err(|e| codec_err(format!("metadata: {e}")))?;
+        Some(Arc::new(m))
+    };
+    let value = codec.decode(rec.payload).map_err(codec_err)?;
     Ok(Binding {
         name: name.to_string(),
-        tag: Tag::new(instance, Generation::from_raw(kv.mod_revision() as u64)),
+        tag: Tag::new(rec.instance, Generation::from_raw(kv.mod_revision() as u64)),
         value,
+        metadata,
         created: kv.create_revision(),
         lease: kv.lease(),
+    })
+}
+
+/// Metadata as a record stores it: JSON, or nothing.
+fn metadata_bytes(metadata: Option<&Metadata>) -> Vec<u8> {
+    metadata.map_or_else(Vec::new, |m| {
+        serde_json::to_vec(m).expect("metadata serialises (strings only)")
     })
 }
 
@@ -357,6 +375,19 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         self.register_as(name, fresh_instance(), value).await
     }
 
+    /// [`register`](Self::register) with metadata (a kind, capabilities, labels), stored with
+    /// the value: a [`Mirror`](crate::Mirror)'s local registry carries it, so the core's
+    /// discovery queries (`mirror.local().find()...`) run on it.
+    pub async fn register_with(
+        &self,
+        name: &str,
+        value: V,
+        metadata: Metadata,
+    ) -> Result<Registration<V, C>, Rejected<V>> {
+        self.register_guard(name, fresh_instance(), Some(&metadata), value)
+            .await
+    }
+
     /// [`register`](Self::register) under an instance id of the caller's.
     ///
     /// Idempotent for the same instance and registry: if `name` is already bound to `instance`
@@ -369,7 +400,17 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         instance: InstanceId,
         value: V,
     ) -> Result<Registration<V, C>, Rejected<V>> {
-        match self.try_register(name, instance, &value).await {
+        self.register_guard(name, instance, None, value).await
+    }
+
+    async fn register_guard(
+        &self,
+        name: &str,
+        instance: InstanceId,
+        metadata: Option<&Metadata>,
+        value: V,
+    ) -> Result<Registration<V, C>, Rejected<V>> {
+        match self.try_register(name, instance, metadata, &value).await {
             Ok(tag) => Ok(Registration {
                 registry: self.clone(),
                 name: name.to_string(),
@@ -384,11 +425,16 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         &self,
         name: &str,
         instance: InstanceId,
+        metadata: Option<&Metadata>,
         value: &V,
     ) -> Result<Tag, Error> {
         Self::check_name(name)?;
         self.check_lease()?;
-        let bytes = self.encode(name, instance, value)?;
+        let bytes = record(
+            instance,
+            &metadata_bytes(metadata),
+            &self.encode(name, value)?,
+        );
         let key = self.inner.keys.name(name);
         let lease = self.inner.lease;
         // The planted bug `blind_register` (ci/mutants.sh): no compare, so a registration
@@ -461,7 +507,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
                 Err(error) => return Err(Rejected { error, value }),
             };
             let name = format!("{prefix}-{n}");
-            match self.try_register(&name, instance, &value).await {
+            match self.try_register(&name, instance, None, &value).await {
                 Ok(tag) => {
                     return Ok(Registration {
                         registry: self.clone(),
@@ -550,27 +596,75 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
     }
 
     /// Replaces the value of `name` only if its binding is still the one `tag` names; returns
-    /// the new tag (same instance, the revision of this write). The binding keeps its lease.
+    /// the new tag (same instance, the revision of this write). The binding keeps its lease and
+    /// its metadata.
     ///
-    /// One transaction: `mod_revision(name) == tag's generation → put, else get`. A retry
-    /// after an ambiguous failure that finds this very record in place is a success.
+    /// A linearizable read of the current record (for its metadata), then one transaction:
+    /// `mod_revision(name) == tag's generation → put, else get`. A retry after an ambiguous
+    /// failure that finds this very record in place is a success.
     pub async fn replace_if_same(
         &self,
         name: &str,
         tag: Tag,
         value: V,
     ) -> Result<Tag, Rejected<V>> {
-        match self.try_replace(name, tag, &value).await {
+        let payload = match self.encode(name, &value) {
+            Ok(p) => p,
+            Err(error) => return Err(Rejected { error, value }),
+        };
+        match self
+            .rewrite(name, tag, |rec| {
+                record(rec.instance, rec.metadata, &payload)
+            })
+            .await
+        {
             Ok(t) => Ok(t),
             Err(error) => Err(Rejected { error, value }),
         }
     }
 
-    async fn try_replace(&self, name: &str, tag: Tag, value: &V) -> Result<Tag, Error> {
+    /// Sets the metadata of `name`'s binding, only if it is still the one `tag` names; returns
+    /// the new tag. Unlike the core (where metadata lives beside the binding and the tag stays),
+    /// etcd stores the metadata in the binding's record, so the write makes a new version and
+    /// a new tag: guards follow it through [`Registration::update_metadata`].
+    pub async fn update_metadata(
+        &self,
+        name: &str,
+        tag: Tag,
+        metadata: Metadata,
+    ) -> Result<Tag, Error> {
+        let meta = metadata_bytes(Some(&metadata));
+        self.rewrite(name, tag, |rec| record(rec.instance, &meta, rec.payload))
+            .await
+    }
+
+    /// Rewrites the record of `name`'s binding if it is still the one `tag` names: reads it,
+    /// builds the new record from it with `new`, and puts that under a compare of the
+    /// revision.
+    async fn rewrite(
+        &self,
+        name: &str,
+        tag: Tag,
+        new: impl FnOnce(&Record<'_>) -> Vec<u8>,
+    ) -> Result<Tag, Error> {
         Self::check_name(name)?;
-        let bytes = self.encode(name, tag.instance(), value)?;
         let key = self.inner.keys.name(name);
         let rev = tag.generation().as_raw() as i64;
+        let current = self.get_kv(&key).await?;
+        let kv = match current {
+            Some(kv) if kv.mod_revision() == rev => kv,
+            other => return Err(self.refusal(name, tag, other)),
+        };
+        let codec_err = |message| Error::Codec {
+            name: name.to_string(),
+            message,
+        };
+        let rec = parse(kv.value()).map_err(codec_err)?;
+        if rec.instance != tag.instance() {
+            // The revision is the binding's, the instance is not: a forged tag.
+            return Err(self.refusal(name, tag, Some(kv.clone())));
+        }
+        let bytes = new(&rec);
         let txn = Txn::new()
             .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
             .and_then([TxnOp::put(
@@ -580,27 +674,40 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
             )])
             .or_else([TxnOp::get(key, None)]);
         let resp = self.txn(txn).await?;
-        if resp.succeeded() {
-            let new = Tag::new(
+        let new_tag = if resp.succeeded() {
+            Tag::new(
                 tag.instance(),
                 Generation::from_raw(revision_of(&resp) as u64),
-            );
-            self.inner.rehold(name, tag, new);
-            return Ok(new);
-        }
-        let kv = first_kv(&resp);
-        if let Some(kv) = &kv {
-            // Our own earlier attempt, applied before its answer was lost.
-            if kv.value() == bytes.as_slice() && kv.create_revision() <= rev {
-                let new = Tag::new(
-                    tag.instance(),
-                    Generation::from_raw(kv.mod_revision() as u64),
-                );
-                self.inner.rehold(name, tag, new);
-                return Ok(new);
+            )
+        } else {
+            match first_kv(&resp) {
+                // Our own put, applied by an attempt whose answer was lost.
+                Some(now)
+                    if now.value() == bytes.as_slice()
+                        && now.create_revision() == kv.create_revision()
+                        && now.mod_revision() > rev =>
+                {
+                    Tag::new(
+                        tag.instance(),
+                        Generation::from_raw(now.mod_revision() as u64),
+                    )
+                }
+                other => return Err(self.refusal(name, tag, other)),
             }
-        }
-        Err(self.refusal(name, tag, kv))
+        };
+        self.inner.rehold(name, tag, new_tag);
+        Ok(new_tag)
+    }
+
+    /// The current version of `key`, read linearizably.
+    async fn get_kv(&self, key: &[u8]) -> Result<Option<KeyValue>, Error> {
+        let mut resp = retrying(self.inner.budget, || {
+            let mut c = self.inner.client.clone();
+            let k = key.to_vec();
+            async move { c.get(k, None).await }
+        })
+        .await?;
+        Ok(resp.take_kvs().into_iter().next())
     }
 
     fn refusal(&self, name: &str, expected: Tag, kv: Option<KeyValue>) -> Error {
@@ -622,16 +729,14 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         }
     }
 
-    fn encode(&self, name: &str, instance: InstanceId, value: &V) -> Result<Vec<u8>, Error> {
-        let payload = self
-            .inner
+    fn encode(&self, name: &str, value: &V) -> Result<Vec<u8>, Error> {
+        self.inner
             .codec
             .encode(value)
             .map_err(|message| Error::Codec {
                 name: name.to_string(),
                 message,
-            })?;
-        Ok(record(instance, &payload))
+            })
     }
 
     /// Revokes the lease: every binding this registry made goes at once (one revision), and
@@ -826,6 +931,17 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Registration<V, C> {
         self.tag = t;
         Ok(t)
     }
+    /// Sets the binding's metadata, if the binding is still this one; the guard follows the
+    /// new tag.
+    pub async fn update_metadata(&mut self, metadata: Metadata) -> Result<Tag, Error> {
+        let t = self
+            .registry
+            .update_metadata(&self.name, self.tag, metadata)
+            .await?;
+        self.tag = t;
+        Ok(t)
+    }
+
     /// Leaves the binding in place (it still lives under the registry's lease) and returns its
     /// tag.
     pub fn detach(mut self) -> Tag {

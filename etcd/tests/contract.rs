@@ -270,3 +270,81 @@ async fn bad_options_are_refused() {
     assert_eq!(rej.value, "v");
     r.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_travels_and_discovery_runs_on_the_mirror() {
+    use genreg_etcd::Metadata;
+    let etcd = Etcd::start();
+    let eps = etcd.endpoints();
+    let a = EtcdRegistry::<String>::connect_with(&eps, opts("t6/"), genreg_etcd::Json)
+        .await
+        .unwrap();
+    let b = EtcdRegistry::<String>::connect_with(&eps, opts("t6/"), genreg_etcd::Json)
+        .await
+        .unwrap();
+    let mirror = b.mirror().await.unwrap();
+    let sql = Metadata::builder()
+        .kind("worker")
+        .capability("sql")
+        .label("zone", "eu")
+        .build()
+        .unwrap();
+    let mut w1 = a
+        .register_with("worker-1", "w1".into(), sql.clone())
+        .await
+        .unwrap();
+    a.register_with(
+        "worker-2",
+        "w2".into(),
+        Metadata::builder()
+            .kind("worker")
+            .capability("ml")
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+    .detach();
+    a.register("planner", "p".into()).await.unwrap().detach();
+
+    let got = b.get("worker-1").await.unwrap().unwrap();
+    assert_eq!(got.metadata.as_deref(), Some(&sql));
+    assert!(b.get("planner").await.unwrap().unwrap().metadata.is_none());
+
+    mirror.sync().await.unwrap();
+    let workers = mirror.local().find().kind("worker").run().unwrap();
+    assert_eq!(workers.len(), 2);
+    let sql_workers = mirror.local().find_by_capability("sql").unwrap();
+    assert_eq!(sql_workers.len(), 1);
+    assert_eq!(sql_workers[0].name, "worker-1");
+    assert_eq!(sql_workers[0].value.tag, w1.tag());
+
+    // A replacement keeps the metadata; an update of the metadata gives a new tag, and the
+    // mirror's queries follow it.
+    let t = w1.replace("w1-v2".into()).await.unwrap();
+    assert_eq!(
+        b.get("worker-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata
+            .as_deref(),
+        Some(&sql)
+    );
+    let ml = Metadata::builder()
+        .kind("worker")
+        .capability("ml")
+        .build()
+        .unwrap();
+    let t2 = w1.update_metadata(ml).await.unwrap();
+    assert!(t2.generation() > t.generation());
+    // The stale tag is refused.
+    assert!(matches!(
+        a.update_metadata("worker-1", t, Metadata::new()).await,
+        Err(Error::TagMismatch { .. })
+    ));
+    mirror.wait_for(t2.generation().as_raw() as i64).await;
+    assert!(mirror.local().find_by_capability("sql").unwrap().is_empty());
+    assert_eq!(mirror.local().find_by_capability("ml").unwrap().len(), 2);
+    assert_eq!(mirror.get("worker-1").unwrap().value, "w1-v2");
+}
