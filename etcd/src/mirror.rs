@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, KeyValue};
+use etcd_client::{EventType, KeyValue};
 use genreg::Registry;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::registry::{Binding, EtcdRegistry, binding_of};
@@ -26,7 +26,6 @@ use crate::{Codec, Error};
 struct Shared<V> {
     local: Registry<Arc<Binding<V>>>,
     applied: watch::Sender<i64>,
-    want_progress: Notify,
     relists: AtomicU64,
     undecodable: AtomicU64,
 }
@@ -67,10 +66,19 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
     /// Starts a mirror: lists every binding (so lookups answer at once, as of that listing's
     /// revision), then follows the watch on a task.
     pub async fn mirror(&self) -> Result<Mirror<V>, Error> {
+        self.mirror_with(Registry::builder()).await
+    }
+
+    /// [`mirror`](Self::mirror) into a local registry built by `builder`: with
+    /// [`events`](genreg::Builder::events) on, for example, in-process watchers of the mirror
+    /// (`mirror.local().watch(..)`) see each change it applies.
+    pub async fn mirror_with(
+        &self,
+        builder: genreg::Builder<Arc<Binding<V>>>,
+    ) -> Result<Mirror<V>, Error> {
         let shared = Arc::new(Shared {
-            local: Registry::new(),
+            local: builder.build(),
             applied: watch::channel(0).0,
-            want_progress: Notify::new(),
             relists: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
         });
@@ -80,7 +88,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         let reg = self.clone();
         let fence = Arc::new(move || -> FenceFuture {
             let reg = reg.clone();
-            Box::pin(async move { current_revision(&reg).await })
+            Box::pin(async move { write_sync_key(&reg).await })
         });
         Ok(Mirror {
             shared,
@@ -123,22 +131,36 @@ impl<V: Send + Sync + 'static> Mirror<V> {
     /// process made: its tag's generation). Wrap it in a timeout if etcd may be unreachable.
     pub async fn wait_for(&self, revision: i64) {
         let mut rx = self.shared.applied.subscribe();
+        let mut grace = Duration::from_millis(50);
         loop {
             if *rx.borrow_and_update() >= revision {
                 return;
             }
-            // The watch only moves on events under the root; ask etcd for a progress report
-            // so that a revision made elsewhere in the store is reached too.
-            self.shared.want_progress.notify_one();
-            let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+            if tokio::time::timeout(grace, rx.changed()).await.is_ok() {
+                continue;
+            }
+            // No change under the root has carried the mirror there (the revision may have
+            // been made elsewhere in the store): write the sync key, whose revision is above
+            // it and whose event reaches the mirror after every earlier change.
+            let _ = (self.fence)().await;
+            grace = (grace * 2).min(Duration::from_secs(1));
         }
     }
 
-    /// Waits until the mirror has applied etcd's current revision (read linearizably), and
-    /// returns it: every write that completed anywhere before this call is then visible here.
+    /// Makes the mirror current: writes the registry's sync key (one small write) and waits
+    /// until the mirror has applied it. Every write that completed anywhere before this call is
+    /// then visible here. Returns the revision applied.
+    ///
+    /// (A write rather than etcd's progress reports, which etcd 3.4 can send ahead of events
+    /// still in flight on the same watch.)
     pub async fn sync(&self) -> Result<i64, Error> {
         let rev = (self.fence)().await?;
-        self.wait_for(rev).await;
+        let mut rx = self.shared.applied.subscribe();
+        while *rx.borrow_and_update() < rev {
+            if rx.changed().await.is_err() {
+                unreachable!("the mirror's revision channel lives as long as the mirror");
+            }
+        }
         Ok(rev)
     }
 
@@ -149,19 +171,16 @@ impl<V: Send + Sync + 'static> Mirror<V> {
     }
 }
 
-/// etcd's current revision, read linearizably (a count-only range read of the root).
-async fn current_revision<V: Send + Sync + 'static, C: Codec<V>>(
+/// Writes the registry's sync key and returns the revision of the write.
+async fn write_sync_key<V: Send + Sync + 'static, C: Codec<V>>(
     reg: &EtcdRegistry<V, C>,
 ) -> Result<i64, Error> {
     let inner = &reg.inner;
-    let key = inner.keys.names.clone();
+    let key = inner.keys.sync.clone();
     let resp = retrying(inner.budget, || {
         let mut c = inner.client.clone();
         let k = key.clone();
-        async move {
-            c.get(k, Some(GetOptions::new().with_prefix().with_count_only()))
-                .await
-        }
+        async move { c.put(k, Vec::new(), None).await }
     })
     .await?;
     Ok(resp.header().map_or(0, |h| h.revision()))
@@ -266,7 +285,7 @@ async fn follow<V: Send + Sync + 'static, C: Codec<V>>(
     let mut stream = None;
     loop {
         if stream.is_none() {
-            match open(&inner.client, &inner.keys, next).await {
+            match open(&inner.client, &inner.keys.root, next).await {
                 Ok(s) => stream = Some(s),
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -274,17 +293,8 @@ async fn follow<V: Send + Sync + 'static, C: Codec<V>>(
                 }
             }
         }
-        let (requests, responses) = stream.as_mut().expect("opened above");
-        let resp = tokio::select! {
-            r = responses.message() => r,
-            () = shared.want_progress.notified() => {
-                if requests.request_progress().await.is_err() {
-                    stream = None;
-                }
-                continue;
-            }
-        };
-        let resp = match resp {
+        let (_, responses) = stream.as_mut().expect("opened above");
+        let resp = match responses.message().await {
             Ok(Some(r)) => r,
             _ => {
                 stream = None;
@@ -295,7 +305,7 @@ async fn follow<V: Send + Sync + 'static, C: Codec<V>>(
         if resp.compact_revision() > 0 {
             stream = None;
             match relist(&reg, &shared).await {
-                Ok(rev) => next = rev + 1,
+                Ok(rev) => next = next.max(rev + 1),
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
             continue;
@@ -304,22 +314,13 @@ async fn follow<V: Send + Sync + 'static, C: Codec<V>>(
             stream = None;
             continue;
         }
-        if resp.events().is_empty() {
-            if !resp.created() {
-                // A progress report: every event up to the header's revision has been sent.
-                if let Some(rev) = resp.header().map(|h| h.revision()) {
-                    if rev >= next - 1 {
-                        next = rev + 1;
-                        shared.applied.send_modify(|a| *a = (*a).max(rev));
-                    }
-                }
-            }
-            continue;
-        }
+        // Events only: etcd 3.4's progress reports can run ahead of events in flight.
         let mut last = next - 1;
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             last = last.max(kv.mod_revision());
+            // Names are mirrored; the sync key and register_auto's counters only move the
+            // applied revision.
             let Some(name) = inner.keys.name_of(kv.key()) else {
                 continue;
             };
@@ -328,7 +329,7 @@ async fn follow<V: Send + Sync + 'static, C: Codec<V>>(
                 EventType::Delete => remove(&shared, name, kv.mod_revision()),
             }
         }
-        next = last + 1;
+        next = next.max(last + 1);
         shared.applied.send_modify(|a| *a = (*a).max(last));
     }
 }

@@ -105,18 +105,25 @@ pub struct Binding<V> {
     pub lease: i64,
 }
 
-/// The key layout under the root: names under `n/`, `register_auto` counters under `a/`.
+/// The key layout under the root: names under `n/`, `register_auto` counters under `a/`, the
+/// mirrors' sync key `s`.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
+    /// Everything of this registry's (what a mirror watches).
+    pub(crate) root: Vec<u8>,
     pub(crate) names: Vec<u8>,
     auto: Vec<u8>,
+    /// The key a mirror's sync writes: its event follows every earlier change in the watch.
+    pub(crate) sync: Vec<u8>,
 }
 
 impl Keys {
     fn new(root: &str) -> Keys {
         Keys {
+            root: root.as_bytes().to_vec(),
             names: format!("{root}n/").into_bytes(),
             auto: format!("{root}a/").into_bytes(),
+            sync: format!("{root}s").into_bytes(),
         }
     }
     pub(crate) fn name(&self, name: &str) -> Vec<u8> {

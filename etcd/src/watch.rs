@@ -3,12 +3,17 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures_core::Stream;
 
 use etcd_client::{EventType, WatchOptions, WatchResponseStream};
 use genreg::Tag;
 
-use crate::registry::{Binding, EtcdRegistry, Keys, binding_of, tag_of_kv};
+use crate::registry::{Binding, EtcdRegistry, binding_of, tag_of_kv};
 use crate::{Codec, Error};
 
 /// What happened to a name at one revision.
@@ -49,18 +54,34 @@ pub struct Event<V> {
     pub kind: EventKind<V>,
 }
 
-/// A stream of a registry's changes from a revision on. [`next`](Self::next) resumes by itself
-/// after connection failures and leader changes (from the revision after the last it
-/// returned); if etcd has compacted the revisions it needs, it returns
-/// [`Error::Compacted`] once and the watch must be started again (from a
-/// [`list`](EtcdRegistry::list)'s revision + 1).
+/// A stream of a registry's changes from a revision on: a [`futures_core::Stream`] of
+/// `Result<Event<V>, Error>`, or call [`next`](Self::next). It resumes by itself after
+/// connection failures and leader changes (from the revision after the last it returned); if
+/// etcd has compacted the revisions it needs, it yields [`Error::Compacted`] and then ends:
+/// start again from a [`list`](EtcdRegistry::list)'s revision + 1.
 pub struct Watch<V, C> {
+    /// The watch's state, while no `next` is in flight.
+    state: Option<Box<State<V, C>>>,
+    /// A `next` in flight (polled by [`Stream::poll_next`]), which hands the state back.
+    pending: Option<Pending<V, C>>,
+    /// The revision the next event will be at or after, as of the last completed `next`.
+    next_rev: i64,
+    /// etcd's compaction revision, once met.
+    compacted: Option<i64>,
+}
+
+type Pending<V, C> =
+    Pin<Box<dyn Future<Output = (Box<State<V, C>>, Option<Result<Event<V>, Error>>)> + Send>>;
+
+struct State<V, C> {
     registry: EtcdRegistry<V, C>,
     next_rev: i64,
     stream: Option<(etcd_client::WatchRequestSender, WatchResponseStream)>,
     ready: VecDeque<Result<Event<V>, Error>>,
-    /// etcd's compaction revision, once the watch has met it (then it is over).
+    /// etcd's compaction revision, once the watch has met it.
     compacted: Option<i64>,
+    /// The compaction was reported: the stream has ended.
+    ended: bool,
 }
 
 impl<V, C> fmt::Debug for Watch<V, C> {
@@ -75,11 +96,18 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
     /// Watches every change from `from` on (inclusive). Take `from` from a
     /// [`list`](Self::list)'s revision + 1 to follow a listing without a gap.
     pub fn watch(&self, from: i64) -> Watch<V, C> {
+        let from = from.max(1);
         Watch {
-            registry: self.clone(),
-            next_rev: from.max(1),
-            stream: None,
-            ready: VecDeque::new(),
+            state: Some(Box::new(State {
+                registry: self.clone(),
+                next_rev: from,
+                stream: None,
+                ready: VecDeque::new(),
+                compacted: None,
+                ended: false,
+            })),
+            pending: None,
+            next_rev: from,
             compacted: None,
         }
     }
@@ -91,18 +119,64 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Watch<V, C> {
         self.next_rev
     }
 
-    /// The next change. Errors: [`Error::Compacted`] (then the watch is over), or
-    /// [`Error::Codec`] for a record the codec cannot read (the watch goes on after it).
+    /// The next change. [`Error::Compacted`] means the watch is over (every later call says
+    /// so again); [`Error::Codec`] is a record the codec cannot read, and the watch goes on
+    /// after it. Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> Result<Event<V>, Error> {
+        match std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await {
+            Some(item) => item,
+            None => Err(Error::Compacted {
+                requested: self.next_rev,
+                compacted: self.compacted.unwrap_or(self.next_rev),
+            }),
+        }
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> Stream for Watch<V, C> {
+    type Item = Result<Event<V>, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.pending.is_none() {
+            let mut state = this
+                .state
+                .take()
+                .expect("a watch's state is home between calls");
+            this.pending = Some(Box::pin(async move {
+                let item = state.next().await;
+                (state, item)
+            }));
+        }
+        let fut = this.pending.as_mut().expect("set above");
+        match fut.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready((state, item)) => {
+                this.pending = None;
+                this.next_rev = state.next_rev;
+                this.compacted = state.compacted;
+                this.state = Some(state);
+                Poll::Ready(item)
+            }
+        }
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> State<V, C> {
+    async fn next(&mut self) -> Option<Result<Event<V>, Error>> {
         loop {
             if let Some(e) = self.ready.pop_front() {
-                return e;
+                return Some(e);
+            }
+            if self.ended {
+                return None;
             }
             if let Some(compacted) = self.compacted {
-                return Err(Error::Compacted {
+                self.ended = true;
+                return Some(Err(Error::Compacted {
                     requested: self.next_rev,
                     compacted,
-                });
+                }));
             }
             match self.pull().await {
                 Ok(()) => {}
@@ -117,12 +191,11 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Watch<V, C> {
             }
         }
     }
-
     /// Reads one response from etcd (opening the watch first if needed) into `ready`.
     async fn pull(&mut self) -> Result<(), Pull> {
         let inner = &self.registry.inner;
         if self.stream.is_none() {
-            self.stream = Some(open(&inner.client, &inner.keys, self.next_rev).await?);
+            self.stream = Some(open(&inner.client, &inner.keys.names, self.next_rev).await?);
         }
         let (_, responses) = self.stream.as_mut().expect("opened above");
         let resp = match responses.message().await {
@@ -161,10 +234,10 @@ pub(crate) enum Pull {
     Broken,
 }
 
-/// Opens a watch on the registry's names from `from` on, with previous versions.
+/// Opens a watch on the keys under `prefix` from `from` on, with previous versions.
 pub(crate) async fn open(
     client: &etcd_client::Client,
-    keys: &Keys,
+    prefix: &[u8],
     from: i64,
 ) -> Result<(etcd_client::WatchRequestSender, WatchResponseStream), Pull> {
     let mut c = client.clone();
@@ -172,12 +245,7 @@ pub(crate) async fn open(
         .with_prefix()
         .with_prev_key()
         .with_start_revision(from);
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        c.watch(keys.names.clone(), Some(opts)),
-    )
-    .await
-    {
+    match tokio::time::timeout(Duration::from_secs(5), c.watch(prefix.to_vec(), Some(opts))).await {
         Ok(Ok(s)) => Ok(s.split()),
         _ => Err(Pull::Broken),
     }
