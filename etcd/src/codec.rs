@@ -54,12 +54,15 @@ pub(crate) struct Record<'a> {
     pub(crate) payload: &'a [u8],
 }
 
-/// A stored record: [`MARK`], the instance id (8 bytes, big-endian), the metadata's length (4
-/// bytes, big-endian) and the metadata, then the codec's bytes.
+/// A stored record: [`MARK`], the instance id (8 bytes, big-endian), a write id (8 random
+/// bytes: no two writes store the same record, so a retry recognises its own write by
+/// comparing bytes, and a compare of the whole value pins one write), the metadata's length
+/// (4 bytes, big-endian) and the metadata, then the codec's bytes.
 pub(crate) fn record(instance: InstanceId, metadata: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MARK.len() + 12 + metadata.len() + payload.len());
+    let mut out = Vec::with_capacity(MARK.len() + 20 + metadata.len() + payload.len());
     out.extend_from_slice(MARK);
     out.extend_from_slice(&instance.as_raw().to_be_bytes());
+    out.extend_from_slice(&random_u64().to_be_bytes());
     out.extend_from_slice(&(metadata.len() as u32).to_be_bytes());
     out.extend_from_slice(metadata);
     out.extend_from_slice(payload);
@@ -73,6 +76,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Record<'_>, String> {
         .strip_prefix(MARK.as_slice())
         .ok_or_else(|| "not a genreg record (no format mark)".to_string())?;
     let (id, rest) = rest.split_at_checked(8).ok_or_else(short)?;
+    let (_write, rest) = rest.split_at_checked(8).ok_or_else(short)?;
     let (len, rest) = rest.split_at_checked(4).ok_or_else(short)?;
     let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
     let (metadata, payload) = rest.split_at_checked(len).ok_or_else(short)?;
@@ -81,6 +85,20 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Record<'_>, String> {
         metadata,
         payload,
     })
+}
+
+/// 64 bits unique across processes with overwhelming probability: the standard library's
+/// randomly keyed hasher (fresh keys per process, varied per call) over a process-wide counter
+/// and the process id.
+pub(crate) fn random_u64() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 #[cfg(test)]
@@ -101,5 +119,8 @@ mod tests {
         let mut r = record(InstanceId::from_raw(1), b"ab", b"");
         r.truncate(r.len() - 1);
         assert!(parse(&r).is_err());
+        // Two writes of the same thing are different records.
+        let i = InstanceId::from_raw(5);
+        assert_ne!(record(i, b"", b"x"), record(i, b"", b"x"));
     }
 }

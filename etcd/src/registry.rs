@@ -15,7 +15,7 @@ use genreg::{Generation, InstanceId, Metadata, Name, Tag};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::codec::{Codec, Json, Record, parse, record};
+use crate::codec::{Codec, Json, Record, parse, random_u64, record};
 use crate::retry::{Budget, is_lease_not_found, lease_gone, retrying};
 use crate::{Error, Rejected};
 
@@ -197,8 +197,10 @@ pub(crate) struct Inner<V, C> {
     pub(crate) keys: Keys,
     pub(crate) budget: Budget,
     lease: i64,
-    /// The bindings this registry made and has not seen removed (for [`LeaseLost`]).
-    held: Mutex<HashMap<String, Tag>>,
+    /// The bindings this registry made and has not seen removed (for [`LeaseLost`]), each with
+    /// the record it stored: a removal by its tag then compares the whole value too (the
+    /// instance included) in its one transaction.
+    held: Mutex<HashMap<String, (Tag, Vec<u8>)>>,
     lost: AtomicBool,
     lost_tx: watch::Sender<Option<LeaseLost>>,
     keeper: Mutex<Option<JoinHandle<()>>>,
@@ -454,13 +456,14 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
             .when(free)
             .and_then([TxnOp::put(
                 key.clone(),
-                bytes,
+                bytes.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key, None)]);
         let resp = self.txn(txn).await?;
-        let tag = if resp.succeeded() {
-            Tag::new(instance, Generation::from_raw(revision_of(&resp) as u64))
+        let (tag, stored) = if resp.succeeded() {
+            let tag = Tag::new(instance, Generation::from_raw(revision_of(&resp) as u64));
+            (tag, bytes)
         } else {
             let kv = first_kv(&resp).ok_or_else(|| Error::Unavailable {
                 attempts: 1,
@@ -476,9 +479,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
                     current,
                 });
             }
-            current // our own earlier attempt (a retry, or the same call made twice)
+            // Our own earlier attempt (a retry, or the same call made twice).
+            (current, kv.value().to_vec())
         };
-        self.inner.hold(name, tag);
+        self.inner.hold(name, tag, stored);
         Ok(tag)
     }
 
@@ -558,19 +562,41 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         Ok((rev, out))
     }
 
-    /// Removes the binding of `name` only if it is still the one `tag` names.
+    /// Removes the binding of `name` only if it is still the one `tag` names: the same
+    /// version (its generation is the revision) and the same instance.
     ///
-    /// One transaction: `mod_revision(name) == tag's generation → delete, else get`. A stale
-    /// owner's call is refused with [`Error::TagMismatch`] (or [`Error::NotFound`]) and changes
-    /// nothing. After an ambiguous failure the transaction is sent again; a retry that finds the
-    /// name gone reports [`Error::NotFound`]: the binding is gone either way, and the retry
-    /// never removes a newer one.
+    /// For a binding this registry made, one transaction:
+    /// `mod_revision(name) == generation ∧ value == the record it stored → delete, else get`
+    /// (the record holds the instance id). For a tag from elsewhere, a linearizable read first
+    /// checks the instance, then the transaction compares the revision. A stale owner's call is
+    /// refused with [`Error::TagMismatch`] (or [`Error::NotFound`]) and changes nothing. After
+    /// an ambiguous failure the transaction is sent again; a retry that finds the name gone
+    /// reports [`Error::NotFound`]: the binding is gone either way, and the retry never removes
+    /// a newer one.
     pub async fn unregister_if_same(&self, name: &str, tag: Tag) -> Result<(), Error> {
         Self::check_name(name)?;
         let key = self.inner.keys.name(name);
         let rev = tag.generation().as_raw() as i64;
+        let mut when = vec![Compare::mod_revision(key.clone(), CompareOp::Equal, rev)];
+        match self.inner.held_record(name, tag) {
+            Some(bytes) if rev > 0 => {
+                when.push(Compare::value(key.clone(), CompareOp::Equal, bytes));
+            }
+            _ => {
+                // Not a binding of ours (or a forged generation 0, which etcd's compare would
+                // take for "no key"): check the record's instance first.
+                let kv = self.get_kv(&key).await?;
+                match kv {
+                    Some(kv)
+                        if rev > 0
+                            && kv.mod_revision() == rev
+                            && tag_of_kv(&kv).is_ok_and(|t| t == tag) => {}
+                    other => return Err(self.refusal(name, tag, other)),
+                }
+            }
+        }
         let txn = Txn::new()
-            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
+            .when(when)
             .and_then([TxnOp::delete(key.clone(), None)])
             .or_else([TxnOp::get(key, None)]);
         let resp = self.txn(txn).await?;
@@ -688,7 +714,8 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
             )
         } else {
             match first_kv(&resp) {
-                // Our own put, applied by an attempt whose answer was lost.
+                // Our own put (the write id makes the bytes ours alone), applied by an attempt
+                // whose answer was lost.
                 Some(now)
                     if now.value() == bytes.as_slice()
                         && now.create_revision() == kv.create_revision()
@@ -702,7 +729,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
                 other => return Err(self.refusal(name, tag, other)),
             }
         };
-        self.inner.rehold(name, tag, new_tag);
+        self.inner.rehold(name, tag, new_tag, bytes);
         Ok(new_tag)
     }
 
@@ -777,25 +804,32 @@ impl<V, C> Inner<V, C> {
         Ok((rev, resp.take_kvs()))
     }
 
-    fn hold(&self, name: &str, tag: Tag) {
+    fn hold(&self, name: &str, tag: Tag, bytes: Vec<u8>) {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), tag);
+            .insert(name.to_string(), (tag, bytes));
     }
     fn unhold(&self, name: &str, tag: Tag) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.get(name) == Some(&tag) {
+        if held.get(name).is_some_and(|(t, _)| *t == tag) {
             held.remove(name);
         }
     }
-    fn rehold(&self, name: &str, old: Tag, new: Tag) {
+    fn rehold(&self, name: &str, old: Tag, new: Tag, bytes: Vec<u8>) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = held.get_mut(name) {
-            if *t == old {
-                *t = new;
+        if let Some(h) = held.get_mut(name) {
+            if h.0 == old {
+                *h = (new, bytes);
             }
         }
+    }
+    /// The record this registry stored for the binding `tag` names, if it made it.
+    fn held_record(&self, name: &str, tag: Tag) -> Option<Vec<u8>> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.get(name)
+            .filter(|(t, _)| *t == tag)
+            .map(|(_, b)| b.clone())
     }
 
     fn mark_lost(&self) {
@@ -807,6 +841,7 @@ impl<V, C> Inner<V, C> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
+            .map(|(name, (tag, _))| (name, tag))
             .collect();
         bindings.sort();
         self.lost_tx.send_replace(Some(LeaseLost {
@@ -871,17 +906,9 @@ async fn keep_alive<V, C>(
     }
 }
 
-/// An instance id unique across processes with overwhelming probability: 64 random bits from
-/// the standard library's per-process random hasher keys, mixed with a process-wide counter.
+/// An instance id unique across processes with overwhelming probability (never 0).
 fn fresh_instance() -> InstanceId {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::AtomicU64;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    let id = h.finish();
-    InstanceId::from_raw(if id == 0 { 1 } else { id })
+    InstanceId::from_raw(random_u64().max(1))
 }
 
 fn revision_of(resp: &TxnResponse) -> i64 {
