@@ -15,7 +15,7 @@
 #
 # MUTANT: cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas |
 #         index_unchecked | query_unchecked | admit_race | expiry_unclaimed | lease_unchecked |
-#         all (those ten) |
+#         blind_register (genreg-etcd) | all (those eleven) |
 #         none (control)
 # LAYER (limits in parentheses; each runs what the named ci/ script runs, plus the cfg):
 #   proptest     cargo test --release --test model -- --nocapture              (120 s)
@@ -24,6 +24,8 @@
 #   capacity     cargo test --release --test capacity                          (120 s)
 #   liveness     cargo test --release --test liveness                          (120 s)
 #   pool         cargo test --release --test pool                              (120 s)
+#   etcd         cargo test --release -p genreg-etcd (real etcd servers: needs etcd on PATH)
+#                                                                               (240 s)
 #   discovery    cargo test --release --test discovery (ci/test.sh adds --features serde,
 #                which only adds a JSON round trip; the test group builds without it)  (120 s)
 #   unit, tags, replay   the rest of ci/test.sh's `cargo test --release`:
@@ -93,11 +95,11 @@ REPEAT="${GENREG_MUTANTS_REPEAT:-1}"
 RUN="" # "#k" while repeating
 
 ALL_MUTANTS=(cas_unregister no_generation loser_frees reserve_race rev_after_cas index_unchecked
-    query_unchecked admit_race expiry_unclaimed lease_unchecked)
+    query_unchecked admit_race expiry_unclaimed lease_unchecked blind_register)
 TEST_LAYERS=(proptest api stress capacity liveness pool discovery unit tags replay)
 MIRI_LAYERS=(miri-lib miri-api miri-tags miri-model miri-stress)
 FUZZ_LAYERS=(fuzz-ops fuzz-ops-empty fuzz-concurrent fuzz-concurrent-empty)
-ALL_LAYERS=("${TEST_LAYERS[@]}" loom "${MIRI_LAYERS[@]}" tsan "${FUZZ_LAYERS[@]}")
+ALL_LAYERS=("${TEST_LAYERS[@]}" etcd loom "${MIRI_LAYERS[@]}" tsan "${FUZZ_LAYERS[@]}")
 
 die() {
     printf 'mutants: %s\n' "$*" >&2
@@ -116,7 +118,8 @@ case "${1:-all}" in
     -h | --help) usage 0 ;;
     all) mutants=("${ALL_MUTANTS[@]}") ;;
     none | cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas | \
-        index_unchecked | query_unchecked | admit_race | expiry_unclaimed | lease_unchecked) \
+        index_unchecked | query_unchecked | admit_race | expiry_unclaimed | lease_unchecked | \
+        blind_register) \
         mutants=("$1") ;;
     *) printf 'unknown mutant %q\n\n' "$1" >&2 && usage 3 ;;
 esac
@@ -125,7 +128,7 @@ case "${2:-all}" in
     test) layers=("${TEST_LAYERS[@]}") ;;
     miri) layers=("${MIRI_LAYERS[@]}") ;;
     fuzz) layers=("${FUZZ_LAYERS[@]}") ;;
-    loom | loom-each | tsan) layers=("$2") ;;
+    loom | loom-each | tsan | etcd) layers=("$2") ;;
     *)
         if printf '%s\n' "${ALL_LAYERS[@]}" | grep -qxF -- "$2"; then
             layers=("$2")
@@ -191,7 +194,7 @@ rustflags() {
     local cfg=""
     [ "$1" = none ] || cfg="--cfg genreg_mutant=\"$1\""
     case "$2" in
-        test | miri) echo "$cfg" ;;
+        test | miri | etcd) echo "$cfg" ;;
         loom) echo "--cfg loom --cfg crossbeam_loom -C debug-assertions $cfg" ;;
         tsan) echo "-Zsanitizer=thread --cfg crossbeam_sanitize $cfg" ;;
         fuzz) echo "$FUZZ_FLAGS $cfg" ;;
@@ -220,6 +223,7 @@ build_cmd() { # MUTANT GROUP
             --target-dir "$td" ;;
         loom) echo cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness --test loom_pool --lib \
             --no-run -v --target-dir "$td" ;;
+        etcd) echo cargo test --release -p genreg-etcd --no-run -v --target-dir "$td" ;;
         miri) echo cargo "+$NIGHTLY" miri test --lib --test api --test tags --test model \
             --test stress --no-run -v ;;
         tsan) echo cargo "+$NIGHTLY" test -Zbuild-std --target "$TRIPLE" --release --test stress \
@@ -343,6 +347,9 @@ run_cell() {
         unit)
             limit=$T_TEST
             cmd=(cargo test --release --lib --target-dir "$td") ;;
+        etcd)
+            limit=$((T_TEST * 2))
+            cmd=(cargo test --release -p genreg-etcd --target-dir "$td") ;;
         replay)
             limit=$T_TEST
             cmd=(cargo test --release --test fuzz_replay --target-dir "$td") ;;
