@@ -178,7 +178,7 @@ async fn write_sync_key<V: Send + Sync + 'static, C: Codec<V>>(
     let inner = &reg.inner;
     let key = inner.keys.sync.clone();
     let resp = retrying(inner.budget, || {
-        let mut c = inner.client.clone();
+        let mut c = inner.kv.clone();
         let k = key.clone();
         async move { c.put(k, Vec::new(), None).await }
     })

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions,
-    Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, KvClient,
+    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use genreg::{Generation, InstanceId, Metadata, Name, Tag};
 use tokio::sync::watch;
@@ -193,6 +193,8 @@ pub struct LeaseLost {
 
 pub(crate) struct Inner<V, C> {
     pub(crate) client: Client,
+    /// The key-value part of `client`: cloned per request (a tenth of a whole client's clone).
+    pub(crate) kv: KvClient,
     pub(crate) codec: C,
     pub(crate) keys: Keys,
     pub(crate) budget: Budget,
@@ -290,6 +292,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         let lease = grant.id();
         let (lost_tx, _) = watch::channel(None);
         let inner = Arc::new(Inner {
+            kv: client.kv_client(),
             client,
             codec,
             keys: Keys::new(&options.root),
@@ -360,7 +363,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, Error> {
         let r = retrying(self.inner.budget, || {
-            let mut c = self.inner.client.clone();
+            let mut c = self.inner.kv.clone();
             let t = txn.clone();
             async move { c.txn(t).await }
         })
@@ -505,7 +508,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
             // A put with the previous version: etcd's per-key version is the counter, and a
             // retried put only skips a number.
             let r = retrying(self.inner.budget, || {
-                let mut c = self.inner.client.clone();
+                let mut c = self.inner.kv.clone();
                 let k = counter.clone();
                 async move {
                     c.put(k, Vec::new(), Some(PutOptions::new().with_prev_key()))
@@ -539,7 +542,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         Self::check_name(name)?;
         let key = self.inner.keys.name(name);
         let resp = retrying(self.inner.budget, || {
-            let mut c = self.inner.client.clone();
+            let mut c = self.inner.kv.clone();
             let k = key.clone();
             async move { c.get(k, None).await }
         })
@@ -613,7 +616,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         Self::check_name(name)?;
         let key = self.inner.keys.name(name);
         let resp = retrying(self.inner.budget, || {
-            let mut c = self.inner.client.clone();
+            let mut c = self.inner.kv.clone();
             let k = key.clone();
             async move {
                 c.delete(k, Some(DeleteOptions::new().with_prev_key()))
@@ -736,7 +739,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
     /// The current version of `key`, read linearizably.
     async fn get_kv(&self, key: &[u8]) -> Result<Option<KeyValue>, Error> {
         let mut resp = retrying(self.inner.budget, || {
-            let mut c = self.inner.client.clone();
+            let mut c = self.inner.kv.clone();
             let k = key.to_vec();
             async move { c.get(k, None).await }
         })
@@ -795,7 +798,7 @@ impl<V, C> Inner<V, C> {
     pub(crate) async fn list_raw(&self) -> Result<(i64, Vec<KeyValue>), Error> {
         let prefix = self.keys.names.clone();
         let mut resp = retrying(self.budget, || {
-            let mut c = self.client.clone();
+            let mut c = self.kv.clone();
             let k = prefix.clone();
             async move { c.get(k, Some(GetOptions::new().with_prefix())).await }
         })
