@@ -57,3 +57,9 @@ step "liveness benchmark (--quick)" cargo run --release -p genreg-bench --bin li
 # waits of MARSYS's 0.5 s loop, the spread of each selection); it asserts that no acquire fails
 # where a member must be free and that every lease is released. ~10 s.
 step "pool benchmark (--quick)" cargo run --release -p genreg-bench --bin pool -- --quick
+
+# The etcd backend's benchmark, one short pass against a single-member etcd it starts itself
+# (genreg-etcd against raw etcd-client on the same transactions, mirror lookups against the
+# in-process registry, mirror lag); a smoke test here, figures in BENCHMARKS.md. ~5 s.
+ensure_system_deps
+step "etcd benchmark (--quick)" cargo run --release -p genreg-etcd --example bench -- --quick
