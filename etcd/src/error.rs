@@ -67,7 +67,11 @@ pub enum Error {
         what: String,
     },
     /// etcd could not be reached, or kept failing ambiguously, for the whole retry budget.
-    /// Whether the last attempt took effect is unknown; retrying the same call is safe.
+    /// Whether the last attempt took effect is unknown. Retrying the same call is safe (it
+    /// never touches a newer binding), but its answer then says what it finds: a
+    /// `register_as` with the same instance finds its own binding and succeeds; a removal or
+    /// replacement whose first attempt took effect is refused ([`Error::NotFound`],
+    /// [`Error::TagMismatch`] naming the new version). Read the name to settle it.
     Unavailable {
         /// Attempts made.
         attempts: u32,

@@ -187,7 +187,9 @@ fn metadata_bytes(metadata: Option<&Metadata>) -> Vec<u8> {
 pub struct LeaseLost {
     /// The lease.
     pub lease: i64,
-    /// The bindings this registry had made under it and not removed, each gone with it.
+    /// The bindings this registry had made under it and not removed or replaced itself, with
+    /// the tags it last knew: each went with the lease (or earlier, if another registry removed
+    /// or replaced it meanwhile).
     pub bindings: Vec<(String, Tag)>,
 }
 
@@ -574,8 +576,8 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
     /// checks the instance, then the transaction compares the revision. A stale owner's call is
     /// refused with [`Error::TagMismatch`] (or [`Error::NotFound`]) and changes nothing. After
     /// an ambiguous failure the transaction is sent again; a retry that finds the name gone
-    /// reports [`Error::NotFound`]: the binding is gone either way, and the retry never removes
-    /// a newer one.
+    /// reports [`Error::NotFound`], or [`Error::TagMismatch`] if it was bound again meanwhile:
+    /// the binding is gone either way, and the retry never removes a newer one.
     pub async fn unregister_if_same(&self, name: &str, tag: Tag) -> Result<(), Error> {
         Self::check_name(name)?;
         let key = self.inner.keys.name(name);
@@ -777,7 +779,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
     }
 
     /// Revokes the lease: every binding this registry made goes at once (one revision), and
-    /// the registry makes no more. Other clones see [`Error::LeaseLost`] from then on.
+    /// the registry makes no more. Other clones see [`Error::LeaseLost`] from then on. If etcd
+    /// cannot confirm the revoke ([`Error::Unavailable`]), the keeper stops all the same, so
+    /// the bindings go within one TTL.
     pub async fn close(self) -> Result<(), Error> {
         let lease = self.inner.lease;
         let r = retrying(self.inner.budget, || {
@@ -785,6 +789,20 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
             async move { c.lease_revoke(lease).await }
         })
         .await;
+        if r.as_ref().is_err_and(|e| !is_lease_not_found(e)) {
+            // The revoke could not be confirmed: stop renewing, so that the lease (and every
+            // binding under it) ends within its TTL, as a dead process's would, instead of
+            // being renewed by a keeper that a surviving clone, guard or mirror keeps alive.
+            if let Some(k) = self
+                .inner
+                .keeper
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                k.abort();
+            }
+        }
         self.inner.mark_lost();
         match r {
             Ok(_) => Ok(()),
