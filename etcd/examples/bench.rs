@@ -16,23 +16,22 @@
 //! cargo run --release -p genreg-etcd --example bench -- --quick   # CI smoke test, well under 20 s
 //! ```
 //!
-//! The benchmark starts its own single-member etcd (`etcd` from `PATH`, or `GENREG_ETCD_BIN`)
-//! on free loopback ports with its data on tmpfs (`/dev/shm`), and kills it and removes its
-//! directory at the end. With `GENREG_ETCD_ENDPOINTS=http://h1:2379,http://h2:2379` it uses
-//! that cluster instead, under a key root of its own that it leaves empty.
+//! The benchmark starts its own single-member etcd with [`genreg_etcd::local::Etcd`] (`etcd`
+//! from `PATH`, or `GENREG_ETCD_BIN`) on free loopback ports with its data on tmpfs
+//! (`/dev/shm`), and kills it and removes its directory at the end. With
+//! `GENREG_ETCD_ENDPOINTS=http://h1:2379,http://h2:2379` it uses that cluster instead, under a
+//! key root of its own that it leaves empty.
 
 use std::fs;
 use std::hint::black_box;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use genreg_etcd::local::Etcd;
 use genreg_etcd::{Binding, EtcdRegistry, Json, Mirror, Options, Tag};
 
 /// How much each section measures.
@@ -99,12 +98,21 @@ fn main() {
             (None, eps, w)
         }
         _ => {
-            let s = Server::start();
-            let eps = vec![s.endpoint()];
+            let s = match Etcd::try_start() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!(
+                        "bench: {e}\n(or set GENREG_ETCD_ENDPOINTS=http://host:port,... to use a \
+                         running etcd)"
+                    );
+                    std::process::exit(1);
+                }
+            };
+            let eps = s.endpoints();
             let w = format!(
                 "a single-member etcd started by the benchmark on {} (data on {})",
                 s.endpoint(),
-                s.dir.parent().unwrap_or(Path::new("?")).display()
+                s.dir().parent().unwrap_or(Path::new("?")).display()
             );
             (Some(s), eps, w)
         }
@@ -649,157 +657,4 @@ fn report(
         "(total {:.1} s; timings are reported, never asserted)",
         took.as_secs_f64()
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// The benchmark's own etcd
-// ---------------------------------------------------------------------------------------------
-
-/// A single-member etcd on free loopback ports, its data in a fresh directory on tmpfs. Drop
-/// kills it (SIGKILL) and removes the directory.
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    client_port: u16,
-}
-
-impl Server {
-    fn start() -> Server {
-        let bin = std::env::var("GENREG_ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
-        let mut last = String::new();
-        for _attempt in 0..3 {
-            let dir = fresh_dir();
-            let (client_port, peer_port) = free_ports();
-            let client = format!("http://127.0.0.1:{client_port}");
-            let peer = format!("http://127.0.0.1:{peer_port}");
-            let log = fs::File::create(dir.join("etcd.log")).expect("etcd log file");
-            let mut cmd = Command::new(&bin);
-            // etcd also reads ETCD_* variables and refuses a setting given twice.
-            for (k, _) in std::env::vars_os() {
-                if k.to_string_lossy().starts_with("ETCD_") {
-                    cmd.env_remove(k);
-                }
-            }
-            cmd.arg("--name")
-                .arg("bench")
-                .arg("--data-dir")
-                .arg(dir.join("data"))
-                .arg("--listen-client-urls")
-                .arg(&client)
-                .arg("--advertise-client-urls")
-                .arg(&client)
-                .arg("--listen-peer-urls")
-                .arg(&peer)
-                .arg("--initial-advertise-peer-urls")
-                .arg(&peer)
-                .arg("--initial-cluster")
-                .arg(format!("bench={peer}"))
-                .arg("--initial-cluster-token")
-                .arg(dir.file_name().expect("dir name"))
-                .arg("--initial-cluster-state")
-                .arg("new")
-                .arg("--logger=zap")
-                .arg("--log-outputs=stderr")
-                .arg("--log-level=error")
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log.try_clone().expect("log handle")))
-                .stderr(Stdio::from(log));
-            let child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = fs::remove_dir_all(&dir);
-                    panic!(
-                        "cannot start etcd `{bin}`: {e} (install it: Debian/Ubuntu \
-                         `apt-get install etcd-server`, or set GENREG_ETCD_BIN or \
-                         GENREG_ETCD_ENDPOINTS)"
-                    );
-                }
-            };
-            let mut server = Server {
-                child,
-                dir,
-                client_port,
-            };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    last = format!("etcd exited at start-up ({status}): {}", server.log_tail());
-                    break; // a port taken meanwhile: try again with fresh ports
-                }
-                if health(server.client_port) {
-                    return server;
-                }
-                if Instant::now() >= deadline {
-                    panic!("etcd not healthy after 20 s: {}", server.log_tail());
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("{last}");
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Two distinct free loopback ports (never etcd's defaults).
-fn free_ports() -> (u16, u16) {
-    let mut held = Vec::new();
-    while held.len() < 2 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = l.local_addr().expect("local addr").port();
-        if port != 2379 && port != 2380 {
-            held.push((l, port));
-        }
-    }
-    (held[0].1, held[1].1)
-}
-
-/// A fresh directory on tmpfs (`/dev/shm` when writable), else in the temp dir.
-fn fresh_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = format!("genreg-etcd-bench-{}-{nanos}", std::process::id());
-    let shm = Path::new("/dev/shm").join(&name);
-    if fs::create_dir(&shm).is_ok() {
-        return shm;
-    }
-    let dir = std::env::temp_dir().join(name);
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
-}
-
-/// `GET /health` answers `"health":"true"`.
-fn health(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-    let req =
-        format!("GET /health HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = String::new();
-    if s.read_to_string(&mut buf).is_err() {
-        return false;
-    }
-    buf.replace(' ', "").contains("\"health\":\"true\"")
 }

@@ -5,9 +5,9 @@
 //! ```
 //!
 //! The parent (`[main]`) starts its own etcd on free loopback ports with a temporary data dir
-//! (or uses `GENREG_ETCD_ENDPOINTS=http://host:port,...` if set), watches the registry
-//! (`[watch]`) and runs itself twice more as processes `A` and `B`, which coordinate through
-//! the registry alone:
+//! ([`genreg_etcd::local::Etcd`]; or uses `GENREG_ETCD_ENDPOINTS=http://host:port,...` if set),
+//! watches the registry (`[watch]`) and runs itself twice more as processes `A` and `B`, which
+//! coordinate through the registry alone:
 //!
 //! 1. A registers the agent `planner` (its host and pid, as JSON).
 //! 2. B's mirror sees the planner on A; B's own registration is refused with
@@ -26,15 +26,13 @@
 
 use std::collections::BTreeSet;
 use std::env;
-use std::fs::{self, File};
+use std::fs;
 use std::future::Future;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use genreg_etcd::local::Etcd;
 use genreg_etcd::{
     Binding, Error, EtcdRegistry, Event, EventKind, Json, Mirror, Options, Rejected, Tag,
 };
@@ -110,18 +108,21 @@ fn parent(rt: &tokio::runtime::Runtime) -> ExitCode {
             );
             (None, eps)
         }
-        _ => match LocalEtcd::start() {
+        _ => match Etcd::try_start() {
             Ok(etcd) => {
-                let ep = etcd.endpoint();
                 println!(
-                    "[main] started etcd (pid {}) at {ep}, data in {}",
-                    etcd.child.id(),
-                    etcd.dir.display()
+                    "[main] started etcd (pid {}) at {}, data in {}",
+                    etcd.pid(),
+                    etcd.endpoint(),
+                    etcd.dir().display()
                 );
-                (Some(etcd), vec![ep])
+                let eps = etcd.endpoints();
+                (Some(etcd), eps)
             }
             Err(e) => {
-                eprintln!("[main] FAILED: {e}");
+                eprintln!(
+                    "[main] FAILED: {e}\n[main] (or point GENREG_ETCD_ENDPOINTS at a running etcd)"
+                );
                 return ExitCode::FAILURE;
             }
         },
@@ -725,146 +726,4 @@ fn nanos() -> u32 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())
-}
-
-// ---------------------------------------------------------------------------------------
-// A private etcd: one member on free loopback ports, data on tmpfs when there is one
-// ---------------------------------------------------------------------------------------
-
-struct LocalEtcd {
-    child: Child,
-    dir: PathBuf,
-    client_port: u16,
-}
-
-impl LocalEtcd {
-    fn start() -> std::result::Result<LocalEtcd, String> {
-        let bin = env::var("GENREG_ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
-        let mut last = String::new();
-        for _ in 0..3 {
-            let dir = tmp_base().join(format!(
-                "genreg-distributed-{}-{}",
-                std::process::id(),
-                nanos()
-            ));
-            fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let log = File::create(dir.join("etcd.log")).map_err(|e| e.to_string())?;
-            let log2 = log.try_clone().map_err(|e| e.to_string())?;
-            let (client, peer) = free_ports();
-            let client_url = format!("http://127.0.0.1:{client}");
-            let peer_url = format!("http://127.0.0.1:{peer}");
-            let mut cmd = Command::new(&bin);
-            // etcd also reads ETCD_* variables, and refuses a setting given twice.
-            for (k, _) in env::vars_os() {
-                if k.to_string_lossy().starts_with("ETCD_") {
-                    cmd.env_remove(k);
-                }
-            }
-            cmd.args(["--name", "example", "--data-dir"])
-                .arg(dir.join("data"))
-                .args(["--listen-client-urls", &client_url])
-                .args(["--advertise-client-urls", &client_url])
-                .args(["--listen-peer-urls", &peer_url])
-                .args(["--initial-advertise-peer-urls", &peer_url])
-                .args(["--initial-cluster", &format!("example={peer_url}")])
-                .args(["--logger=zap", "--log-outputs=stderr", "--log-level=error"])
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2);
-            let child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = fs::remove_dir_all(&dir);
-                    return Err(if e.kind() == ErrorKind::NotFound {
-                        format!(
-                            "etcd not found (`{bin}`): install it (Debian/Ubuntu: \
-                             `apt-get install etcd-server`), set GENREG_ETCD_BIN=/path/to/etcd, \
-                             or point GENREG_ETCD_ENDPOINTS at a running etcd"
-                        )
-                    } else {
-                        format!("cannot start etcd `{bin}`: {e}")
-                    });
-                }
-            };
-            let mut etcd = LocalEtcd {
-                child,
-                dir,
-                client_port: client,
-            };
-            let deadline = Instant::now() + STEP;
-            loop {
-                if let Ok(Some(status)) = etcd.child.try_wait() {
-                    // Most likely a port taken meanwhile: again, with fresh ports.
-                    last = format!("etcd exited at start-up ({status}):\n{}", etcd.log_tail());
-                    break;
-                }
-                if healthy(client) {
-                    return Ok(etcd);
-                }
-                if Instant::now() > deadline {
-                    return Err(format!(
-                        "etcd not healthy after {STEP:?}:\n{}",
-                        etcd.log_tail()
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Err(last)
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    fn log_tail(&self) -> String {
-        let log = fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for LocalEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Two free loopback ports (never etcd's defaults, 2379 and 2380).
-fn free_ports() -> (u16, u16) {
-    let mut held = Vec::new();
-    while held.len() < 2 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = l.local_addr().expect("local address").port();
-        if port != 2379 && port != 2380 {
-            held.push((l, port));
-        }
-    }
-    (held[0].1, held[1].1)
-}
-
-fn tmp_base() -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    let probe = shm.join(format!(".genreg-distributed-{}", std::process::id()));
-    if File::create(&probe).is_ok() {
-        let _ = fs::remove_file(&probe);
-        return shm.to_path_buf();
-    }
-    env::temp_dir()
-}
-
-/// `GET /health` answers `"health":"true"`.
-fn healthy(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!("GET /health HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-    let mut answer = String::new();
-    s.write_all(req.as_bytes()).is_ok()
-        && s.read_to_string(&mut answer).is_ok()
-        && answer.replace(' ', "").contains("\"health\":\"true\"")
 }

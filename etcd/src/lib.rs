@@ -54,11 +54,16 @@
 //! reg.unregister().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Throwaway servers
+//! For tests, examples and benchmarks, [`local`] starts etcd servers on loopback (one member, or
+//! a cluster) on free ports, and kills and removes them on drop.
 
 #![warn(missing_docs)]
 
 mod codec;
 mod error;
+pub mod local;
 mod mirror;
 mod registry;
 mod retry;

@@ -1,14 +1,30 @@
-//! Test harness: real etcd servers (one member, or a cluster of n) on loopback.
+//! Throwaway etcd servers on loopback (one member, or a cluster), for tests, examples and
+//! benchmarks: free ports (never 2379/2380), a private data directory on tmpfs, killed and
+//! removed on drop. Needs the `etcd` binary (Debian: etcd-server) on PATH or in
+//! GENREG_ETCD_BIN.
 //!
-//! std only. Each server gets fresh ephemeral ports (never 2379/2380) and a private
-//! data directory on tmpfs (`/dev/shm` when writable, else the temp dir). `Drop` kills
-//! every process (SIGKILL) and removes its directory, also when a test panics.
+//! [`Etcd`] is a single member, [`Cluster`] is n members in one `--initial-cluster`, whose
+//! members can be killed (SIGKILL) and restarted on their old ports and data. Each server
+//! gets fresh ephemeral ports and a private directory (data dir and log) under `/dev/shm`
+//! when it is writable, else under the temp dir. `Drop` kills every process (SIGKILL) and
+//! removes the directory, also when a panic unwinds. std only: processes, files and a tiny
+//! HTTP/1.0 client for etcd's `/health` and `/v3/maintenance/status`.
 //!
-//! The etcd binary is `etcd` from `PATH`, or the path in `GENREG_ETCD_BIN` if set.
-//! Debian/Ubuntu: `apt-get install etcd-server` (etcd 3.4).
+//! The etcd binary is `etcd` from `PATH`, or the path in `GENREG_ETCD_BIN` if set (3.4 or
+//! later; Debian/Ubuntu: `apt-get install etcd-server`). `ETCD_*` variables of the calling
+//! process are not passed on to it.
 //!
-//! Each test file uses only part of this module, hence the `dead_code` allowances.
-#![allow(dead_code)]
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use genreg_etcd::EtcdRegistry;
+//! use genreg_etcd::local::Etcd;
+//!
+//! let etcd = Etcd::try_start()?; // a clear message if etcd is missing or never healthy
+//! let registry = EtcdRegistry::<String>::connect(&etcd.endpoints()).await?;
+//! registry.register("planner", "host-a:7000".to_string()).await?;
+//! drop(etcd); // SIGKILL, and its directory is gone
+//! # Ok(()) }
+//! ```
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
@@ -31,33 +47,39 @@ const START_ATTEMPTS: usize = 3;
 // One member
 // ---------------------------------------------------------------------------------------
 
-/// A single-member etcd server.
+/// A single-member etcd server on loopback; dropping it kills the process and removes its
+/// directory.
+#[derive(Debug)]
 pub struct Etcd {
     member: Member,
     root: PathBuf,
 }
 
 impl Etcd {
-    /// Starts a single-member server and waits until it is healthy; panics (with the tail
-    /// of the etcd log) if etcd is missing or does not become healthy within 20 s.
+    /// Starts a single-member server and waits until it is healthy (20 s); panics with the
+    /// message of [`Etcd::try_start`] otherwise.
     pub fn start() -> Etcd {
+        Etcd::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a single-member server and waits until it is healthy (20 s). If etcd exits
+    /// during start-up (a port taken meanwhile), tries again with fresh ports, three times in
+    /// all. The error says what to install when the binary is missing, and carries the tail
+    /// of etcd's log when the server does not become healthy.
+    pub fn try_start() -> Result<Etcd, String> {
         let mut last_err = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            let root = unique_dir("single");
-            let ports = free_ports(2);
-            let spec = MemberSpec::new("m0", ports[0], ports[1], &root);
-            let initial_cluster = format!("{}={}", spec.name, spec.peer_url());
-            let token = root_token(&root);
-            let member = match Member::spawn(spec, &initial_cluster, &token, "new") {
+            let root = unique_dir("single")?;
+            let member = match spawn_single(&root) {
                 Ok(m) => m,
                 Err(e) => {
                     let _ = fs::remove_dir_all(&root);
-                    panic!("{e}");
+                    return Err(e);
                 }
             };
             let mut etcd = Etcd { member, root };
             match wait_all_healthy(std::slice::from_mut(&mut etcd.member), START_TIMEOUT) {
-                Ok(()) => return etcd,
+                Ok(()) => return Ok(etcd),
                 Err(e) => {
                     last_err = format!("attempt {attempt}/{START_ATTEMPTS}: {e}");
                     // Early exit (port race): retry with fresh ports; a timeout: give up.
@@ -68,7 +90,9 @@ impl Etcd {
                 }
             }
         }
-        panic!("etcd (single member) did not become healthy: {last_err}");
+        Err(format!(
+            "etcd (single member) did not become healthy: {last_err}"
+        ))
     }
 
     /// The client URL, `http://127.0.0.1:P`.
@@ -86,12 +110,8 @@ impl Etcd {
         self.member.pid
     }
 
-    /// Whether `/health` currently answers `"health":"true"`.
-    pub fn is_healthy(&self) -> bool {
-        health(self.member.spec.client_port)
-    }
-
-    /// The temporary directory (data dir + log) of this server.
+    /// The server's private directory (its data dir and its log, `etcd.log`, under `m0/`),
+    /// removed on drop.
     pub fn dir(&self) -> &Path {
         &self.root
     }
@@ -108,7 +128,9 @@ impl Drop for Etcd {
 // A cluster
 // ---------------------------------------------------------------------------------------
 
-/// An n-member etcd cluster on loopback.
+/// An n-member etcd cluster on loopback, members `0..n`; dropping it kills every member and
+/// removes their directory.
+#[derive(Debug)]
 pub struct Cluster {
     members: Vec<Member>,
     root: PathBuf,
@@ -122,12 +144,13 @@ impl Cluster {
         assert!(n >= 1, "Cluster::start needs at least one member");
         let mut last_err = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            let root = unique_dir(&format!("cluster{n}"));
+            let root = unique_dir(&format!("cluster{n}")).unwrap_or_else(|e| panic!("{e}"));
             let token = root_token(&root);
-            let ports = free_ports(2 * n);
+            let ports = free_ports(2 * n).unwrap_or_else(|e| panic!("{e}"));
             let specs: Vec<MemberSpec> = (0..n)
                 .map(|i| MemberSpec::new(&format!("m{i}"), ports[2 * i], ports[2 * i + 1], &root))
-                .collect();
+                .collect::<Result<_, _>>()
+                .unwrap_or_else(|e| panic!("{e}"));
             let initial_cluster = initial_cluster(&specs);
             let mut members: Vec<Member> = Vec::with_capacity(n);
             for s in specs {
@@ -159,11 +182,6 @@ impl Cluster {
         panic!("etcd cluster of {n} did not become healthy: {last_err}");
     }
 
-    /// Number of members (alive or not).
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
     /// The client URLs of all members (killed ones included, in member order).
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.spec.client_url()).collect()
@@ -172,11 +190,6 @@ impl Cluster {
     /// The client URL of member `i`.
     pub fn member_endpoint(&self, i: usize) -> String {
         self.member(i).spec.client_url()
-    }
-
-    /// The process id of member `i` (its last incarnation).
-    pub fn member_pid(&self, i: usize) -> u32 {
-        self.member(i).pid
     }
 
     /// The index of the current leader, as seen by the live members: the member whose own
@@ -209,25 +222,21 @@ impl Cluster {
         }
     }
 
-    /// SIGKILLs member `i` and reaps it; its data dir is kept (see `restart`).
+    /// SIGKILLs member `i` and reaps it; its data dir is kept (see [`Cluster::restart`]).
     pub fn kill(&mut self, i: usize) {
         self.member_mut(i).kill();
     }
 
-    /// Whether member `i` has not been killed (and has not exited on its own).
-    pub fn is_alive(&self, i: usize) -> bool {
-        self.member(i).alive
-    }
-
     /// Indices of the members not killed.
-    pub fn live(&self) -> Vec<usize> {
+    fn live(&self) -> Vec<usize> {
         (0..self.members.len())
             .filter(|&i| self.members[i].alive)
             .collect()
     }
 
     /// Restarts a killed member `i` on its old ports and data dir (it rejoins the cluster);
-    /// does not wait for it: follow with `wait_healthy_quorum` or `wait_member_healthy`.
+    /// does not wait for it: follow with [`Cluster::wait_healthy_quorum`] or
+    /// [`Cluster::wait_member_healthy`]. Panics if member `i` is alive or cannot be spawned.
     pub fn restart(&mut self, i: usize) {
         assert!(
             !self.member(i).alive,
@@ -281,11 +290,6 @@ impl Cluster {
         }
     }
 
-    /// The temporary directory holding every member's data dir and log.
-    pub fn dir(&self) -> &Path {
-        &self.root
-    }
-
     fn member(&self, i: usize) -> &Member {
         let n = self.members.len();
         self.members
@@ -314,7 +318,7 @@ impl Drop for Cluster {
 // Processes
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct MemberSpec {
     name: String,
     client_port: u16,
@@ -324,16 +328,21 @@ struct MemberSpec {
 }
 
 impl MemberSpec {
-    fn new(name: &str, client_port: u16, peer_port: u16, root: &Path) -> MemberSpec {
+    fn new(
+        name: &str,
+        client_port: u16,
+        peer_port: u16,
+        root: &Path,
+    ) -> Result<MemberSpec, String> {
         let dir = root.join(name);
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        MemberSpec {
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(MemberSpec {
             name: name.to_string(),
             client_port,
             peer_port,
             data_dir: dir.join("data"),
             log: dir.join("etcd.log"),
-        }
+        })
     }
     fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
@@ -343,6 +352,7 @@ impl MemberSpec {
     }
 }
 
+#[derive(Debug)]
 struct Member {
     spec: MemberSpec,
     child: Child,
@@ -363,8 +373,10 @@ impl Member {
             .create(true)
             .append(true)
             .open(&spec.log)
-            .unwrap_or_else(|e| panic!("cannot create etcd log {}: {e}", spec.log.display()));
-        let log2 = log.try_clone().expect("clone log file handle");
+            .map_err(|e| format!("cannot create etcd log {}: {e}", spec.log.display()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("cannot clone the handle of {}: {e}", spec.log.display()))?;
         let mut cmd = Command::new(&bin);
         // etcd also reads ETCD_* variables and refuses a setting given twice.
         for (k, _) in std::env::vars_os() {
@@ -400,10 +412,15 @@ impl Member {
         let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) if e.kind() == ErrorKind::NotFound => {
+                let looked = if std::env::var_os("GENREG_ETCD_BIN").is_some() {
+                    "the path in GENREG_ETCD_BIN"
+                } else {
+                    "looked on PATH"
+                };
                 return Err(format!(
-                    "etcd binary `{bin}` not found (looked on PATH, or GENREG_ETCD_BIN): these tests \
-                     need a real etcd server (3.4+). Install it (Debian/Ubuntu: \
-                     `apt-get install etcd-server`) or set GENREG_ETCD_BIN=/path/to/etcd."
+                    "etcd binary `{bin}` not found ({looked}): a real etcd server (3.4+) is \
+                     needed. Install it (Debian/Ubuntu: `apt-get install etcd-server`) or set \
+                     GENREG_ETCD_BIN=/path/to/etcd."
                 ));
             }
             Err(e) => return Err(format!("cannot start etcd `{bin}`: {e}")),
@@ -457,6 +474,14 @@ impl Member {
 
 fn etcd_bin() -> String {
     std::env::var("GENREG_ETCD_BIN").unwrap_or_else(|_| "etcd".to_string())
+}
+
+/// Ports, directory and process of a one-member cluster under `root`.
+fn spawn_single(root: &Path) -> Result<Member, String> {
+    let ports = free_ports(2)?;
+    let spec = MemberSpec::new("m0", ports[0], ports[1], root)?;
+    let initial_cluster = format!("{}={}", spec.name, spec.peer_url());
+    Member::spawn(spec, &initial_cluster, &root_token(root), "new")
 }
 
 fn initial_cluster(specs: &[MemberSpec]) -> String {
@@ -514,26 +539,25 @@ fn wait_all_healthy(members: &mut [Member], timeout: Duration) -> Result<(), Str
 // Ports and directories
 // ---------------------------------------------------------------------------------------
 
-/// `n` distinct free loopback ports (all listeners held at once, then dropped).
-fn free_ports(n: usize) -> Vec<u16> {
-    let mut listeners = Vec::with_capacity(n);
-    while listeners.len() < n {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for a free port");
-        let port = l.local_addr().expect("local_addr").port();
-        if port != 2379 && port != 2380 {
-            listeners.push(l);
+/// `n` distinct free loopback ports, never 2379/2380 (all listeners held at once, then
+/// dropped).
+fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let mut held = Vec::with_capacity(n);
+    while held.len() < n {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| Ok((l.local_addr()?.port(), l)))
+            .map_err(|e| format!("cannot bind 127.0.0.1:0 for a free port: {e}"))?;
+        if port.0 != 2379 && port.0 != 2380 {
+            held.push(port);
         }
     }
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    Ok(held.into_iter().map(|(port, _listener)| port).collect())
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh directory on tmpfs (`/dev/shm` if writable) or in the temp dir.
-fn unique_dir(kind: &str) -> PathBuf {
+fn unique_dir(kind: &str) -> Result<PathBuf, String> {
     let base = tmp_base();
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -545,8 +569,8 @@ fn unique_dir(kind: &str) -> PathBuf {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     let dir = base.join(name);
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 fn tmp_base() -> PathBuf {

@@ -15,12 +15,10 @@
 //! tag "removed" a free name, and racing replacements carrying the same value all succeeded.
 //! They run as regression tests.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::Etcd;
+use genreg_etcd::local::Etcd;
 use genreg_etcd::{EtcdRegistry, Generation, InstanceId, Options, Tag};
 
 // ---------------------------------------------------------------------------------------

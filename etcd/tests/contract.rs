@@ -1,11 +1,9 @@
 //! The core's contract on a real etcd: registration, refusals naming the current tag, stale
 //! owners refused, replacement, register_auto, idempotent retries, the mirror.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Etcd;
+use genreg_etcd::local::Etcd;
 use genreg_etcd::{Error, EtcdRegistry, EventKind, InstanceId, Options};
 
 fn opts(root: &str) -> Options {

@@ -19,15 +19,13 @@
 //! - no lease was lost, and each still lives long after it would have expired had its keeper
 //!   not renewed it under the new leader.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use genreg_etcd::local::Cluster;
 use genreg_etcd::{
     Binding, Error, EtcdRegistry, Event, EventKind, InstanceId, Mirror, Options, Tag,
 };

@@ -4,13 +4,11 @@
 //! its binding only if it is still the same one; compaction ends a watch that needs compacted
 //! revisions, and a mirror that missed them lists again.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Etcd};
+use genreg_etcd::local::{Cluster, Etcd};
 use genreg_etcd::{
     Binding, Error, EtcdRegistry, Event, EventKind, LeaseLost, Mirror, Options, Tag, Watch,
 };
