@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genreg_etcd::local::Etcd;
 use genreg_etcd::{
-    Binding, Error, EtcdRegistry, Event, EventKind, Json, Mirror, Options, Rejected, Tag,
+    Binding, Error, EtcdRegistry, Event, EventKind, Json, Mirror, Options, Rejected, Removal, Tag,
 };
 use serde::{Deserialize, Serialize};
 
@@ -259,13 +259,26 @@ fn verify(events: &[Event<Agent>]) -> Result<()> {
     ) {
         (
             EventKind::Registered(a),
-            EventKind::Removed { tag: gone_a, .. },
+            EventKind::Removed {
+                tag: gone_a,
+                reason: why_a,
+                ..
+            },
             EventKind::Registered(b),
             EventKind::Removed {
                 tag: gone_b,
                 lease: lease_b,
+                reason: why_b,
             },
         ) => {
+            check!(
+                *why_a == Removal::IfSame,
+                "A's planner went for {why_a}, not by tag"
+            );
+            check!(
+                *why_b == Removal::LeaseEnded,
+                "B's planner went for {why_b}, not with B's lease"
+            );
             check!(
                 *gone_a == Some(a.tag),
                 "A's planner removal names {gone_a:?}"
@@ -395,9 +408,9 @@ impl Printer {
         match removals.as_slice() {
             [] => {}
             [e] => {
-                if let EventKind::Removed { tag: t, .. } = e.kind {
+                if let EventKind::Removed { tag: t, reason, .. } = e.kind {
                     println!(
-                        "[watch] r{} removed {:?} (tag {})",
+                        "[watch] r{} removed {:?} (tag {}): {reason}",
                         e.revision,
                         e.name,
                         t.map_or("?".to_string(), tag)
@@ -405,13 +418,13 @@ impl Printer {
                 }
             }
             [first, ..] => {
-                let lease = match first.kind {
-                    EventKind::Removed { lease, .. } => lease,
-                    _ => 0,
+                let (lease, reason) = match first.kind {
+                    EventKind::Removed { lease, reason, .. } => (lease, reason),
+                    _ => (0, Removal::Other),
                 };
                 let names: Vec<&str> = removals.iter().map(|e| e.name.as_str()).collect();
                 println!(
-                    "[watch] r{} removed {} at once: lease {lease:x} ended (revoked or expired)",
+                    "[watch] r{} removed {} at once (lease {lease:x}): {reason}",
                     first.revision,
                     names.join(" ")
                 );

@@ -14,6 +14,7 @@
 //! | `register_auto` | a shared counter key (its version is the number), then `register` |
 //! | a registration guard | the registry's lease, kept alive by a task and revoked by [`EtcdRegistry::close`] |
 //! | events | etcd's watch from a revision ([`Watch`]); compaction is [`Error::Compacted`] |
+//! | an event's reason | a marker written in the removal's own transaction ([`Removal::IfSame`], [`Removal::Explicit`]); none, and the lease gone: [`Removal::LeaseEnded`] |
 //!
 //! Tags are the core's [`Tag`]: the instance id is stored with the value, the generation is an
 //! etcd revision. Revisions are unique across the whole store, so a tag can only ever match the
@@ -74,4 +75,4 @@ pub use error::{Error, Rejected};
 pub use genreg::{Generation, InstanceId, Metadata, Tag};
 pub use mirror::Mirror;
 pub use registry::{Binding, EtcdRegistry, LeaseLost, Options, Registration};
-pub use watch::{Event, EventKind, Watch};
+pub use watch::{Event, EventKind, Removal, Watch};

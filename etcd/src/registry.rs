@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, KvClient,
-    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, PutOptions, Txn,
+    TxnOp, TxnOpResponse, TxnResponse,
 };
 use genreg::{Generation, InstanceId, Metadata, Name, Tag};
 use tokio::sync::watch;
@@ -115,6 +115,9 @@ pub(crate) struct Keys {
     auto: Vec<u8>,
     /// The key a mirror's sync writes: its event follows every earlier change in the watch.
     pub(crate) sync: Vec<u8>,
+    /// Removal markers, `r/{name}`: written in the removal's own transaction, so the watch
+    /// reads the removal's reason at the same revision.
+    reasons: Vec<u8>,
 }
 
 impl Keys {
@@ -124,6 +127,7 @@ impl Keys {
             names: format!("{root}n/").into_bytes(),
             auto: format!("{root}a/").into_bytes(),
             sync: format!("{root}s").into_bytes(),
+            reasons: format!("{root}r/").into_bytes(),
         }
     }
     pub(crate) fn name(&self, name: &str) -> Vec<u8> {
@@ -135,6 +139,34 @@ impl Keys {
     pub(crate) fn name_of<'k>(&self, key: &'k [u8]) -> Option<&'k str> {
         std::str::from_utf8(key.strip_prefix(self.names.as_slice())?).ok()
     }
+    /// The removal marker of `name`.
+    pub(crate) fn reason(&self, name: &str) -> Vec<u8> {
+        let mut k = self.reasons.clone();
+        k.extend_from_slice(name.as_bytes());
+        k
+    }
+    /// The name a removal marker is about, if `key` is one.
+    pub(crate) fn reason_of<'k>(&self, key: &'k [u8]) -> Option<&'k str> {
+        std::str::from_utf8(key.strip_prefix(self.reasons.as_slice())?).ok()
+    }
+}
+
+/// The marker's value for a tag-checked removal, and for a plain one.
+pub(crate) const MARK_IF_SAME: &[u8] = b"if-same";
+pub(crate) const MARK_EXPLICIT: &[u8] = b"explicit";
+
+/// The removal of `key` (the binding of `name`, under `lease`) with its marker, in one
+/// transaction's success branch. The marker lives under the removed binding's lease, so it
+/// goes when that lease does (the binding's lease exists whenever the compare passes).
+fn delete_with_marker(keys: &Keys, name: &str, key: Vec<u8>, lease: i64, why: &[u8]) -> [TxnOp; 2] {
+    [
+        TxnOp::delete(key, None),
+        TxnOp::put(
+            keys.reason(name),
+            why.to_vec(),
+            Some(PutOptions::new().with_lease(lease)),
+        ),
+    ]
 }
 
 /// The tag of the version `kv` holds.
@@ -583,9 +615,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         let key = self.inner.keys.name(name);
         let rev = tag.generation().as_raw() as i64;
         let mut when = vec![Compare::mod_revision(key.clone(), CompareOp::Equal, rev)];
-        match self.inner.held_record(name, tag) {
+        let lease = match self.inner.held_record(name, tag) {
             Some(bytes) if rev > 0 => {
                 when.push(Compare::value(key.clone(), CompareOp::Equal, bytes));
+                self.inner.lease
             }
             _ => {
                 // Not a binding of ours (or a forged generation 0, which etcd's compare would
@@ -595,14 +628,23 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
                     Some(kv)
                         if rev > 0
                             && kv.mod_revision() == rev
-                            && tag_of_kv(&kv).is_ok_and(|t| t == tag) => {}
+                            && tag_of_kv(&kv).is_ok_and(|t| t == tag) =>
+                    {
+                        kv.lease()
+                    }
                     other => return Err(self.refusal(name, tag, other)),
                 }
             }
-        }
+        };
         let txn = Txn::new()
             .when(when)
-            .and_then([TxnOp::delete(key.clone(), None)])
+            .and_then(delete_with_marker(
+                &self.inner.keys,
+                name,
+                key.clone(),
+                lease,
+                MARK_IF_SAME,
+            ))
             .or_else([TxnOp::get(key, None)]);
         let resp = self.txn(txn).await?;
         if resp.succeeded() {
@@ -613,24 +655,37 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
     }
 
     /// Removes whatever is bound to `name`, whoever bound it: not identity-safe (prefer
-    /// [`unregister_if_same`](Self::unregister_if_same)). Returns the tag removed.
+    /// [`unregister_if_same`](Self::unregister_if_same)). Returns the tag removed, or `None`
+    /// if nothing was bound. (A read, then a removal of exactly what it read, again if the
+    /// binding changed in between.)
     pub async fn unregister(&self, name: &str) -> Result<Option<Tag>, Error> {
         Self::check_name(name)?;
         let key = self.inner.keys.name(name);
-        let resp = retrying(self.inner.budget, || {
-            let mut c = self.inner.kv.clone();
-            let k = key.clone();
-            async move {
-                c.delete(k, Some(DeleteOptions::new().with_prev_key()))
-                    .await
+        loop {
+            let Some(kv) = self.get_kv(&key).await? else {
+                return Ok(None);
+            };
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then(delete_with_marker(
+                    &self.inner.keys,
+                    name,
+                    key.clone(),
+                    kv.lease(),
+                    MARK_EXPLICIT,
+                ));
+            if self.txn(txn).await?.succeeded() {
+                let tag = tag_of_kv(&kv).ok();
+                if let Some(t) = tag {
+                    self.inner.unhold(name, t);
+                }
+                return Ok(tag);
             }
-        })
-        .await?;
-        let tag = resp.prev_kvs().first().and_then(|kv| tag_of_kv(kv).ok());
-        if let Some(t) = tag {
-            self.inner.unhold(name, t);
         }
-        Ok(tag)
     }
 
     /// Replaces the value of `name` only if its binding is still the one `tag` names; returns

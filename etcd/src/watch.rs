@@ -1,7 +1,7 @@
 //! Events: etcd's watch from a revision, as the core's vocabulary (registered, replaced,
 //! removed), resumed after any failure from the next revision, so no event is lost or repeated.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +13,7 @@ use futures_core::Stream;
 use etcd_client::{EventType, WatchOptions, WatchResponseStream};
 use genreg::Tag;
 
-use crate::registry::{Binding, EtcdRegistry, binding_of, tag_of_kv};
+use crate::registry::{Binding, EtcdRegistry, MARK_EXPLICIT, MARK_IF_SAME, binding_of, tag_of_kv};
 use crate::{Codec, Error};
 
 /// What happened to a name at one revision.
@@ -39,7 +39,41 @@ pub enum EventKind<V> {
         tag: Option<Tag>,
         /// The lease it lived under (0 if unknown).
         lease: i64,
+        /// Why.
+        reason: Removal,
     },
+}
+
+/// Why a binding was removed: the core's reasons, as etcd can tell them.
+///
+/// A removal made through this crate writes a marker in its own transaction, so its reason is
+/// exact. A removal with no marker is a lease's end when the lease is gone by the time the
+/// watch asks etcd about it (one query per lease and response), and something else otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Removal {
+    /// A tag-checked removal: [`unregister_if_same`](crate::EtcdRegistry::unregister_if_same),
+    /// [`Registration::unregister`](crate::Registration::unregister), a guard dropped.
+    IfSame,
+    /// [`unregister`](crate::EtcdRegistry::unregister): unconditional.
+    Explicit,
+    /// The binding's lease ended: its registry [`close`](crate::EtcdRegistry::close)d, or its
+    /// process was gone (or cut off from etcd) for longer than the TTL.
+    LeaseEnded,
+    /// Deleted by something other than genreg-etcd (etcdctl, another client), or the reason
+    /// could not be learned (etcd unreachable when the watch asked about the lease).
+    Other,
+}
+
+impl fmt::Display for Removal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Removal::IfSame => "unregistered by tag",
+            Removal::Explicit => "unregistered",
+            Removal::LeaseEnded => "its lease ended",
+            Removal::Other => "deleted outside genreg",
+        })
+    }
 }
 
 /// One change, at the etcd revision that made it.
@@ -195,7 +229,8 @@ impl<V: Send + Sync + 'static, C: Codec<V>> State<V, C> {
     async fn pull(&mut self) -> Result<(), Pull> {
         let inner = &self.registry.inner;
         if self.stream.is_none() {
-            self.stream = Some(open(&inner.client, &inner.keys.names, self.next_rev).await?);
+            // The whole root: the names, and the removal markers that give their reasons.
+            self.stream = Some(open(&inner.client, &inner.keys.root, self.next_rev).await?);
         }
         let (_, responses) = self.stream.as_mut().expect("opened above");
         let resp = match responses.message().await {
@@ -208,21 +243,68 @@ impl<V: Send + Sync + 'static, C: Codec<V>> State<V, C> {
         if resp.canceled() {
             return Err(Pull::Broken);
         }
+        // The removal markers in this response (written in their removal's transaction, so
+        // at its revision and in the same response).
+        let keys = &inner.keys;
+        let mut marked: HashMap<(i64, &str), Removal> = HashMap::new();
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            if ev.event_type() == EventType::Put {
+                if let Some(name) = keys.reason_of(kv.key()) {
+                    let why = match kv.value() {
+                        MARK_IF_SAME => Removal::IfSame,
+                        MARK_EXPLICIT => Removal::Explicit,
+                        _ => Removal::Other,
+                    };
+                    marked.insert((kv.mod_revision(), name), why);
+                }
+            }
+        }
+        let mut lease_gone: HashMap<i64, bool> = HashMap::new();
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             self.next_rev = self.next_rev.max(kv.mod_revision() + 1);
-            let Some(name) = inner.keys.name_of(kv.key()) else {
-                continue;
+            let Some(name) = keys.name_of(kv.key()) else {
+                continue; // markers, the sync key, register_auto's counters
             };
+            let mut reason = Removal::Other;
+            if ev.event_type() == EventType::Delete {
+                if let Some(r) = marked.get(&(kv.mod_revision(), name)) {
+                    reason = *r;
+                } else if let Some(lease) = ev.prev_kv().map(|p| p.lease()).filter(|&l| l != 0) {
+                    let gone = match lease_gone.get(&lease) {
+                        Some(g) => *g,
+                        None => {
+                            let g = lease_is_gone(&inner.client, lease).await;
+                            lease_gone.insert(lease, g);
+                            g
+                        }
+                    };
+                    if gone {
+                        reason = Removal::LeaseEnded;
+                    }
+                }
+            }
             self.ready.push_back(to_event(
                 &inner.codec,
                 name,
                 ev.event_type(),
                 kv,
                 ev.prev_kv(),
+                reason,
             ));
         }
         Ok(())
+    }
+}
+
+/// Whether etcd says `lease` no longer exists (false if it cannot be asked).
+async fn lease_is_gone(client: &etcd_client::Client, lease: i64) -> bool {
+    let mut c = client.lease_client();
+    match tokio::time::timeout(Duration::from_secs(2), c.time_to_live(lease, None)).await {
+        Ok(Ok(r)) => r.ttl() < 0,
+        Ok(Err(e)) => crate::retry::lease_gone(&e),
+        Err(_) => false,
     }
 }
 
@@ -258,6 +340,7 @@ pub(crate) fn to_event<V, C: Codec<V>>(
     kind: EventType,
     kv: &etcd_client::KeyValue,
     prev: Option<&etcd_client::KeyValue>,
+    reason: Removal,
 ) -> Result<Event<V>, Error> {
     let revision = kv.mod_revision();
     let kind = match kind {
@@ -275,6 +358,7 @@ pub(crate) fn to_event<V, C: Codec<V>>(
         EventType::Delete => EventKind::Removed {
             tag: prev.and_then(|p| tag_of_kv(p).ok()),
             lease: prev.map_or(0, |p| p.lease()),
+            reason,
         },
     };
     Ok(Event {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use genreg_etcd::local::Etcd;
-use genreg_etcd::{Error, EtcdRegistry, EventKind, InstanceId, Options};
+use genreg_etcd::{Error, EtcdRegistry, EventKind, InstanceId, Options, Removal};
 
 fn opts(root: &str) -> Options {
     Options::default().root(root).ttl(Duration::from_secs(5))
@@ -212,8 +212,38 @@ async fn watch_and_mirror_follow_every_change() {
         matches!(&e2.kind, EventKind::Replaced { binding, old } if binding.tag == t2 && *old == Some(t1))
     );
     let e3 = watch.next().await.unwrap();
-    assert!(matches!(&e3.kind, EventKind::Removed { tag, .. } if *tag == Some(t2)));
+    assert!(matches!(&e3.kind, EventKind::Removed { tag, reason, .. }
+        if *tag == Some(t2) && *reason == Removal::IfSame));
     assert!(e1.revision < e2.revision && e2.revision < e3.revision);
+
+    // Reasons: a plain removal, and a lease's end (the registry closed).
+    let c = EtcdRegistry::<String>::connect_with(&eps, opts("t4/"), genreg_etcd::Json)
+        .await
+        .unwrap();
+    c.register("p", "1".into()).await.unwrap().detach();
+    c.register("q", "2".into()).await.unwrap().detach();
+    a.unregister("p").await.unwrap().expect("p was bound");
+    c.close().await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        seen.push(watch.next().await.unwrap());
+    }
+    assert!(matches!(
+        &seen[2].kind,
+        EventKind::Removed {
+            reason: Removal::Explicit,
+            ..
+        }
+    ));
+    assert_eq!(seen[2].name, "p");
+    assert!(matches!(
+        &seen[3].kind,
+        EventKind::Removed {
+            reason: Removal::LeaseEnded,
+            ..
+        }
+    ));
+    assert_eq!(seen[3].name, "q");
 
     mirror.wait_for(e3.revision).await;
     assert!(mirror.get("x").is_none());

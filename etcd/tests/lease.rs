@@ -66,7 +66,9 @@ fn removals(events: &[Event<String>]) -> Vec<(String, i64, Option<Tag>, i64)> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Removed { tag, lease } => Some((e.name.clone(), e.revision, *tag, *lease)),
+            EventKind::Removed { tag, lease, .. } => {
+                Some((e.name.clone(), e.revision, *tag, *lease))
+            }
             _ => None,
         })
         .collect()
@@ -593,7 +595,7 @@ async fn compaction_ends_a_watch_and_a_live_mirror_goes_on() {
         matches!(&ev[1].kind, EventKind::Replaced { binding, old } if ev[1].name == "k2" && binding.tag == t2b && *old == Some(tags[2]))
     );
     assert!(
-        matches!(&ev[2].kind, EventKind::Removed { tag, lease } if ev[2].name == "k3" && *tag == Some(tags[3]) && *lease == a.lease())
+        matches!(&ev[2].kind, EventKind::Removed { tag, lease, .. } if ev[2].name == "k3" && *tag == Some(tags[3]) && *lease == a.lease())
     );
     assert!(
         ev[0].revision > rev1 && ev[0].revision < ev[1].revision && ev[1].revision < ev[2].revision
