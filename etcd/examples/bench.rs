@@ -241,7 +241,9 @@ async fn section_ops(reg: &EtcdRegistry<String>, root: &str, plan: &Plan) -> OpS
                         }
                         (_, _) => {
                             let (rev, record) = std::mem::take(&mut revs[i]);
-                            raw_unregister(&mut raw, &prefix, &name, rev, record).await;
+                            let marker = format!("{root}r/{name}").into_bytes();
+                            raw_unregister(&mut raw, &prefix, &name, rev, record, marker, lease)
+                                .await;
                         }
                     }
                     samples[kind][side].push(t.elapsed().as_secs_f64() * 1e6);
@@ -292,15 +294,31 @@ async fn raw_register(
 }
 
 /// What `unregister_if_same` sends for a binding its registry made:
-/// `mod_revision(key) == generation ∧ value == the record stored → delete, else get`.
-async fn raw_unregister(raw: &mut Client, prefix: &str, name: &str, rev: i64, record: Vec<u8>) {
+/// `mod_revision(key) == generation ∧ value == the record stored → delete and put the removal
+/// marker (under the binding's lease), else get`.
+async fn raw_unregister(
+    raw: &mut Client,
+    prefix: &str,
+    name: &str,
+    rev: i64,
+    record: Vec<u8>,
+    marker: Vec<u8>,
+    lease: i64,
+) {
     let key = format!("{prefix}{name}").into_bytes();
     let txn = Txn::new()
         .when([
             Compare::mod_revision(key.clone(), CompareOp::Equal, rev),
             Compare::value(key.clone(), CompareOp::Equal, record),
         ])
-        .and_then([TxnOp::delete(key.clone(), None)])
+        .and_then([
+            TxnOp::delete(key.clone(), None),
+            TxnOp::put(
+                marker,
+                b"if-same".to_vec(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+        ])
         .or_else([TxnOp::get(key, None)]);
     let resp = raw.txn(txn).await.expect("raw unregister");
     assert!(resp.succeeded(), "raw unregister of {name} refused");
