@@ -240,10 +240,8 @@ async fn section_ops(reg: &EtcdRegistry<String>, root: &str, plan: &Plan) -> OpS
                                 .expect("unregister_if_same");
                         }
                         (_, _) => {
-                            let (rev, record) = std::mem::take(&mut revs[i]);
-                            let marker = format!("{root}r/{name}").into_bytes();
-                            raw_unregister(&mut raw, &prefix, &name, rev, record, marker, lease)
-                                .await;
+                            let (rev, _) = std::mem::take(&mut revs[i]);
+                            raw_unregister(&mut raw, root, &name, rev).await;
                         }
                     }
                     samples[kind][side].push(t.elapsed().as_secs_f64() * 1e6);
@@ -293,33 +291,22 @@ async fn raw_register(
     (resp.header().map_or(0, |h| h.revision()), record)
 }
 
-/// What `unregister_if_same` sends for a binding its registry made:
-/// `mod_revision(key) == generation ∧ value == the record stored → delete and put the removal
-/// marker (under the binding's lease), else get`.
-async fn raw_unregister(
-    raw: &mut Client,
-    prefix: &str,
-    name: &str,
-    rev: i64,
-    record: Vec<u8>,
-    marker: Vec<u8>,
-    lease: i64,
-) {
-    let key = format!("{prefix}{name}").into_bytes();
+/// What `unregister_if_same` sends for a binding its registry made: `mod_revision(key) ==
+/// generation → delete and write the removal marker (one key: reason, nonce, name), else read
+/// back the key and the marker`.
+async fn raw_unregister(raw: &mut Client, root: &str, name: &str, rev: i64) {
+    let key = format!("{root}n/{name}").into_bytes();
+    let marker_key = format!("{root}r").into_bytes();
+    let mut marker = vec![1u8];
+    marker.extend_from_slice(&write_id().to_be_bytes());
+    marker.extend_from_slice(name.as_bytes());
     let txn = Txn::new()
-        .when([
-            Compare::mod_revision(key.clone(), CompareOp::Equal, rev),
-            Compare::value(key.clone(), CompareOp::Equal, record),
-        ])
+        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
         .and_then([
             TxnOp::delete(key.clone(), None),
-            TxnOp::put(
-                marker,
-                b"if-same".to_vec(),
-                Some(PutOptions::new().with_lease(lease)),
-            ),
+            TxnOp::put(marker_key.clone(), marker, None),
         ])
-        .or_else([TxnOp::get(key, None)]);
+        .or_else([TxnOp::get(key, None), TxnOp::get(marker_key, None)]);
     let resp = raw.txn(txn).await.expect("raw unregister");
     assert!(resp.succeeded(), "raw unregister of {name} refused");
 }

@@ -42,6 +42,8 @@ struct Shared<V> {
 pub struct Mirror<V> {
     shared: Arc<Shared<V>>,
     fence: Arc<dyn Fn() -> FenceFuture + Send + Sync>,
+    /// How long [`sync`](Self::sync) waits for the watch (the registry's retry budget).
+    patience: Duration,
     task: JoinHandle<()>,
 }
 
@@ -93,6 +95,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         Ok(Mirror {
             shared,
             fence,
+            patience: self.inner.budget.total,
             task,
         })
     }
@@ -153,15 +156,31 @@ impl<V: Send + Sync + 'static> Mirror<V> {
     ///
     /// (A write rather than etcd's progress reports, which etcd 3.4 can send ahead of events
     /// still in flight on the same watch.)
+    ///
+    /// Fails with [`Error::Unavailable`] if the mirror has not applied the sync key's revision
+    /// within the registry's retry budget ([`Options::retry_for`](crate::Options::retry_for)):
+    /// its watch cannot reach a member that has the leader.
     pub async fn sync(&self) -> Result<i64, Error> {
         let rev = (self.fence)().await?;
         let mut rx = self.shared.applied.subscribe();
-        while *rx.borrow_and_update() < rev {
-            if rx.changed().await.is_err() {
-                unreachable!("the mirror's revision channel lives as long as the mirror");
+        let caught_up = async {
+            while *rx.borrow_and_update() < rev {
+                if rx.changed().await.is_err() {
+                    unreachable!("the mirror's revision channel lives as long as the mirror");
+                }
             }
+        };
+        match tokio::time::timeout(self.patience, caught_up).await {
+            Ok(()) => Ok(rev),
+            Err(_) => Err(Error::Unavailable {
+                attempts: 1,
+                last: format!(
+                    "the mirror's watch did not reach revision {rev} within {:?} (applied {})",
+                    self.patience,
+                    self.applied()
+                ),
+            }),
         }
-        Ok(rev)
     }
 
     /// A linearizable lookup: [`sync`](Self::sync), then the local read.
@@ -311,7 +330,9 @@ async fn follow<V: Send + Sync + 'static, C: Codec<V>>(
             continue;
         }
         if resp.canceled() {
+            // Cancelled by etcd (its member lost the leader, say): open again, after a pause.
             stream = None;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
         // Events only: etcd 3.4's progress reports can run ahead of events in flight.

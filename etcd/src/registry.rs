@@ -41,7 +41,8 @@ impl Default for Options {
 
 impl Options {
     /// The key prefix under which this registry lives (default `genreg/`). Registries with
-    /// different roots on one etcd never see each other.
+    /// different roots on one etcd never see each other, provided no root is a prefix of
+    /// another (`a/` and `a/b/` would overlap; `a/` and `b/` do not).
     pub fn root(mut self, root: impl Into<String>) -> Options {
         self.root = root.into();
         self
@@ -115,9 +116,10 @@ pub(crate) struct Keys {
     auto: Vec<u8>,
     /// The key a mirror's sync writes: its event follows every earlier change in the watch.
     pub(crate) sync: Vec<u8>,
-    /// Removal markers, `r/{name}`: written in the removal's own transaction, so the watch
-    /// reads the removal's reason at the same revision.
-    reasons: Vec<u8>,
+    /// The removal marker, one key: every removal made through this crate writes it (its
+    /// reason, a nonce and the name) in its own transaction, so the watch reads the reason at
+    /// the removal's revision, and a retried removal recognises its own nonce.
+    pub(crate) marker: Vec<u8>,
 }
 
 impl Keys {
@@ -127,7 +129,7 @@ impl Keys {
             names: format!("{root}n/").into_bytes(),
             auto: format!("{root}a/").into_bytes(),
             sync: format!("{root}s").into_bytes(),
-            reasons: format!("{root}r/").into_bytes(),
+            marker: format!("{root}r").into_bytes(),
         }
     }
     pub(crate) fn name(&self, name: &str) -> Vec<u8> {
@@ -139,34 +141,65 @@ impl Keys {
     pub(crate) fn name_of<'k>(&self, key: &'k [u8]) -> Option<&'k str> {
         std::str::from_utf8(key.strip_prefix(self.names.as_slice())?).ok()
     }
-    /// The removal marker of `name`.
-    pub(crate) fn reason(&self, name: &str) -> Vec<u8> {
-        let mut k = self.reasons.clone();
-        k.extend_from_slice(name.as_bytes());
-        k
-    }
-    /// The name a removal marker is about, if `key` is one.
-    pub(crate) fn reason_of<'k>(&self, key: &'k [u8]) -> Option<&'k str> {
-        std::str::from_utf8(key.strip_prefix(self.reasons.as_slice())?).ok()
-    }
 }
 
-/// The marker's value for a tag-checked removal, and for a plain one.
-pub(crate) const MARK_IF_SAME: &[u8] = b"if-same";
-pub(crate) const MARK_EXPLICIT: &[u8] = b"explicit";
+/// Why a removal was made, as its marker says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Why {
+    IfSame = 1,
+    Explicit = 2,
+}
 
-/// The removal of `key` (the binding of `name`, under `lease`) with its marker, in one
-/// transaction's success branch. The marker lives under the removed binding's lease, so it
-/// goes when that lease does (the binding's lease exists whenever the compare passes).
-fn delete_with_marker(keys: &Keys, name: &str, key: Vec<u8>, lease: i64, why: &[u8]) -> [TxnOp; 2] {
-    [
-        TxnOp::delete(key, None),
-        TxnOp::put(
-            keys.reason(name),
-            why.to_vec(),
-            Some(PutOptions::new().with_lease(lease)),
-        ),
-    ]
+/// A removal marker: the reason (1 byte), a nonce (8 bytes), the name.
+pub(crate) fn marker(why: Why, nonce: u64, name: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + name.len());
+    v.push(why as u8);
+    v.extend_from_slice(&nonce.to_be_bytes());
+    v.extend_from_slice(name.as_bytes());
+    v
+}
+
+/// A marker's parts.
+pub(crate) fn parse_marker(v: &[u8]) -> Option<(Why, u64, &str)> {
+    let why = match *v.first()? {
+        1 => Why::IfSame,
+        2 => Why::Explicit,
+        _ => return None,
+    };
+    let nonce = u64::from_be_bytes(v.get(1..9)?.try_into().ok()?);
+    Some((why, nonce, std::str::from_utf8(v.get(9..)?).ok()?))
+}
+
+/// A removal of `key` (the binding of `name`) with its marker, and what a failed compare
+/// reads back: the key, and the marker (a retry finds its own nonce there if an earlier
+/// attempt took effect).
+fn removal_txn(
+    keys: &Keys,
+    when: Vec<Compare>,
+    name: &str,
+    key: Vec<u8>,
+    why: Why,
+    nonce: u64,
+) -> Txn {
+    Txn::new()
+        .when(when)
+        .and_then([
+            TxnOp::delete(key.clone(), None),
+            TxnOp::put(keys.marker.clone(), marker(why, nonce, name), None),
+        ])
+        .or_else([TxnOp::get(key, None), TxnOp::get(keys.marker.clone(), None)])
+}
+
+/// Whether the marker read back by a failed removal is this very removal's.
+fn marked_by(resp: &TxnResponse, nonce: u64) -> bool {
+    resp.op_responses().into_iter().skip(1).any(|r| match r {
+        TxnOpResponse::Get(g) => g
+            .kvs()
+            .first()
+            .and_then(|kv| parse_marker(kv.value()))
+            .is_some_and(|(_, n, _)| n == nonce),
+        _ => false,
+    })
 }
 
 /// The tag of the version `kv` holds.
@@ -233,10 +266,10 @@ pub(crate) struct Inner<V, C> {
     pub(crate) keys: Keys,
     pub(crate) budget: Budget,
     lease: i64,
-    /// The bindings this registry made and has not seen removed (for [`LeaseLost`]), each with
-    /// the record it stored: a removal by its tag then compares the whole value too (the
-    /// instance included) in its one transaction.
-    held: Mutex<HashMap<String, (Tag, Vec<u8>)>>,
+    /// The bindings this registry made (or replaced) and has not seen go, by their current
+    /// tags: for [`LeaseLost`], and so that a removal by one of these tags needs no read
+    /// first (the revision pins the version, whose instance is known).
+    held: Mutex<HashMap<String, Tag>>,
     lost: AtomicBool,
     lost_tx: watch::Sender<Option<LeaseLost>>,
     keeper: Mutex<Option<JoinHandle<()>>>,
@@ -311,7 +344,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         };
         let connect = ConnectOptions::new()
             .with_connect_timeout(options.request_timeout)
-            .with_keep_alive(Duration::from_secs(2), options.request_timeout);
+            .with_keep_alive(Duration::from_secs(2), options.request_timeout)
+            // A member cut off from the leader fails requests and cancels watches instead of
+            // answering from a stale view or keeping a watch open and silent.
+            .with_require_leader(true);
         let eps: Vec<&str> = endpoints.iter().map(|e| e.as_ref()).collect();
         let client = retrying(budget, || {
             Client::connect(eps.clone(), Some(connect.clone()))
@@ -364,8 +400,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         self.inner.lost.load(Ordering::Acquire)
     }
 
-    /// Waits until etcd says this registry's lease is gone (it expired while the keeper could
-    /// not reach etcd, or it was revoked), and says which bindings went with it.
+    /// Waits until this registry's lease is gone, and says which bindings went with it: etcd
+    /// said so (the lease expired while the keeper could not reach etcd, or it was revoked
+    /// from outside), or [`close`](Self::close) ran (if its revoke could not be confirmed,
+    /// the keeper has stopped and the bindings go within one TTL).
     pub async fn lease_lost(&self) -> LeaseLost {
         let mut rx = self.inner.lost_tx.subscribe();
         loop {
@@ -434,12 +472,14 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
             .await
     }
 
-    /// [`register`](Self::register) under an instance id of the caller's.
+    /// [`register`](Self::register) under an instance id of the caller's (for example one
+    /// stored in a database, so that "the same agent" is recognised across processes).
     ///
-    /// Idempotent for the same instance and registry: if `name` is already bound to `instance`
-    /// under this registry's lease, that binding is returned as a success. This is what makes
-    /// retries safe: an attempt that timed out after etcd applied it is found by the retry as
-    /// its own, not reported as a conflict.
+    /// As in the core, a name already bound is refused even to the same instance:
+    /// [`Error::AlreadyRegistered`] with `current.instance()` equal to yours says the binding
+    /// is your instance's. Retries within the call are safe: an attempt whose answer was lost
+    /// is recognised by its record (each write carries a unique write id), never confused
+    /// with another registration.
     pub async fn register_as(
         &self,
         name: &str,
@@ -497,30 +537,54 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self.txn(txn).await?;
-        let (tag, stored) = if resp.succeeded() {
-            let tag = Tag::new(instance, Generation::from_raw(revision_of(&resp) as u64));
-            (tag, bytes)
+        let resp = match self.txn(txn).await {
+            Ok(r) => r,
+            Err(e @ Error::Unavailable { .. }) => {
+                // Settle it: did an attempt take effect? This call's record (its write id)
+                // in place means yes; otherwise the name is not ours.
+                return match self.get_kv(&self.inner.keys.name(name)).await {
+                    Ok(Some(kv)) if kv.value() == bytes.as_slice() => {
+                        let tag = tag_of_kv(&kv).expect("our own record");
+                        self.inner.hold(name, tag);
+                        Ok(tag)
+                    }
+                    Ok(Some(kv)) => Err(self.already(name, &kv)),
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let tag = if resp.succeeded() {
+            Tag::new(instance, Generation::from_raw(revision_of(&resp) as u64))
         } else {
-            let kv = first_kv(&resp).ok_or_else(|| Error::Unavailable {
-                attempts: 1,
-                last: "etcd answered a failed compare with no key".into(),
-            })?;
-            let current = tag_of_kv(&kv).map_err(|message| Error::Codec {
+            let Some(kv) = first_kv(&resp) else {
+                return Err(Error::Etcd(etcd_client::Error::InvalidArgs(
+                    "etcd answered a failed compare on a name with no key".into(),
+                )));
+            };
+            if kv.value() != bytes.as_slice() {
+                return Err(self.already(name, &kv));
+            }
+            // This call's own write, applied by an attempt whose answer was lost (the write id
+            // makes the record this call's alone).
+            tag_of_kv(&kv).expect("our own record")
+        };
+        self.inner.hold(name, tag);
+        Ok(tag)
+    }
+
+    /// The refusal of a registration of `name`, which `kv` holds.
+    fn already(&self, name: &str, kv: &KeyValue) -> Error {
+        match tag_of_kv(kv) {
+            Ok(current) => Error::AlreadyRegistered {
+                name: name.to_string(),
+                current,
+            },
+            Err(message) => Error::Codec {
                 name: name.to_string(),
                 message,
-            })?;
-            if current.instance() != instance || kv.lease() != lease {
-                return Err(Error::AlreadyRegistered {
-                    name: name.to_string(),
-                    current,
-                });
-            }
-            // Our own earlier attempt (a retry, or the same call made twice).
-            (current, kv.value().to_vec())
-        };
-        self.inner.hold(name, tag, stored);
-        Ok(tag)
+            },
+        }
     }
 
     /// Binds `{prefix}-{n}` with the next number from a counter in etcd shared by every
@@ -587,7 +651,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         }
     }
 
-    /// Every binding, read linearizably at one revision, which is returned with them.
+    /// Every binding, read linearizably at one revision, which is returned with them. A
+    /// record the codec cannot read fails the whole listing ([`Error::Codec`]); a
+    /// [`Mirror`](crate::Mirror) leaves such records out and counts them instead.
     pub async fn list(&self) -> Result<(i64, Vec<Binding<V>>), Error> {
         let (rev, kvs) = self.inner.list_raw().await?;
         let mut out = Vec::with_capacity(kvs.len());
@@ -602,53 +668,43 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
     /// Removes the binding of `name` only if it is still the one `tag` names: the same
     /// version (its generation is the revision) and the same instance.
     ///
-    /// For a binding this registry made, one transaction:
-    /// `mod_revision(name) == generation ∧ value == the record it stored → delete, else get`
-    /// (the record holds the instance id). For a tag from elsewhere, a linearizable read first
-    /// checks the instance, then the transaction compares the revision. A stale owner's call is
+    /// For a binding this registry made (or replaced), one transaction:
+    /// `mod_revision(name) == generation → delete and write the removal marker, else read
+    /// back`; the revision pins the version, whose instance this registry knows. For a tag
+    /// from elsewhere, a linearizable read first checks the instance. A stale owner's call is
     /// refused with [`Error::TagMismatch`] (or [`Error::NotFound`]) and changes nothing. After
-    /// an ambiguous failure the transaction is sent again; a retry that finds the name gone
-    /// reports [`Error::NotFound`], or [`Error::TagMismatch`] if it was bound again meanwhile:
-    /// the binding is gone either way, and the retry never removes a newer one.
+    /// an ambiguous failure the transaction is sent again, and a retry that finds its own
+    /// marker (a nonce per call) knows an earlier attempt removed the binding: `Ok`. It never
+    /// removes a newer binding.
     pub async fn unregister_if_same(&self, name: &str, tag: Tag) -> Result<(), Error> {
         Self::check_name(name)?;
         let key = self.inner.keys.name(name);
         let rev = tag.generation().as_raw() as i64;
-        let mut when = vec![Compare::mod_revision(key.clone(), CompareOp::Equal, rev)];
-        let lease = match self.inner.held_record(name, tag) {
-            Some(bytes) if rev > 0 => {
-                when.push(Compare::value(key.clone(), CompareOp::Equal, bytes));
-                self.inner.lease
+        if rev <= 0 || !self.inner.holds(name, tag) {
+            // Not a binding of ours (or a forged generation 0, which etcd's compare would
+            // take for "no key"): check the record's instance first.
+            match self.get_kv(&key).await? {
+                Some(kv)
+                    if rev > 0
+                        && kv.mod_revision() == rev
+                        && tag_of_kv(&kv).is_ok_and(|t| t == tag) => {}
+                other => return Err(self.refusal(name, tag, other)),
             }
-            _ => {
-                // Not a binding of ours (or a forged generation 0, which etcd's compare would
-                // take for "no key"): check the record's instance first.
-                let kv = self.get_kv(&key).await?;
-                match kv {
-                    Some(kv)
-                        if rev > 0
-                            && kv.mod_revision() == rev
-                            && tag_of_kv(&kv).is_ok_and(|t| t == tag) =>
-                    {
-                        kv.lease()
-                    }
-                    other => return Err(self.refusal(name, tag, other)),
-                }
-            }
-        };
-        let txn = Txn::new()
-            .when(when)
-            .and_then(delete_with_marker(
+        }
+        let nonce = random_u64();
+        let when = vec![Compare::mod_revision(key.clone(), CompareOp::Equal, rev)];
+        let resp = self
+            .txn(removal_txn(
                 &self.inner.keys,
+                when,
                 name,
-                key.clone(),
-                lease,
-                MARK_IF_SAME,
+                key,
+                Why::IfSame,
+                nonce,
             ))
-            .or_else([TxnOp::get(key, None)]);
-        let resp = self.txn(txn).await?;
-        if resp.succeeded() {
-            self.inner.unhold(name, tag);
+            .await?;
+        self.inner.unhold(name, tag); // gone now, or (compare failed) gone before
+        if resp.succeeded() || marked_by(&resp, nonce) {
             return Ok(());
         }
         Err(self.refusal(name, tag, first_kv(&resp)))
@@ -656,8 +712,8 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
 
     /// Removes whatever is bound to `name`, whoever bound it: not identity-safe (prefer
     /// [`unregister_if_same`](Self::unregister_if_same)). Returns the tag removed, or `None`
-    /// if nothing was bound. (A read, then a removal of exactly what it read, again if the
-    /// binding changed in between.)
+    /// if nothing was bound: a read, then a removal of exactly the version read (again if the
+    /// binding changed in between; a retry that finds its own marker stops).
     pub async fn unregister(&self, name: &str) -> Result<Option<Tag>, Error> {
         Self::check_name(name)?;
         let key = self.inner.keys.name(name);
@@ -665,20 +721,23 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
             let Some(kv) = self.get_kv(&key).await? else {
                 return Ok(None);
             };
-            let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    key.clone(),
-                    CompareOp::Equal,
-                    kv.mod_revision(),
-                )])
-                .and_then(delete_with_marker(
+            let nonce = random_u64();
+            let when = vec![Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )];
+            let resp = self
+                .txn(removal_txn(
                     &self.inner.keys,
+                    when,
                     name,
                     key.clone(),
-                    kv.lease(),
-                    MARK_EXPLICIT,
-                ));
-            if self.txn(txn).await?.succeeded() {
+                    Why::Explicit,
+                    nonce,
+                ))
+                .await?;
+            if resp.succeeded() || marked_by(&resp, nonce) {
                 let tag = tag_of_kv(&kv).ok();
                 if let Some(t) = tag {
                     self.inner.unhold(name, t);
@@ -746,7 +805,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         let current = self.get_kv(&key).await?;
         let kv = match current {
             Some(kv) if kv.mod_revision() == rev => kv,
-            other => return Err(self.refusal(name, tag, other)),
+            other => {
+                self.inner.unhold(name, tag); // that version is gone
+                return Err(self.refusal(name, tag, other));
+            }
         };
         let codec_err = |message| Error::Codec {
             name: name.to_string(),
@@ -786,10 +848,13 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
                         Generation::from_raw(now.mod_revision() as u64),
                     )
                 }
-                other => return Err(self.refusal(name, tag, other)),
+                other => {
+                    self.inner.unhold(name, tag);
+                    return Err(self.refusal(name, tag, other));
+                }
             }
         };
-        self.inner.rehold(name, tag, new_tag, bytes);
+        self.inner.rehold(name, tag, new_tag);
         Ok(new_tag)
     }
 
@@ -880,32 +945,33 @@ impl<V, C> Inner<V, C> {
         Ok((rev, resp.take_kvs()))
     }
 
-    fn hold(&self, name: &str, tag: Tag, bytes: Vec<u8>) {
+    fn hold(&self, name: &str, tag: Tag) {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), (tag, bytes));
+            .insert(name.to_string(), tag);
     }
     fn unhold(&self, name: &str, tag: Tag) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.get(name).is_some_and(|(t, _)| *t == tag) {
+        if held.get(name) == Some(&tag) {
             held.remove(name);
         }
     }
-    fn rehold(&self, name: &str, old: Tag, new: Tag, bytes: Vec<u8>) {
+    fn rehold(&self, name: &str, old: Tag, new: Tag) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = held.get_mut(name) {
-            if h.0 == old {
-                *h = (new, bytes);
+        if let Some(t) = held.get_mut(name) {
+            if *t == old {
+                *t = new;
             }
         }
     }
-    /// The record this registry stored for the binding `tag` names, if it made it.
-    fn held_record(&self, name: &str, tag: Tag) -> Option<Vec<u8>> {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.get(name)
-            .filter(|(t, _)| *t == tag)
-            .map(|(_, b)| b.clone())
+    /// Whether this registry made the version `tag` names.
+    fn holds(&self, name: &str, tag: Tag) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            == Some(&tag)
     }
 
     fn mark_lost(&self) {
@@ -917,7 +983,6 @@ impl<V, C> Inner<V, C> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
-            .map(|(name, (tag, _))| (name, tag))
             .collect();
         bindings.sort();
         self.lost_tx.send_replace(Some(LeaseLost {
@@ -939,12 +1004,24 @@ async fn keep_alive<V, C>(
     budget: Budget,
 ) {
     let period = ttl / 3;
+    // Each request waits at most a third of the TTL, so that one slow answer cannot outlast
+    // the lease by itself.
+    let wait = budget.request.min(period);
     let mut stream = None;
     loop {
         if stream.is_none() {
             let mut c = client.clone();
-            match tokio::time::timeout(budget.request, c.lease_keep_alive(lease)).await {
+            match tokio::time::timeout(wait, c.lease_keep_alive(lease)).await {
                 Ok(Ok(s)) => stream = Some(s),
+                // Opening the stream reads etcd's first answer: a TTL of 0 is reported as
+                // this error, and means the lease is gone (it expired while the keeper could
+                // not reach etcd, say).
+                Ok(Err(e)) if lease_gone(&e) => {
+                    if let Some(inner) = inner.upgrade() {
+                        inner.mark_lost();
+                    }
+                    return;
+                }
                 _ => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
@@ -952,7 +1029,7 @@ async fn keep_alive<V, C>(
             }
         }
         let (keeper, answers) = stream.as_mut().expect("opened above");
-        let answer = tokio::time::timeout(budget.request, async {
+        let answer = tokio::time::timeout(wait, async {
             keeper.keep_alive().await?;
             answers.message().await
         })

@@ -64,9 +64,14 @@ pub(crate) fn is_lease_not_found(e: &Error) -> bool {
     matches!(e, Error::Etcd(e) if lease_gone(e))
 }
 
-/// Whether etcd's answer says the lease is gone.
+/// Whether etcd's answer says the lease is gone: an error status, or etcd-client's report of
+/// a keepalive stream whose first answer had a TTL of 0.
 pub(crate) fn lease_gone(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("requested lease not found"))
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().contains("requested lease not found"),
+        etcd_client::Error::LeaseKeepAliveError(m) => m == "lease not found",
+        _ => false,
+    }
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the budget runs out. Each attempt gets

@@ -13,7 +13,7 @@ use futures_core::Stream;
 use etcd_client::{EventType, WatchOptions, WatchResponseStream};
 use genreg::Tag;
 
-use crate::registry::{Binding, EtcdRegistry, MARK_EXPLICIT, MARK_IF_SAME, binding_of, tag_of_kv};
+use crate::registry::{Binding, EtcdRegistry, Why, binding_of, parse_marker, tag_of_kv};
 use crate::{Codec, Error};
 
 /// What happened to a name at one revision.
@@ -148,7 +148,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
 }
 
 impl<V: Send + Sync + 'static, C: Codec<V>> Watch<V, C> {
-    /// The revision the next event will be at or after.
+    /// The revision the next event will be at or after: a watch started from it misses
+    /// nothing (it may repeat events of that revision already returned, when several changes
+    /// share one).
     pub fn next_revision(&self) -> i64 {
         self.next_rev
     }
@@ -187,7 +189,12 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Stream for Watch<V, C> {
             Poll::Pending => Poll::Pending,
             Poll::Ready((state, item)) => {
                 this.pending = None;
-                this.next_rev = state.next_rev;
+                // Events of one revision can be returned one by one: the next one to return
+                // is at the front of `ready`, whose revision is where a resumed watch starts.
+                this.next_rev = match state.ready.front() {
+                    Some(Ok(e)) => e.revision,
+                    _ => state.next_rev,
+                };
                 this.compacted = state.compacted;
                 this.state = Some(state);
                 Poll::Ready(item)
@@ -249,12 +256,11 @@ impl<V: Send + Sync + 'static, C: Codec<V>> State<V, C> {
         let mut marked: HashMap<(i64, &str), Removal> = HashMap::new();
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
-            if ev.event_type() == EventType::Put {
-                if let Some(name) = keys.reason_of(kv.key()) {
-                    let why = match kv.value() {
-                        MARK_IF_SAME => Removal::IfSame,
-                        MARK_EXPLICIT => Removal::Explicit,
-                        _ => Removal::Other,
+            if ev.event_type() == EventType::Put && kv.key() == keys.marker.as_slice() {
+                if let Some((why, _, name)) = parse_marker(kv.value()) {
+                    let why = match why {
+                        Why::IfSame => Removal::IfSame,
+                        Why::Explicit => Removal::Explicit,
                     };
                     marked.insert((kv.mod_revision(), name), why);
                 }

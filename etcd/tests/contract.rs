@@ -77,20 +77,26 @@ async fn register_refuse_replace_remove() {
     assert_eq!((now.value.as_str(), now.tag), ("on-b-v2", t3));
     assert_eq!(now.created as u64, t2.generation().as_raw());
 
-    // Idempotent retries: the same instance under the same lease is a success, same tag.
+    // A second registration by the same instance is refused, as in the core: no second
+    // owner; the refusal's tag names the instance's own binding. (Retries inside one call
+    // recognise their own write by its record: see both_backends and failover.)
     let inst = InstanceId::from_raw(77);
     let r1 = a.register_as("retry", inst, "v".into()).await.unwrap();
-    let r2 = a.register_as("retry", inst, "v".into()).await.unwrap();
-    assert_eq!(r1.tag(), r2.tag());
-    // ...but another registry with the same instance id is refused.
-    assert!(matches!(
-        b.register_as("retry", inst, "v".into())
+    for r in [&a, &b] {
+        match r
+            .register_as("retry", inst, "w".into())
             .await
             .unwrap_err()
-            .error,
-        Error::AlreadyRegistered { .. }
-    ));
-    r2.detach();
+            .error
+        {
+            Error::AlreadyRegistered { current, .. } => {
+                assert_eq!(current, r1.tag());
+                assert_eq!(current.instance(), inst);
+            }
+            e => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(a.get("retry").await.unwrap().unwrap().value, "v");
     r1.unregister().await.unwrap();
     assert!(a.get("retry").await.unwrap().is_none());
     assert!(matches!(
@@ -244,6 +250,34 @@ async fn watch_and_mirror_follow_every_change() {
         }
     ));
     assert_eq!(seen[3].name, "q");
+
+    // Two removals at one revision (a lease's end), returned one by one: a watch resumed from
+    // `next_revision()` between them misses neither.
+    let d = EtcdRegistry::<String>::connect_with(&eps, opts("t4/"), genreg_etcd::Json)
+        .await
+        .unwrap();
+    d.register("d1", "1".into()).await.unwrap().detach();
+    d.register("d2", "2".into()).await.unwrap().detach();
+    d.close().await.unwrap();
+    watch.next().await.unwrap();
+    watch.next().await.unwrap();
+    let first = watch.next().await.unwrap();
+    assert!(matches!(
+        first.kind,
+        EventKind::Removed {
+            reason: Removal::LeaseEnded,
+            ..
+        }
+    ));
+    assert_eq!(watch.next_revision(), first.revision);
+    let mut resumed = a.watch(watch.next_revision());
+    let second = watch.next().await.unwrap();
+    assert_eq!(second.revision, first.revision);
+    let again: Vec<String> = vec![
+        resumed.next().await.unwrap().name,
+        resumed.next().await.unwrap().name,
+    ];
+    assert!(again.contains(&second.name));
 
     mirror.wait_for(e3.revision).await;
     assert!(mirror.get("x").is_none());

@@ -206,8 +206,21 @@ impl Worker {
                     return Ok(g.detach());
                 }
                 Err(rej) => match rej.error {
+                    // Refused naming this very instance: an earlier attempt of this worker's
+                    // (a call that ended `Unavailable`) took effect after all. Never a second
+                    // owner: the binding is this instance's, under this registry's lease.
+                    Error::AlreadyRegistered { current, .. } if current.instance() == instance => {
+                        let b = get(&self.reg, name).await.expect("our binding");
+                        assert_eq!((b.tag, b.lease), (current, self.reg.lease()));
+                        assert_eq!(b.value, value);
+                        self.shared
+                            .counts
+                            .unknown_applied
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.shared.ok();
+                        return Ok(current);
+                    }
                     Error::AlreadyRegistered { current, .. } => {
-                        assert_ne!(current.instance(), instance, "{name}: refused as its own");
                         self.shared.counts.refused.fetch_add(1, Ordering::Relaxed);
                         return Err(current);
                     }
@@ -229,7 +242,8 @@ impl Worker {
                             "{name}: ours, under another lease"
                         );
                         assert_eq!(b.value, value);
-                        // The safe-retry contract: the retry finds it as its own, same tag.
+                        // The safe-retry contract: a new call never makes a second owner; it
+                        // is refused, naming this instance's binding.
                         let again = until_available(name, || async {
                             self.reg
                                 .register_as(name, instance, value.into())
@@ -239,7 +253,12 @@ impl Worker {
                         })
                         .await;
                         match again {
-                            Ok(t) => assert_eq!(t, b.tag, "{name}: the retry found another tag"),
+                            Err(Error::AlreadyRegistered { current, .. }) => {
+                                assert_eq!(current, b.tag, "{name}: the retry found another tag")
+                            }
+                            Ok(t) => {
+                                panic!("{name}: a second owner ({t}) of an applied registration")
+                            }
                             Err(e) => panic!("{name}: retry of an applied registration: {e}"),
                         }
                         self.shared.ok();

@@ -737,3 +737,60 @@ async fn mirror_sync_waits_for_the_events_it_vouches_for() {
     );
     assert_eq!(mirror.relists(), 0);
 }
+
+/// A lease that expires while the keeper cannot reach etcd is reported lost once it can again.
+/// The registry talks to one follower only; that follower is killed, the leader lets the
+/// lease expire, the follower comes back: the keeper's reopened stream is told the lease is
+/// gone. (A regression test: the keeper used to take that answer for a passing failure and
+/// retry forever, so `lease_lost` never resolved.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_expired_while_cut_off_is_reported_when_back() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    let opts = Options::default()
+        .root("l9/")
+        .ttl(Duration::from_secs(2))
+        .request_timeout(Duration::from_millis(500))
+        .retry_for(Duration::from_secs(1));
+    let a = EtcdRegistry::<String>::connect_with(
+        &[cluster.member_endpoint(follower)],
+        opts.clone(),
+        genreg_etcd::Json,
+    )
+    .await
+    .unwrap();
+    let t = a.register("x", "1".into()).await.unwrap().detach();
+    let b = EtcdRegistry::<String>::connect_with(
+        &[cluster.member_endpoint(leader)],
+        opts,
+        genreg_etcd::Json,
+    )
+    .await
+    .unwrap();
+
+    cluster.kill(follower);
+    // The leader expires the lease: no keepalive reaches it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match b.get("x").await {
+            Ok(None) => break,
+            _ => {
+                assert!(Instant::now() < deadline, "the lease never expired");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert!(!a.is_lease_lost(), "nothing has told A yet");
+    cluster.restart(follower);
+    cluster.wait_member_healthy(follower);
+    let lost = tokio::time::timeout(Duration::from_secs(20), a.lease_lost())
+        .await
+        .expect("the keeper reports the expired lease once etcd answers again");
+    assert_eq!(lost.lease, a.lease());
+    assert_eq!(lost.bindings, vec![("x".to_string(), t)]);
+    assert!(matches!(
+        a.register("y", "2".into()).await.unwrap_err().error,
+        Error::LeaseLost { .. }
+    ));
+}
