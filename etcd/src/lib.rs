@@ -9,7 +9,7 @@
 //! | --- | --- |
 //! | a tag's generation | the revision of the write that made the binding's current version (`mod_revision`; for a binding never replaced, its `create_revision`) |
 //! | `register` | `txn(create_revision(name) == 0 → put under the lease, else get)`: a refusal names the current tag |
-//! | `unregister_if_same` | `txn(mod_revision(name) == generation → delete, else get)` |
+//! | `unregister_if_same` | `txn(mod_revision(name) == generation → delete and write the removal marker, else get)` (a tag this registry did not make: its instance read first) |
 //! | `replace_if_same` | `txn(mod_revision(name) == generation → put keeping the lease, else get)`: a new tag |
 //! | `register_auto` | a shared counter key (its version is the number), then `register` |
 //! | a registration guard | the registry's lease, kept alive by a task and revoked by [`EtcdRegistry::close`] |
@@ -23,10 +23,11 @@
 //! # Failures and retries
 //! A request that fails ambiguously (no answer in time, a leader change, a broken connection)
 //! is sent again until [`Options::retry_for`] runs out, and each is built so that a retry is
-//! safe: a registration whose earlier attempt took effect finds its own instance under its own
-//! lease and succeeds; a removal or replacement compares the revision it was given, so a retry
-//! can never touch a newer binding (a retried removal that finds the name gone reports
-//! [`Error::NotFound`]: the binding is gone either way).
+//! safe. Every write stores a record with a unique write id, and every removal writes a
+//! marker with a unique nonce, in its own transaction: a retry that finds its own record or
+//! marker knows an earlier attempt took effect and succeeds; a removal or replacement
+//! compares the revision it was given, so a retry can never touch a newer binding. A call that
+//! still ends [`Error::Unavailable`] may or may not have taken effect: read the name.
 //!
 //! # Leases
 //! Every binding lives under its registry's lease (TTL [`Options::ttl`], 10 s by default, 2 s at
