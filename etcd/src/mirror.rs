@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::registry::{Binding, EtcdRegistry, binding_of};
 use crate::retry::retrying;
-use crate::watch::open;
+use crate::watch::RawWatch;
 use crate::{Codec, Error};
 
 struct Shared<V> {
@@ -298,50 +298,26 @@ fn remove<V: Send + Sync + 'static>(shared: &Shared<V>, name: &str, revision: i6
 async fn follow<V: Send + Sync + 'static, C: Codec<V>>(
     reg: EtcdRegistry<V, C>,
     shared: Arc<Shared<V>>,
-    mut next: i64,
+    next: i64,
 ) {
     let inner = &reg.inner;
-    let mut stream = None;
+    // The whole root: names, and the sync key and counters, which move the applied revision.
+    let mut raw = RawWatch::new(&inner.client, &inner.keys.root, next);
     loop {
-        if stream.is_none() {
-            match open(&inner.client, &inner.keys.root, next).await {
-                Ok(s) => stream = Some(s),
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+        let resp = match raw.pull().await {
+            Ok(resp) => resp,
+            Err(_compacted) => {
+                match relist(&reg, &shared).await {
+                    Ok(rev) => raw.restart_at(rev + 1),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
-            }
-        }
-        let (_, responses) = stream.as_mut().expect("opened above");
-        let resp = match responses.message().await {
-            Ok(Some(r)) => r,
-            _ => {
-                stream = None;
-                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        if resp.compact_revision() > 0 {
-            stream = None;
-            match relist(&reg, &shared).await {
-                Ok(rev) => next = next.max(rev + 1),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-            continue;
-        }
-        if resp.canceled() {
-            // Cancelled by etcd (its member lost the leader, say): open again, after a pause.
-            stream = None;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        }
-        // Events only: etcd 3.4's progress reports can run ahead of events in flight.
-        let mut last = next - 1;
+        let mut last = 0;
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             last = last.max(kv.mod_revision());
-            // Names are mirrored; the sync key and register_auto's counters only move the
-            // applied revision.
             let Some(name) = inner.keys.name_of(kv.key()) else {
                 continue;
             };
@@ -350,7 +326,6 @@ async fn follow<V: Send + Sync + 'static, C: Codec<V>>(
                 EventType::Delete => remove(&shared, name, kv.mod_revision()),
             }
         }
-        next = next.max(last + 1);
         shared.applied.send_modify(|a| *a = (*a).max(last));
     }
 }

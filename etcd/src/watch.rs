@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 
-use etcd_client::{EventType, WatchOptions, WatchResponseStream};
+use etcd_client::{EventType, WatchOptions, WatchResponse, WatchResponseStream};
 use genreg::Tag;
 
 use crate::registry::{Binding, EtcdRegistry, Why, binding_of, parse_marker, tag_of_kv};
@@ -109,8 +109,8 @@ type Pending<V, C> =
 
 struct State<V, C> {
     registry: EtcdRegistry<V, C>,
-    next_rev: i64,
-    stream: Option<(etcd_client::WatchRequestSender, WatchResponseStream)>,
+    /// The whole root: the names, and the removal markers that give their reasons.
+    raw: RawWatch,
     ready: VecDeque<Result<Event<V>, Error>>,
     /// etcd's compaction revision, once the watch has met it.
     compacted: Option<i64>,
@@ -134,8 +134,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> EtcdRegistry<V, C> {
         Watch {
             state: Some(Box::new(State {
                 registry: self.clone(),
-                next_rev: from,
-                stream: None,
+                raw: RawWatch::new(&self.inner.client, &self.inner.keys.root, from),
                 ready: VecDeque::new(),
                 compacted: None,
                 ended: false,
@@ -193,7 +192,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Stream for Watch<V, C> {
                 // is at the front of `ready`, whose revision is where a resumed watch starts.
                 this.next_rev = match state.ready.front() {
                     Some(Ok(e)) => e.revision,
-                    _ => state.next_rev,
+                    _ => state.raw.next_revision(),
                 };
                 this.compacted = state.compacted;
                 this.state = Some(state);
@@ -215,41 +214,20 @@ impl<V: Send + Sync + 'static, C: Codec<V>> State<V, C> {
             if let Some(compacted) = self.compacted {
                 self.ended = true;
                 return Some(Err(Error::Compacted {
-                    requested: self.next_rev,
+                    requested: self.raw.next_revision(),
                     compacted,
                 }));
             }
-            match self.pull().await {
-                Ok(()) => {}
-                Err(Pull::Compacted(compacted)) => {
-                    self.stream = None;
-                    self.compacted = Some(compacted);
-                }
-                Err(Pull::Broken) => {
-                    self.stream = None;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+            match self.raw.pull().await {
+                Ok(resp) => self.take(&resp).await,
+                Err(compacted) => self.compacted = Some(compacted),
             }
         }
     }
-    /// Reads one response from etcd (opening the watch first if needed) into `ready`.
-    async fn pull(&mut self) -> Result<(), Pull> {
+
+    /// Turns one response's events into `ready`.
+    async fn take(&mut self, resp: &WatchResponse) {
         let inner = &self.registry.inner;
-        if self.stream.is_none() {
-            // The whole root: the names, and the removal markers that give their reasons.
-            self.stream = Some(open(&inner.client, &inner.keys.root, self.next_rev).await?);
-        }
-        let (_, responses) = self.stream.as_mut().expect("opened above");
-        let resp = match responses.message().await {
-            Ok(Some(r)) => r,
-            _ => return Err(Pull::Broken),
-        };
-        if resp.compact_revision() > 0 {
-            return Err(Pull::Compacted(resp.compact_revision()));
-        }
-        if resp.canceled() {
-            return Err(Pull::Broken);
-        }
         // The removal markers in this response (written in their removal's transaction, so
         // at its revision and in the same response).
         let keys = &inner.keys;
@@ -269,7 +247,6 @@ impl<V: Send + Sync + 'static, C: Codec<V>> State<V, C> {
         let mut lease_gone: HashMap<i64, bool> = HashMap::new();
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
-            self.next_rev = self.next_rev.max(kv.mod_revision() + 1);
             let Some(name) = keys.name_of(kv.key()) else {
                 continue; // markers, the sync key, register_auto's counters
             };
@@ -300,7 +277,6 @@ impl<V: Send + Sync + 'static, C: Codec<V>> State<V, C> {
                 reason,
             ));
         }
-        Ok(())
     }
 }
 
@@ -314,28 +290,98 @@ async fn lease_is_gone(client: &etcd_client::Client, lease: i64) -> bool {
     }
 }
 
-/// Why a watch stream could not deliver.
-pub(crate) enum Pull {
-    /// etcd compacted the revisions asked for (etcd's compaction revision).
-    Compacted(i64),
-    /// The stream failed or closed: open it again from the next revision.
-    Broken,
+/// etcd's watch of the keys under a prefix from a revision on, resumed by itself: after a
+/// broken or cancelled stream it opens again (after a pause) from the revision after the last
+/// event it returned, so it yields every change once, in order. Both [`Watch`] and the mirror
+/// read through it.
+pub(crate) struct RawWatch {
+    client: etcd_client::Client,
+    prefix: Vec<u8>,
+    next: i64,
+    stream: Option<(etcd_client::WatchRequestSender, WatchResponseStream)>,
 }
 
-/// Opens a watch on the keys under `prefix` from `from` on, with previous versions.
-pub(crate) async fn open(
-    client: &etcd_client::Client,
-    prefix: &[u8],
-    from: i64,
-) -> Result<(etcd_client::WatchRequestSender, WatchResponseStream), Pull> {
-    let mut c = client.clone();
-    let opts = WatchOptions::new()
-        .with_prefix()
-        .with_prev_key()
-        .with_start_revision(from);
-    match tokio::time::timeout(Duration::from_secs(5), c.watch(prefix.to_vec(), Some(opts))).await {
-        Ok(Ok(s)) => Ok(s.split()),
-        _ => Err(Pull::Broken),
+impl RawWatch {
+    pub(crate) fn new(client: &etcd_client::Client, prefix: &[u8], from: i64) -> RawWatch {
+        RawWatch {
+            client: client.clone(),
+            prefix: prefix.to_vec(),
+            next: from.max(1),
+            stream: None,
+        }
+    }
+
+    /// The revision the next event will be at or after.
+    pub(crate) fn next_revision(&self) -> i64 {
+        self.next
+    }
+
+    /// Starts again from `from` (after a listing at `from - 1`).
+    pub(crate) fn restart_at(&mut self, from: i64) {
+        self.stream = None;
+        self.next = self.next.max(from);
+    }
+
+    /// The next response that carries events (etcd's other answers are skipped). `Err` is
+    /// etcd's compaction revision: the revisions from `next_revision()` on are gone.
+    pub(crate) async fn pull(&mut self) -> Result<WatchResponse, i64> {
+        loop {
+            if self.stream.is_none() {
+                match self.open().await {
+                    Some(s) => self.stream = Some(s),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+            }
+            let (_, responses) = self.stream.as_mut().expect("opened above");
+            let resp = match responses.message().await {
+                Ok(Some(r)) => r,
+                _ => {
+                    self.stream = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if resp.compact_revision() > 0 {
+                self.stream = None;
+                return Err(resp.compact_revision());
+            }
+            if resp.canceled() {
+                // Cancelled by etcd (its member lost the leader, say): open again, after a
+                // pause.
+                self.stream = None;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            if resp.events().is_empty() {
+                continue; // created, or a progress report (which 3.4 can send ahead of events)
+            }
+            for ev in resp.events() {
+                if let Some(kv) = ev.kv() {
+                    self.next = self.next.max(kv.mod_revision() + 1);
+                }
+            }
+            return Ok(resp);
+        }
+    }
+
+    async fn open(&self) -> Option<(etcd_client::WatchRequestSender, WatchResponseStream)> {
+        let mut c = self.client.clone();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_prev_key()
+            .with_start_revision(self.next);
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            c.watch(self.prefix.clone(), Some(opts)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => Some(s.split()),
+            _ => None,
+        }
     }
 }
 
