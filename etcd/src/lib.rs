@@ -42,6 +42,8 @@
 //! trip). A [`Mirror`] is an in-process genreg registry fed by the watch: lookups cost what they
 //! cost in-process, as of the revision it has applied ([`Mirror::applied`]), which it can wait
 //! for ([`Mirror::wait_for`], [`Mirror::sync`]); [`Mirror::fenced_get`] is a linearizable lookup.
+//! Metadata registered with [`EtcdRegistry::register_with`] travels in the record, so the
+//! core's discovery queries run on the mirror's local registry ([`Mirror::local`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), genreg_etcd::Error> {
