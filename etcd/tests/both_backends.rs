@@ -892,8 +892,9 @@ async fn replacement_with_another_instances_tag_is_refused() {
     }
 }
 
-/// The same for removal. The core compares both parts; genreg-etcd's `unregister_if_same`
-/// compares only the generation (`mod_revision`), so it removes the binding.
+/// The same for removal: both backends compare both parts. (genreg-etcd's
+/// `unregister_if_same` once compared only the generation, `mod_revision`, and removed the
+/// binding: this suite found it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removal_with_another_instances_tag_is_refused() {
     let (_etcd, backends) = backends("instance-remove").await;
