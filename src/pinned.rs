@@ -60,6 +60,16 @@ impl<'g, V> EntryRef<'g, V> {
         Some(EntryRef { node, upgraded })
     }
 
+    /// A view of a plain strong node (no weak value, metadata or cells): always visible.
+    #[inline(always)]
+    fn plain(node: &'g Node<V>) -> EntryRef<'g, V> {
+        debug_assert!(node.plain_value().is_some());
+        EntryRef {
+            node,
+            upgraded: None,
+        }
+    }
+
     /// The node it views.
     pub(crate) fn node(&self) -> &'g Node<V> {
         self.node
@@ -90,6 +100,10 @@ impl<'g, V> EntryRef<'g, V> {
     /// The value.
     #[inline]
     pub fn value(&self) -> &V {
+        // A plain strong node first: the read path's common case, decided by the node's kind.
+        if let Some(v) = self.node.plain_value() {
+            return v;
+        }
         match (&self.upgraded, self.node.stored()) {
             (Some(v), _) | (None, StoredRef::Strong(v)) => v,
             (None, StoredRef::Weak(_)) => unreachable!("a weak view holds its upgrade"),
@@ -150,7 +164,66 @@ pub(crate) fn not_found(name: &str) -> Error {
     }
 }
 
+/// The per-call read path, written once for [`Registry::get`] and [`Registry::read`]: `f` runs
+/// on `name`'s binding, borrowed under `guard`.
+///
+/// A plain strong binding (the common case) is answered in line; anything else (a weak value,
+/// metadata, a liveness or load cell, a pool's name) goes through [`read_ext`], out of line, on
+/// the same guard.
+#[inline(always)]
+pub(crate) fn read_in<'g, V: Send + Sync + 'static, R>(
+    registry: &Registry<V>,
+    name: &str,
+    guard: &'g Guard,
+    f: impl FnOnce(EntryRef<'g, V>) -> R,
+) -> Option<R> {
+    let map = &registry.inner.map;
+    let node = map.get(map.hash(name), name, guard)?;
+    if node.plain_value().is_some() {
+        return Some(f(EntryRef::plain(node)));
+    }
+    read_ext(registry, node, guard, f)
+}
+
+/// [`read_in`] for a node that is more than a plain strong value: visible or purged, as
+/// [`Pinned::get`] does.
+#[cold]
+#[inline(never)]
+fn read_ext<'g, V: Send + Sync + 'static, R>(
+    registry: &Registry<V>,
+    node: &'g Node<V>,
+    guard: &'g Guard,
+    f: impl FnOnce(EntryRef<'g, V>) -> R,
+) -> Option<R> {
+    match EntryRef::of(node) {
+        Some(entry) => Some(f(entry)),
+        None => {
+            purge(registry, node, guard);
+            None
+        }
+    }
+}
+
+/// Removes `node` if it is dead (a weak binding whose owner died, an expired or condemned one),
+/// by its tag: never a newer binding. Whether it removed it.
+fn purge<V: Send + Sync + 'static>(registry: &Registry<V>, node: &Node<V>, guard: &Guard) -> bool {
+    let Some(reason) = node.bury() else {
+        return false;
+    };
+    let tag = node.tag;
+    matches!(
+        registry.inner.map.write_if(
+            node.hash,
+            node.name(),
+            |n| (n.tag == tag).then_some(Write::Remove(reason)),
+            guard
+        ),
+        Written::Done(_)
+    )
+}
+
 impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
+    #[inline(always)]
     pub(crate) fn new(registry: &'r Registry<V>) -> Self {
         let (guard, local) = registry.inner.pin();
         Pinned {
@@ -602,20 +675,7 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
     #[cold]
     #[inline(never)]
     pub(crate) fn purge(&self, node: &Node<V>) -> bool {
-        let Some(reason) = node.bury() else {
-            return false;
-        };
-        let map = &self.registry.inner.map;
-        let tag = node.tag;
-        matches!(
-            map.write_if(
-                node.hash,
-                node.name(),
-                |n| (n.tag == tag).then_some(Write::Remove(reason)),
-                &self.guard
-            ),
-            Written::Done(_)
-        )
+        purge(self.registry, node, &self.guard)
     }
 
     /// Pushes this thread's deferred frees to the global queue and tries to collect.

@@ -316,7 +316,7 @@ impl<V> Inner<V> {
         drop(guard);
         let pin = || match &local {
             Some(handle) => handle.pin(),
-            None => crossbeam_epoch::pin(),
+            None => crate::sync::pin(),
         };
         let start = std::time::Instant::now();
         for pass in 0u64.. {
@@ -356,7 +356,7 @@ impl<V> Inner<V> {
             done
         };
         match &self.collector {
-            None => (0..COLLECT_PASSES).any(|n| pass(crossbeam_epoch::pin(), n, &mut step)),
+            None => (0..COLLECT_PASSES).any(|n| pass(crate::sync::pin(), n, &mut step)),
             Some(c) => {
                 let handle = c.register();
                 (0..COLLECT_PASSES).any(|n| pass(handle.pin(), n, &mut step))
@@ -365,9 +365,10 @@ impl<V> Inner<V> {
     }
 
     /// Pins the current thread on the registry's collector.
+    #[inline(always)]
     pub(crate) fn pin(&self) -> (Guard, Option<LocalHandle>) {
         match &self.collector {
-            None => (crossbeam_epoch::pin(), None),
+            None => (crate::sync::pin(), None),
             Some(c) => {
                 let handle = c.register();
                 (handle.pin(), Some(handle))
@@ -537,8 +538,56 @@ impl<V: Send + Sync + 'static> Registry<V> {
     /// gives borrowed access to values. Not `Send`; do not hold it across `.await`, and drop or
     /// [`repin`](Pinned::repin) it now and then in long loops, since a pinned thread holds up
     /// memory reclamation for everyone.
+    #[inline(always)]
     pub fn pin(&self) -> Pinned<'_, V> {
         Pinned::new(self)
+    }
+
+    /// Runs `f` on the binding of `name`, borrowed, and returns what it returns; `None` if
+    /// `name` is unbound (or reads as no value: a pool's own name, a dead weak binding).
+    ///
+    /// A lookup that neither clones the value nor keeps anything pinned: the epoch guard is
+    /// taken and released inside the call, so the result can be kept across `.await`, while
+    /// nothing in `f`'s [`EntryRef`] can escape it. Reading a field, cloning part of the value
+    /// or comparing a tag costs no write to shared memory beyond the pin itself, which matters
+    /// when threads read one hot name: [`get`](Self::get)'s `Arc` clone makes them contend on
+    /// the value's reference count.
+    ///
+    /// ```
+    /// let registry = genreg::Registry::new();
+    /// registry.register_detached("planner", std::sync::Arc::new(String::from("gpt")))?;
+    /// let len = registry.read("planner", |entry| entry.value().len());
+    /// assert_eq!(len, Some(3));
+    /// assert_eq!(registry.read("nobody", |entry| entry.tag()), None);
+    /// # Ok::<(), genreg::Rejected<std::sync::Arc<String>>>(())
+    /// ```
+    ///
+    /// `f` runs while the thread is pinned: keep it short (a long `f` delays memory
+    /// reclamation as a held [`Pinned`] does). It may call the registry.
+    // Always inlined, the guard kept in registers: BENCHMARKS.md, "The read path".
+    #[inline(always)]
+    pub fn read<R>(&self, name: &str, f: impl FnOnce(EntryRef<'_, V>) -> R) -> Option<R> {
+        let inner = &*self.inner;
+        if inner.collector.is_none() {
+            // crossbeam's default collector: pinned through genreg's thread-local handle,
+            // no `Pinned` built.
+            let guard = crate::sync::pin();
+            return crate::pinned::read_in(self, name, &guard, f);
+        }
+        self.read_owned_collector(name, f)
+    }
+
+    /// [`read`](Self::read) on a registry with a collector of its own (a handle registered per
+    /// call, so out of line).
+    #[cold]
+    #[inline(never)]
+    fn read_owned_collector<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(EntryRef<'_, V>) -> R,
+    ) -> Option<R> {
+        let pinned = self.pin();
+        crate::pinned::read_in(self, name, pinned.guard(), f)
     }
 
     /// Drops what has been removed from this registry, as far as pinned threads allow.
@@ -583,8 +632,13 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// The value bound to `name` and its tag, or `None`. Never blocks; the result holds no
     /// guard, so it can be kept across `.await`. A pool's own name has no value (its members
     /// do): [`kind`](Self::kind) says what a name is.
+    ///
+    /// It clones the value (for an `Arc`, an increment on the value's own cache line, which
+    /// threads reading one hot name contend on); [`read`](Self::read) borrows instead.
+    // Always inlined, the guard kept in registers: BENCHMARKS.md, "The read path".
+    #[inline(always)]
     pub fn get(&self, name: &str) -> Option<Entry<V>> {
-        self.pin().get(name).map(|e| e.to_entry())
+        self.read(name, |e| e.to_entry())
     }
 
     /// The value bound to `name` only if the binding still carries `tag` (a fenced read).

@@ -29,3 +29,35 @@ pub(crate) use std::sync::atomic::AtomicU64 as StaticAtomicU64;
 /// lists of removed values were handed over, and how many have been freed; see
 /// `raw/pending.rs`), shared with jobs that may run after a model's map is gone.
 pub(crate) use std::sync::atomic::AtomicUsize as UnmodelledAtomicUsize;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// genreg's own participant in crossbeam-epoch's default collector, one per thread.
+    ///
+    /// crossbeam's `pin()` reaches its thread-local handle through a call it does not inline; with
+    /// a handle of our own, a per-call lookup pins in line (BENCHMARKS.md, "The read path"). Every
+    /// pin on the default collector goes through [`pin`], so that a deferred job and the
+    /// `flush` that hands it over happen on the same participant (the grace period depends on it).
+    /// Under loom the handle is loom's thread-local, as crossbeam's own is in its loom mode.
+    static HANDLE: crossbeam_epoch::LocalHandle = crossbeam_epoch::default_collector().register();
+}
+#[cfg(loom)]
+loom::thread_local! {
+    /// genreg's handle, in loom's thread-local (see the one above).
+    static HANDLE: crossbeam_epoch::LocalHandle = crossbeam_epoch::default_collector().register();
+}
+
+/// Pins the current thread on crossbeam-epoch's default collector, through genreg's handle
+/// (during thread-local destruction, through a fresh one, as crossbeam's `pin()` does).
+#[inline(always)]
+pub(crate) fn pin() -> crossbeam_epoch::Guard {
+    HANDLE
+        .try_with(|h| h.pin())
+        .unwrap_or_else(|_| crossbeam_epoch::default_collector().register().pin())
+}
+
+/// Whether the current thread is pinned on the default collector, through genreg's handle or
+/// crossbeam's own.
+pub(crate) fn is_pinned() -> bool {
+    HANDLE.try_with(|h| h.is_pinned()).unwrap_or(false) || crossbeam_epoch::is_pinned()
+}

@@ -280,7 +280,7 @@ impl<V> RawMap<V> {
     }
 
     /// The current node bound to `name`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get<'g>(&self, hash: u64, name: &str, guard: &'g Guard) -> Option<&'g Node<V>> {
         self.get_in(self.root(guard), &Key::new(hash, name), guard)
     }
@@ -299,25 +299,34 @@ impl<V> RawMap<V> {
     }
 
     /// Looks `name` up in one table (see the module docs for what each slot means).
-    #[inline]
+    // Always inlined, with the slot array and mask hoisted and a down-counter: the read path's
+    // instruction count is the lookup's cost (BENCHMARKS.md, "The read path").
+    #[inline(always)]
     fn probe<'g>(&self, table: &'g Table<V>, key: &Key<'_>, guard: &'g Guard) -> Probe<'g, V> {
-        let mut i = home(key.hash, table.mask);
-        for _ in 0..=table.mask {
-            let (word, own) = table.load_for(i, key.frag, guard);
-            if !own {
-                // Another name's slot, decided from the word alone.
-                i = (i + 1) & table.mask;
-                continue;
+        let mask = table.mask;
+        let slots = table.slots();
+        let mut i = home(key.hash, mask);
+        let mut left = mask + 1;
+        while left != 0 {
+            // SAFETY: `i <= mask`, and a table has `mask + 1` slots.
+            let word = unsafe { slots.get_unchecked(i) }.load(Ordering::Acquire);
+            // Another name's slot is decided from the word alone; the rest are decoded.
+            if table::may_own(word, key.frag) {
+                match Slot::<V>::decode(table::shared_of(word, guard)) {
+                    Slot::Empty => return Probe::Absent,
+                    Slot::SealedEmpty => return Probe::Next,
+                    Slot::Tomb(_) | Slot::SealedTomb => {}
+                    // The name alone decides (equal names have equal hashes; the fragment
+                    // already compared 16 bits of the hash).
+                    Slot::Live(n) | Slot::Frozen(n) if n.name.matches(key) => {
+                        return Probe::Found(n);
+                    }
+                    Slot::Done(n) if n.name.matches(key) => return Probe::Next,
+                    Slot::Live(_) | Slot::Frozen(_) | Slot::Done(_) => {}
+                }
             }
-            match Slot::decode(word) {
-                Slot::Empty => return Probe::Absent,
-                Slot::SealedEmpty => return Probe::Next,
-                Slot::Tomb(_) | Slot::SealedTomb => {}
-                Slot::Live(n) | Slot::Frozen(n) if n.is(key) => return Probe::Found(n),
-                Slot::Done(n) if n.is(key) => return Probe::Next,
-                Slot::Live(_) | Slot::Frozen(_) | Slot::Done(_) => {}
-            }
-            i = (i + 1) & table.mask;
+            i = (i + 1) & mask;
+            left -= 1;
         }
         // A chain with no end: every slot is claimed. New names went to the next table if any.
         match table.migration(guard) {
@@ -841,7 +850,7 @@ impl<'g, V> Iterator for RawIter<'g, V> {
 
 impl<V> RawMap<V> {
     /// `get`, starting at `table` instead of the root.
-    #[inline]
+    #[inline(always)]
     fn get_in<'g>(
         &self,
         mut table: &'g Table<V>,

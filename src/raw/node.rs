@@ -464,6 +464,16 @@ impl<V> Node<V> {
         }
     }
 
+    /// The value of a plain strong node (no weak value, metadata or cells), which every read
+    /// sees; `None` for any other node.
+    #[inline(always)]
+    pub(crate) fn plain_value(&self) -> Option<&V> {
+        match self.held() {
+            Held::Strong(v) => Some(v),
+            Held::Ext(_) => None,
+        }
+    }
+
     /// Whether the node is more than a plain strong value (weak, metadata, liveness).
     #[inline(always)]
     pub(crate) fn is_ext(&self) -> bool {

@@ -161,6 +161,12 @@ impl<V> Table<V> {
         unsafe { self.slots.get_unchecked(i & self.mask) }
     }
 
+    /// The slot words, for a probe loop that hoists them (`len() == mask + 1`).
+    #[inline(always)]
+    pub(crate) fn slots(&self) -> &[AtomicUsize] {
+        &self.slots
+    }
+
     /// Slot `i`'s word (Acquire: see the module docs).
     #[inline]
     pub(crate) fn load<'g>(&self, i: usize, _guard: &'g Guard) -> Shared<'g, Node<V>> {
@@ -177,8 +183,7 @@ impl<V> Table<V> {
         _guard: &'g Guard,
     ) -> (Shared<'g, Node<V>>, bool) {
         let word = self.slot(i).load(Ordering::Acquire);
-        let own = word & FRAG_MASK == frag || word & ADDR_MASK == 0;
-        (word_to_shared(word), own)
+        (word_to_shared(word), may_own(word, frag))
     }
 
     /// One CAS on slot `i`; on failure returns what the slot holds.
@@ -338,8 +343,22 @@ fn encode<V>(s: Shared<'_, Node<V>>) -> usize {
     }
 }
 
+/// Whether a slot word may hold the name whose fragment is `frag`: its fragment matches, or it
+/// points at no node (empty, a tomb, sealed). `false` decides another name's slot without
+/// touching its node.
+#[inline(always)]
+pub(crate) fn may_own(word: usize, frag: usize) -> bool {
+    (word ^ frag) & FRAG_MASK == 0 || word & ADDR_MASK == 0
+}
+
+/// A slot word loaded under `_guard`, as the `Shared` it encodes.
+#[inline(always)]
+pub(crate) fn shared_of<'g, V>(word: usize, _guard: &'g Guard) -> Shared<'g, Node<V>> {
+    word_to_shared(word)
+}
+
 /// The crossbeam word of a slot word (the fragment dropped).
-#[inline]
+#[inline(always)]
 fn word_to_shared<'g, V>(word: usize) -> Shared<'g, Node<V>> {
     // SAFETY: `word & !FRAG_MASK` is a word `encode` took from a `Shared` (or 0, the null word).
     unsafe { Shared::from_usize(word & !FRAG_MASK) }

@@ -370,7 +370,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     fn snapshot_filtered(&self, filter: &Filter) -> Result<Snapshot<V>, WatchError> {
         let inner = &self.inner;
         let log = inner.map.log.as_ref().ok_or(WatchError::Disabled)?;
-        if !inner.has_own_collector() && crossbeam_epoch::is_pinned() {
+        if !inner.has_own_collector() && crate::sync::is_pinned() {
             return Err(WatchError::Busy);
         }
         'attempt: for _ in 0..ATTEMPTS {

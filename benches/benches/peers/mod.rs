@@ -149,7 +149,7 @@ pub struct PerCall<'a, P>(pub &'a P);
 
 impl<P: Peer> Handle for PerCall<'_, P> {
     type Tag = P::Tag;
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(P::Tag, u64)> {
         self.0.peek(name)
     }
@@ -195,13 +195,14 @@ impl<const EVENTS: bool> Peer for GenregWith<EVENTS> {
     fn register(&self, name: &str, v: &Val) -> Option<genreg::Tag> {
         self.0.register_detached(name, Arc::clone(v)).ok()
     }
-    #[inline]
+    #[inline(always)]
     fn get(&self, name: &str) -> Option<(genreg::Tag, Val)> {
         self.0.get(name).map(|e| (e.tag(), e.into_value()))
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(genreg::Tag, u64)> {
-        self.0.pin().get(name).map(|e| (e.tag(), e.value().id))
+        // The per-call borrowed read users call: `Registry::read`.
+        self.0.read(name, |e| (e.tag(), e.value().id))
     }
     #[inline]
     fn unregister_if_same(&self, name: &str, tag: genreg::Tag) -> bool {
@@ -232,7 +233,7 @@ pub struct GenregPinned<'a>(pub genreg::Pinned<'a, Val>);
 
 impl Handle for GenregPinned<'_> {
     type Tag = genreg::Tag;
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(genreg::Tag, u64)> {
         self.0.get(name).map(|e| (e.tag(), e.value().id))
     }
@@ -276,14 +277,14 @@ impl Peer for Papaya {
     fn register(&self, name: &str, v: &Val) -> Option<PTag> {
         papaya_register(&self.map.pin(), &self.minter, name, v)
     }
-    #[inline]
+    #[inline(always)]
     fn get(&self, name: &str) -> Option<(PTag, Val)> {
         self.map
             .pin()
             .get(name)
             .map(|b| (b.tag, Arc::clone(&b.val)))
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         self.map.pin().get(name).map(|b| (b.tag, b.val.id))
     }
@@ -346,7 +347,7 @@ pub struct PapayaPinned<'a> {
 
 impl Handle for PapayaPinned<'_> {
     type Tag = PTag;
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         self.map.get(name).map(|b| (b.tag, b.val.id))
     }
@@ -400,11 +401,11 @@ impl Peer for SccIndex {
             .ok()
             .map(|_| tag)
     }
-    #[inline]
+    #[inline(always)]
     fn get(&self, name: &str) -> Option<(PTag, Val)> {
         self.map.peek_with(name, |_, b| (b.tag, Arc::clone(&b.val)))
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         self.map.peek_with(name, |_, b| (b.tag, b.val.id))
     }
@@ -443,7 +444,7 @@ pub struct SccIndexGuarded<'a> {
 
 impl Handle for SccIndexGuarded<'_> {
     type Tag = PTag;
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         self.peer
             .map
@@ -496,11 +497,11 @@ impl Peer for SccMap {
             .ok()
             .map(|_| tag)
     }
-    #[inline]
+    #[inline(always)]
     fn get(&self, name: &str) -> Option<(PTag, Val)> {
         self.map.read_sync(name, |_, b| (b.tag, Arc::clone(&b.val)))
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         self.map.read_sync(name, |_, b| (b.tag, b.val.id))
     }
@@ -571,11 +572,11 @@ impl Peer for Dash {
             }
         }
     }
-    #[inline]
+    #[inline(always)]
     fn get(&self, name: &str) -> Option<(PTag, Val)> {
         self.map.get(name).map(|b| (b.tag, Arc::clone(&b.val)))
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         self.map.get(name).map(|b| (b.tag, b.val.id))
     }
@@ -643,12 +644,12 @@ impl Peer for RwMap {
         );
         Some(tag)
     }
-    #[inline]
+    #[inline(always)]
     fn get(&self, name: &str) -> Option<(PTag, Val)> {
         let m = self.map.read().unwrap();
         m.get(name).map(|b| (b.tag, Arc::clone(&b.val)))
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         let m = self.map.read().unwrap();
         m.get(name).map(|b| (b.tag, b.val.id))
@@ -719,13 +720,13 @@ impl Peer for MutexWeak {
         }
         Some(tag)
     }
-    #[inline]
+    #[inline(always)]
     fn get(&self, name: &str) -> Option<(PTag, Val)> {
         let m = self.map.lock().unwrap();
         let (tag, w) = m.get(name)?;
         w.upgrade().map(|v| (*tag, v))
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         // A weak binding can only be read by upgrading it: the clone is inherent.
         let m = self.map.lock().unwrap();
@@ -819,14 +820,14 @@ impl Peer for ArcSwapMap {
         });
         won.then_some(tag)
     }
-    #[inline]
+    #[inline(always)]
     fn get(&self, name: &str) -> Option<(PTag, Val)> {
         self.map
             .load()
             .get(name)
             .map(|b| (b.tag, Arc::clone(&b.val)))
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         self.map.load().get(name).map(|b| (b.tag, b.val.id))
     }
@@ -919,7 +920,7 @@ pub struct ArcSwapCached<'a> {
 
 impl Handle for ArcSwapCached<'_> {
     type Tag = PTag;
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         let mut c = self.cache.borrow_mut();
         c.load().get(name).map(|b| (b.tag, b.val.id))
@@ -1041,11 +1042,11 @@ impl Peer for Ceiling {
         );
         Some(tag)
     }
-    #[inline]
+    #[inline(always)]
     fn get(&self, name: &str) -> Option<(PTag, Val)> {
         self.m().get(name).map(|b| (b.tag, Arc::clone(&b.val)))
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&self, name: &str) -> Option<(PTag, u64)> {
         self.m().get(name).map(|b| (b.tag, b.val.id))
     }
