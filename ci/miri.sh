@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage "miri": the library's unit tests and the api, tags, model, stress, watch, discovery,
-# capacity, liveness and pool suites (the stress tests small enough for Miri) under Miri, which
+# capacity, liveness, pool and read suites (the stress tests small enough for Miri) under Miri, which
 # reports undefined behaviour, use-after-free, data races and leaks on the paths it executes.
 #
 #   bash ci/miri.sh                   # what CI runs
@@ -32,7 +32,7 @@ fi
 # other), logs printed when both are done.
 group_a=(--test model)
 group_b=(--lib --test api --test tags --test stress --test watch --test discovery --test capacity
-    --test liveness --test pool)
+    --test liveness --test pool --test read)
 logs="target/miri-logs"
 mkdir -p "$logs"
 t0=$SECONDS

@@ -15,7 +15,7 @@
 #
 # MUTANT: cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas |
 #         index_unchecked | query_unchecked | admit_race | expiry_unclaimed | lease_unchecked |
-#         blind_register (genreg-etcd) | all (those eleven) |
+#         read_unchecked | blind_register (genreg-etcd) | all (those twelve) |
 #         none (control)
 # LAYER (limits in parentheses; each runs what the named ci/ script runs, plus the cfg):
 #   proptest     cargo test --release --test model -- --nocapture              (120 s)
@@ -24,6 +24,7 @@
 #   capacity     cargo test --release --test capacity                          (120 s)
 #   liveness     cargo test --release --test liveness                          (120 s)
 #   pool         cargo test --release --test pool                              (120 s)
+#   read         cargo test --release --test read                              (120 s)
 #   etcd         cargo test --release -p genreg-etcd (real etcd servers: needs etcd on PATH)
 #                                                                               (240 s)
 #   discovery    cargo test --release --test discovery (ci/test.sh adds --features serde,
@@ -44,7 +45,7 @@
 #   fuzz-ops, fuzz-concurrent              ci/fuzz.sh's libFuzzer binaries and options,
 #                60 s from the checked-in corpus (fuzz/corpus/TARGET, read only)  (120 s)
 #   fuzz-ops-empty, fuzz-concurrent-empty  the same from an empty corpus         (120 s)
-# Groups: all (every layer above), test (proptest api stress capacity liveness pool discovery unit
+# Groups: all (every layer above), test (proptest api stress capacity liveness pool read discovery unit
 # tags replay), miri
 #   (the five miri cells), fuzz (the four fuzz cells). Not in `all`: loom-each (every model of
 #   tests/loom.rs, loom_events.rs, loom_discovery.rs, loom_capacity.rs, loom_liveness.rs and
@@ -95,8 +96,8 @@ REPEAT="${GENREG_MUTANTS_REPEAT:-1}"
 RUN="" # "#k" while repeating
 
 ALL_MUTANTS=(cas_unregister no_generation loser_frees reserve_race rev_after_cas index_unchecked
-    query_unchecked admit_race expiry_unclaimed lease_unchecked blind_register)
-TEST_LAYERS=(proptest api stress capacity liveness pool discovery unit tags replay)
+    query_unchecked admit_race expiry_unclaimed lease_unchecked read_unchecked blind_register)
+TEST_LAYERS=(proptest api stress capacity liveness pool read discovery unit tags replay)
 MIRI_LAYERS=(miri-lib miri-api miri-tags miri-model miri-stress)
 FUZZ_LAYERS=(fuzz-ops fuzz-ops-empty fuzz-concurrent fuzz-concurrent-empty)
 ALL_LAYERS=("${TEST_LAYERS[@]}" etcd loom "${MIRI_LAYERS[@]}" tsan "${FUZZ_LAYERS[@]}")
@@ -119,7 +120,7 @@ case "${1:-all}" in
     all) mutants=("${ALL_MUTANTS[@]}") ;;
     none | cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas | \
         index_unchecked | query_unchecked | admit_race | expiry_unclaimed | lease_unchecked | \
-        blind_register) \
+        read_unchecked | blind_register) \
         mutants=("$1") ;;
     *) printf 'unknown mutant %q\n\n' "$1" >&2 && usage 3 ;;
 esac
@@ -179,7 +180,7 @@ FUZZ_FLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 
 group_of() {
     case "$1" in
-        proptest | api | stress | capacity | liveness | pool | discovery | unit | tags | replay) echo test ;;
+        proptest | api | stress | capacity | liveness | pool | read | discovery | unit | tags | replay) echo test ;;
         miri-*) echo miri ;;
         fuzz-*) echo fuzz ;;
         loom*) echo loom ;;
@@ -219,7 +220,7 @@ build_cmd() { # MUTANT GROUP
     td="$(target_dir "$1" "$2")"
     case "$2" in
         test) echo cargo test --release --lib --test model --test api --test stress \
-            --test capacity --test liveness --test pool --test discovery --test tags --test fuzz_replay --no-run -v \
+            --test capacity --test liveness --test pool --test read --test discovery --test tags --test fuzz_replay --no-run -v \
             --target-dir "$td" ;;
         loom) echo cargo test --release --test loom --test loom_events --test loom_discovery --test loom_capacity --test loom_liveness --test loom_pool --lib \
             --no-run -v --target-dir "$td" ;;
@@ -341,7 +342,7 @@ run_cell() {
             # Shrinking after a failure is capped so that the minimal case fits the limit.
             envs+=(PROPTEST_MAX_SHRINK_TIME=60000)
             cmd=(cargo test --release --test model --target-dir "$td" -- --nocapture) ;;
-        api | stress | capacity | liveness | pool | discovery | tags)
+        api | stress | capacity | liveness | pool | read | discovery | tags)
             limit=$T_TEST
             cmd=(cargo test --release --test "$layer" --target-dir "$td") ;;
         unit)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Stage "tsan": the stress tests under ThreadSanitizer, three times.
+# Stage "tsan": the stress tests and the read-path tests under ThreadSanitizer, three times.
 #
-#   bash ci/tsan.sh                   # what CI runs: --test stress, 3 runs
+#   bash ci/tsan.sh                   # what CI runs: --test stress --test read, 3 runs
 #   TSAN_RUNS=10 bash ci/tsan.sh      # more runs
 #   bash ci/tsan.sh --test api        # another selection (arguments replace --test stress)
 #
@@ -33,7 +33,7 @@ esac
 if [ "$#" -gt 0 ]; then
     selection=("$@")
 else
-    selection=(--test stress)
+    selection=(--test stress --test read)
 fi
 runs="${TSAN_RUNS:-3}"
 

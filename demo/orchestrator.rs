@@ -462,9 +462,10 @@ fn client(id: usize, registry: Agents, stop: &AtomicBool, upgrades: &[AtomicU64]
             s.ops += 1;
         }
 
-        // 4. Call the coordinator, whichever one is bound right now (if any).
-        if let Some(coordinator) = registry.get(COORDINATOR) {
-            coordinator.invoke(i);
+        // 4. Call the coordinator, whichever one is bound right now (if any). Every client
+        //    calls it, so the call borrows it (`read`) rather than cloning its `Arc`: no write
+        //    to the shared reference count. The call is short; it runs pinned.
+        if registry.read(COORDINATOR, |c| c.invoke(i)).is_some() {
             s.invocations += 1;
         } else {
             s.lookup_misses += 1;

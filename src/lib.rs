@@ -21,6 +21,8 @@
 //!
 //! // Look up from any thread; the result holds no lock and no guard.
 //! assert_eq!(&**registry.get("coordinator").unwrap().value(), "instance A");
+//! // Or borrow it for the length of a closure, with no clone.
+//! assert_eq!(registry.read("coordinator", |e| e.value().len()), Some(10));
 //!
 //! // A task replaces the coordinator ...
 //! registry.unregister_if_same("coordinator", tag_a).unwrap();
@@ -63,7 +65,7 @@
 //! | operation | one step |
 //! | --- | --- |
 //! | [`register`](Registry::register) | one CAS into the first empty slot of the name's probe chain |
-//! | [`get`](Registry::get) | loads only; writes no shared memory (except to purge a dead binding it meets: one CAS) |
+//! | [`get`](Registry::get), [`read`](Registry::read) | loads only; writes no shared memory but the pin (except to purge a dead binding it meets: one CAS); `get` then clones the value |
 //! | [`unregister_if_same`](Registry::unregister_if_same) | one CAS, node → tombstone, only if the node carries the tag |
 //! | [`replace_if_same`](Registry::replace_if_same) | one CAS, node → new node with a new generation |
 //!

@@ -63,6 +63,7 @@ impl<'g, V> EntryRef<'g, V> {
     /// A view of a plain strong node (no weak value, metadata or cells): always visible.
     #[inline(always)]
     fn plain(node: &'g Node<V>) -> EntryRef<'g, V> {
+        #[cfg(not(genreg_mutant = "read_unchecked"))]
         debug_assert!(node.plain_value().is_some());
         EntryRef {
             node,
@@ -179,7 +180,13 @@ pub(crate) fn read_in<'g, V: Send + Sync + 'static, R>(
 ) -> Option<R> {
     let map = &registry.inner.map;
     let node = map.get(map.hash(name), name, guard)?;
-    if node.plain_value().is_some() {
+    #[cfg(not(genreg_mutant = "read_unchecked"))]
+    let plain = node.plain_value().is_some();
+    // The planted bug (ci/mutants.sh): any strong value takes the fast path, whatever cells
+    // the node carries, so an expired or condemned binding reads as bound.
+    #[cfg(genreg_mutant = "read_unchecked")]
+    let plain = matches!(node.stored(), StoredRef::Strong(_));
+    if plain {
         return Some(f(EntryRef::plain(node)));
     }
     read_ext(registry, node, guard, f)

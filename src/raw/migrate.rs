@@ -71,7 +71,7 @@ use super::commit::{Cause, Change};
 use super::node::Node;
 use super::reclaim::{Share, retire, retire_value};
 use super::table::{DONE, FROZEN, Migration, Slot, TOMB, Table};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::Ordering;
 
 /// Slots copied per helping writer. Small under loom so that models interleave copies.
 #[cfg(not(loom))]
@@ -120,7 +120,7 @@ impl<V> RawMap<V> {
         let next = next.into_shared(guard).as_raw();
         let migration = Owned::new(Migration {
             next,
-            dest: (0..table.capacity()).map(|_| AtomicUsize::new(0)).collect(),
+            dest: crate::sync::zeroed_atomics(table.capacity()),
         });
         // AcqRel: Release publishes the new table and its `prev`.
         if let Err(e) = table.migration.compare_exchange(

@@ -139,7 +139,7 @@ impl<V> Table<V> {
         assert!(capacity.is_power_of_two(), "table capacity {capacity}");
         Table {
             mask: capacity - 1,
-            slots: (0..capacity).map(|_| AtomicUsize::new(0)).collect(),
+            slots: crate::sync::zeroed_atomics(capacity),
             claimed: AtomicUsize::new(0),
             migration: Atomic::null(),
             cursor: AtomicUsize::new(0),

@@ -402,6 +402,12 @@ impl Worker {
                     self.observe(&name, t, Some(v));
                 }
             }
+            Op::Read { name } => {
+                let name = name.get();
+                if let Some((t, v)) = reg.read(&name, |e| obs_ref(&e)) {
+                    self.observe(&name, t, Some(v));
+                }
+            }
             Op::GetIf { name, tag } => {
                 let name = name.get();
                 let tag = self.current(&name, tag);

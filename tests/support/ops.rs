@@ -506,6 +506,10 @@ pub enum Op {
     Get {
         name: NameSel,
     },
+    /// `Registry::read`: the per-call borrowed read (a closure over the entry).
+    Read {
+        name: NameSel,
+    },
     GetIf {
         name: NameSel,
         tag: TagSel,

@@ -1091,6 +1091,12 @@ impl Harness {
                 };
                 assert_eq!(actual, expected, "{op:?}");
             }
+            Op::Read { name } => {
+                let name = name.get();
+                let expected = self.model.readable(&name);
+                let actual = reg.read(&name, |e| obs_ref(&e));
+                assert_eq!(actual, expected, "{op:?}");
+            }
             Op::GetIf { name, tag } => {
                 let name = name.get();
                 let tag = tag.get(self.model.tag(&name), &self.seen);
