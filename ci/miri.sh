@@ -32,19 +32,28 @@ fi
 # other), logs printed when both are done.
 group_a=(--test model)
 group_b=(--lib --test api --test tags --test stress --test watch --test discovery --test capacity
-    --test liveness --test pool --test read)
+    --test liveness --test pool)
 logs="target/miri-logs"
 mkdir -p "$logs"
 t0=$SECONDS
 printf '\n--- miri test, two groups at once (logs below when both are done)\n'
-CARGO_TARGET_DIR=target/miri-model cargo "+$NIGHTLY" miri test "${group_a[@]}" >"$logs/a.log" 2>&1 &
+# The read suite runs after the model suite, in its cargo: it reads through crossbeam-epoch's
+# global collector (genreg's own thread-local handle is the path it checks), whose queue holds
+# pointers as integers, so Miri cannot see them reachable from the static and calls the bags that
+# exiting threads push there leaks. It runs with leaks ignored; every other check stays on (the
+# other suites use collectors of their own and keep the leak check).
+{
+    CARGO_TARGET_DIR=target/miri-model cargo "+$NIGHTLY" miri test "${group_a[@]}" &&
+        CARGO_TARGET_DIR=target/miri-model MIRIFLAGS="$MIRIFLAGS -Zmiri-ignore-leaks" \
+            cargo "+$NIGHTLY" miri test --test read
+} >"$logs/a.log" 2>&1 &
 pid_a=$!
 cargo "+$NIGHTLY" miri test "${group_b[@]}" >"$logs/b.log" 2>&1 &
 pid_b=$!
 rc_a=0 rc_b=0
 wait "$pid_a" || rc_a=$?
 wait "$pid_b" || rc_b=$?
-printf '\n--- miri test %s (exit %d)\n' "${group_a[*]}" "$rc_a"
+printf '\n--- miri test %s, then --test read (exit %d)\n' "${group_a[*]}" "$rc_a"
 cat "$logs/a.log"
 printf '\n--- miri test %s (exit %d)\n' "${group_b[*]}" "$rc_b"
 cat "$logs/b.log"
