@@ -7,8 +7,10 @@
 Reads every `target/criterion/**/new/benchmark.json` (+ `estimates.json` beside it) and prints,
 for each group, each peer's median time and the ratio genreg / peer (below 1: genreg is
 faster). With the throughput CSV (written by the throughput harness, `cargo run --release -p
-genreg-bench --bin throughput` from the repository root) it also checks the throughput targets.
-Ratios only: absolute times on a shared machine mean little.
+genreg-bench --bin throughput` from the repository root) it also checks the throughput targets
+and tabulates the harness's lookup modes (`handle`, `read`, `get`: the CSV's `mode` column; a
+CSV written before that column is all `handle`). Ratios only: absolute times on a shared machine
+mean little.
 """
 import argparse
 import csv
@@ -21,6 +23,24 @@ PEER_ORDER = [
     "genreg", "papaya", "scc-HashIndex", "scc-HashMap", "dashmap", "RwLock<HashMap>",
     "Mutex<HashMap<Weak>>", "arc-swap<HashMap>", "ceiling (unsync, inline keys)",
 ]
+
+
+# The harness's lookup modes (benches/src/throughput.rs, `Mode`) and the workloads that run in
+# each of them; the other workloads read through the handle only.
+MODES = ["handle", "read", "get"]
+MODE_WORKLOADS = ["read-hit", "read-halfmiss", "registry-98/1/1"]
+
+
+def load_harness(path):
+    """{(workload, mode, names, dist, threads): {peer: Mops/s}} from the harness's CSV, or {}."""
+    cells = defaultdict(dict)
+    if not path or not os.path.exists(path):
+        return cells
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            mode = r.get("mode") or "handle"
+            cells[(r["workload"], mode, r["names"], r["dist"], r["threads"])][r["peer"]] = float(r["mops"])
+    return cells
 
 
 def load_criterion(root):
@@ -111,26 +131,28 @@ def overview(groups, args):
         rows.append((label, [f"{g[key(p)] / g[gk]:.2f}" if gk in g and key(p) in g else "" for p in peers]))
     time_row("lookup hit 1k, reused guard/handle (crit.)", "lookup_hit/1024/16B")
     time_row("lookup hit 1k, per-call get + clone (crit.)", "lookup_mode/1024/16B", "get")
+    time_row("lookup hit 1k, per-call borrowed read (crit.)", "lookup_mode/1024/16B", "peek")
     time_row("lookup hit 1M (crit.)", "lookup_hit/1048576/16B")
+    time_row("lookup hit 1M, per-call get + clone (crit.)", "lookup_mode/1048576/16B", "get")
+    time_row("lookup hit 1M, per-call borrowed read (crit.)", "lookup_mode/1048576/16B", "peek")
     time_row("lookup miss 1M (crit.)", "lookup_miss/1048576/16B")
     time_row("unregister_if_same, succeeds (crit.)", "unregister_if_same/1024")
     time_row("unregister_if_same, stale tag (crit.)", "unregister_stale/1024")
     time_row("register + unregister cycle (crit.)", "cycle/1024")
     time_row("replace_if_same (crit.)", "replace_if_same/1024")
     time_row("iteration per entry, 64k (crit.)", "iterate/65536")
-    if args.csv and os.path.exists(args.csv):
-        with open(args.csv) as f:
-            data = list(csv.DictReader(f))
-        cell = defaultdict(dict)
-        for r in data:
-            cell[(r["workload"], r["names"], r["dist"], r["threads"])][r["peer"]] = float(r["mops"])
+    cell = load_harness(args.csv)
+    if cell:
         for wl in ("registry-98/1/1", "churn-80/10/10"):
-            for n in ("1000", "1000000"):
-                for t in ("1", "2"):
-                    c = cell.get((wl, n, "uniform", t), {})
-                    g = c.get("genreg")
-                    rows.append((f"{wl}, {n} names, uniform, {t} thr (harness)",
-                                 [f"{g / c[p]:.2f}" if g and c.get(p) else "" for p in peers]))
+            for mode in MODES:
+                for n in ("1000", "1000000"):
+                    for t in ("1", "2"):
+                        c = cell.get((wl, mode, n, "uniform", t))
+                        if not c:
+                            continue
+                        g = c.get("genreg")
+                        rows.append((f"{wl}·{mode}, {n} names, uniform, {t} thr (harness)",
+                                     [f"{g / c[p]:.2f}" if g and c.get(p) else "" for p in peers]))
     ex = read_extras(args.extras)
     if ex.get("genreg"):
         rows.append(("insert p99.9 while growing to 1M (harness)",
@@ -142,6 +164,30 @@ def overview(groups, args):
     print("| --- |" + " --- |" * len(peers))
     for label, vals in rows:
         print(f"| {label} | " + " | ".join(vals) + " |")
+
+
+def harness_modes(cells):
+    """The harness's lookup modes side by side: genreg's Mops/s and genreg / each peer, per cell
+    (workload·mode, names, dist, threads) of the workloads that run in every mode."""
+    keys = [k for k in cells if k[0] in MODE_WORKLOADS]
+    if not keys:
+        return
+    peers = [p for p in PEER_ORDER if p != "genreg"]
+    print("\n### Lookup modes in the harness (genreg's Mops/s; then genreg's throughput / the peer's, > 1: genreg ahead)\n")
+    print("handle = through each peer's handle re-pinned every 64 operations, borrowed (per call for peers "
+          "without one); read = each lookup per call, borrowed (genreg `Registry::read`; "
+          "Mutex<HashMap<Weak>> must upgrade, a clone); get = each lookup per call, an owned `Arc` clone "
+          "(genreg `Registry::get`). Per-call modes hold no handle (their writes are per call too).\n")
+    print("| cell | names | dist | threads | genreg | " + " | ".join(p.split(" ")[0] for p in peers) + " |")
+    print("| --- | --- | --- | --- | --- |" + " --- |" * len(peers))
+    order = lambda k: (MODE_WORKLOADS.index(k[0]), int(k[2]), k[3], int(k[4]), MODES.index(k[1]))
+    for k in sorted(keys, key=order):
+        wl, mode, n, d, t = k
+        c = cells[k]
+        g = c.get("genreg")
+        vals = [f"{g / c[p]:.2f}" if g and c.get(p) else "" for p in peers]
+        gs = f"{g:.2f}" if g else ""
+        print(f"| {wl}·{mode} | {n} | {d} | {t} | {gs} | " + " | ".join(vals) + " |")
 
 
 def main():
@@ -166,6 +212,8 @@ def main():
          "lookup_mode/1024/16B", "genreg/get", "papaya/get", 0.8),
         ("lookup hit, 1M names, 16 B: genreg / papaya",
          "lookup_hit/1048576/16B", "genreg", "papaya", 0.7),
+        ("lookup hit, 1M names, per-call `get` (clone): genreg / papaya pin-per-call + clone",
+         "lookup_mode/1048576/16B", "genreg/get", "papaya/get", 0.7),
         ("lookup miss, 1M names: genreg / papaya",
          "lookup_miss/1048576/16B", "genreg", "papaya", 0.7),
         ("unregister_if_same (succeeds): genreg / papaya `remove_if`",
@@ -183,16 +231,13 @@ def main():
         m, v = verdict(ratio(groups, group, a, b), goal)
         print(f"| {label} | ≤ {goal} | {m} | {v} |")
 
-    if args.csv and os.path.exists(args.csv):
-        with open(args.csv) as f:
-            data = list(csv.DictReader(f))
+    cells = load_harness(args.csv)
+    if cells:
         print("\nThroughput targets (genreg's throughput / the best peer's; ≥ 1 means ahead of every peer):\n")
-        print("| workload | names | dist | threads | genreg Mops/s | best peer | genreg / best | verdict |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        cells = defaultdict(dict)
-        for r in data:
-            cells[(r["workload"], r["names"], r["dist"], r["threads"])][r["peer"]] = float(r["mops"])
-        for (wl, n, d, t), peers in sorted(cells.items(), key=lambda x: (x[0][0], int(x[0][1]), x[0][2], int(x[0][3]))):
+        print("| workload | mode | names | dist | threads | genreg Mops/s | best peer | genreg / best | verdict |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        order = lambda x: (x[0][0], MODES.index(x[0][1]) if x[0][1] in MODES else 9, int(x[0][2]), x[0][3], int(x[0][4]))
+        for (wl, mode, n, d, t), peers in sorted(cells.items(), key=order):
             if wl not in ("registry-98/1/1", "churn-80/10/10") or t not in ("1", "2"):
                 continue
             g = peers.get("genreg")
@@ -201,9 +246,10 @@ def main():
                 continue
             best = max(others, key=others.get)
             r = g / others[best]
-            print(f"| {wl} | {n} | {d} | {t} | {g:.2f} | {best} | {r:.2f} | {'met' if r >= 1 else '**missed**'} |")
+            print(f"| {wl} | {mode} | {n} | {d} | {t} | {g:.2f} | {best} | {r:.2f} | {'met' if r >= 1 else '**missed**'} |")
 
     overview(groups, args)
+    harness_modes(cells)
 
     print("\n### Every criterion group (median; genreg / peer: below 1 = genreg faster)")
     for name in sorted(groups):

@@ -4,17 +4,25 @@
 //! to run one group, e.g. `cargo bench -p genreg-bench --bench registry -- lookup_hit/1024`.
 //! `benches/report.py` turns `target/criterion` into the ratio tables of BENCHMARKS.md.
 //!
-//! Groups (ids are `group/parameters/peer`):
+//! Groups (ids are `group/parameters/peer`), each comparing like with like:
 //! - `lookup_hit/{names}/{len}B/{peer}`: one hit, through each peer's best read path (its
 //!   reusable handle if it has one: genreg `Pinned`, papaya's pinned guard, scc `HashIndex`
 //!   with one `Guard`, arc-swap's `Cache`; one guarded call otherwise). Borrowed: no clone.
-//! - `lookup_miss/{names}/{len}B/{peer}`: the same for names that are not bound.
-//! - `lookup_mode/1024/16B/{peer}/{get|peek|pinned}`: `get` = a per-call lookup that returns
-//!   an owned clone (genreg `Registry::get`); `peek` = per-call, borrowed; `pinned` = handle.
+//!   Not `Mutex<HashMap<Weak>>`, which must upgrade (clone) to read: see [`borrows`].
+//! - `lookup_miss/{names}/{len}B/{peer}`: the same for names that are not bound (every peer:
+//!   a miss has nothing to clone).
+//! - `lookup_mode/{1024,1048576}/16B/{peer}/{get|peek|pinned}`: `get` = a per-call lookup that
+//!   returns an owned clone (genreg `Registry::get`), every peer: clones against clones;
+//!   `peek` = per-call, borrowed (genreg `Registry::read`) and `pinned` = through the handle,
+//!   borrowed, both without `Mutex<HashMap<Weak>>`: borrows against borrows. The 1M group is
+//!   skipped in `--test` mode.
 //! - `register/1024`, `unregister_if_same/1024` (must succeed), `unregister_stale/1024` (a
-//!   stale tag: must fail), `cycle/1024` (register + unregister_if_same), `replace_if_same/1024`.
-//! - `iterate/{names}`: one walk over every entry (divide by names for per-entry cost).
+//!   stale tag: must fail), `cycle/1024` (register + unregister_if_same), `replace_if_same/1024`:
+//!   writes, each peer's own per-call primitive (see [`writes`] for what each hands back).
+//! - `iterate/{names}`: one walk over every entry (divide by names for per-entry cost);
+//!   borrowed, so not `Mutex<HashMap<Weak>>` (it upgrades every entry).
 
+use std::any::TypeId;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -24,6 +32,15 @@ use criterion::{
 
 mod peers;
 use peers::*;
+
+/// Whether `P`'s reads ([`Peer::peek`], its handle's, `for_each`) borrow the value. Every
+/// peer's do but `Mutex<HashMap<Weak>>`'s: a weak value can only be read by upgrading it, an
+/// `Arc` clone (an increment and a decrement). So that borrowed groups compare borrows with
+/// borrows, it is left out of them; its reads are measured in the clone group
+/// (`lookup_mode/*/get`, where its `get` is the same upgrade) and its misses in `lookup_miss`.
+fn borrows<P: Peer>() -> bool {
+    TypeId::of::<P>() != TypeId::of::<MutexWeak>()
+}
 
 fn values(n: usize) -> Vec<Val> {
     (0..n as u64).map(|id| Val::new(Payload { id })).collect()
@@ -78,6 +95,10 @@ struct Lookup<'a, 'c> {
 
 impl Visit for Lookup<'_, '_> {
     fn visit<P: Peer>(&mut self) {
+        // Borrowed groups: a hit of a peer that must clone to read is not one of them.
+        if !self.miss && !borrows::<P>() {
+            return;
+        }
         let (p, _) = filled::<P>(self.n, self.len, self.vals);
         // Check once, untimed: every hit is the right binding, every miss misses.
         {
@@ -102,6 +123,10 @@ impl Visit for Lookup<'_, '_> {
     }
 }
 
+/// `lookup_hit/*` and `lookup_miss/*`: borrow against borrow. Each peer's best read path (its
+/// handle, else one guarded call), copying out tag and id, no clone; hits without
+/// `Mutex<HashMap<Weak>>` (its read is an upgrade, a clone: [`borrows`]); misses with every
+/// peer (a miss clones nothing).
 fn lookup(c: &mut Criterion) {
     let points: &[(&str, usize, usize, bool)] = &[
         ("lookup_hit", 16, 16, false),
@@ -140,15 +165,28 @@ fn lookup(c: &mut Criterion) {
 
 struct Modes<'a, 'c> {
     g: &'a mut BenchmarkGroup<'c, WallTime>,
+    n: usize,
     vals: &'a [Val],
     arena: &'a Arena,
 }
 
 impl Visit for Modes<'_, '_> {
     fn visit<P: Peer>(&mut self) {
-        let (p, _) = filled::<P>(1024, 16, self.vals);
+        let (p, _) = filled::<P>(self.n, 16, self.vals);
+        // Check, untimed, on a sample of the names: each mode returns the name's own binding.
+        {
+            let h = p.handle();
+            for i in (0..self.n).step_by((self.n / 4096).max(1)) {
+                let nm = name(i as u64, 16);
+                let id = i as u64;
+                assert_eq!(p.get(&nm).map(|x| x.1.id), Some(id), "{}: get", P::NAME);
+                assert_eq!(p.peek(&nm).map(|x| x.1), Some(id), "{}: peek", P::NAME);
+                assert_eq!(h.peek(&nm).map(|x| x.1), Some(id), "{}: pinned", P::NAME);
+            }
+        }
         let mask = self.arena.len() - 1;
         let arena = self.arena;
+        // Clone: the value's `Arc` cloned out (and dropped), every peer.
         self.g.bench_function(format!("{}/get", P::NAME), |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
@@ -158,6 +196,10 @@ impl Visit for Modes<'_, '_> {
                 start.elapsed()
             })
         });
+        // Borrows: only peers whose reads borrow.
+        if !borrows::<P>() {
+            return;
+        }
         self.g.bench_function(format!("{}/peek", P::NAME), |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
@@ -182,17 +224,37 @@ impl Visit for Modes<'_, '_> {
     }
 }
 
+/// `lookup_mode/{1024,1048576}/16B`: three comparisons in one group, each like with like (the
+/// function id's last part; `benches/report.py` compares `genreg/get` with `papaya/get`, ...):
+/// - `get`: clone against clone. A per-call lookup returning an owned clone of the value's
+///   `Arc` (genreg `Registry::get`, papaya `pin().get()` + clone, scc `peek_with` /
+///   `read_sync` + clone, a lock + clone, `Mutex<HashMap<Weak>>`'s upgrade), every peer.
+/// - `peek`: borrow against borrow, per call (genreg `Registry::read`, papaya `pin().get()`,
+///   scc `peek_with` / `read_sync`, a guarded lookup); without `Mutex<HashMap<Weak>>`
+///   ([`borrows`]).
+/// - `pinned`: borrow against borrow through a reused handle (genreg `Pinned`, papaya's guard,
+///   scc `HashIndex` with one `Guard`, arc-swap's `Cache`): the peers that have one.
+///
+/// At 1M names (skipped in `--test` mode, like the other 1M points) the table is far beyond the
+/// caches: the like-for-like `get` at scale.
 fn lookup_mode(c: &mut Criterion) {
-    let vals = values(1024);
-    let arena = lookup_arena(1024, 16, false);
-    let mut g = c.benchmark_group("lookup_mode/1024/16B");
-    config(&mut g, 1024);
-    each_peer(&mut Modes {
-        g: &mut g,
-        vals: &vals,
-        arena: &arena,
-    });
-    g.finish();
+    let test_mode = std::env::args().any(|a| a == "--test");
+    let vals = values(if test_mode { 1024 } else { 1 << 20 });
+    for n in [1024, 1 << 20] {
+        if test_mode && n >= 1 << 20 {
+            continue;
+        }
+        let arena = lookup_arena(n, 16, false);
+        let mut g = c.benchmark_group(format!("lookup_mode/{n}/16B"));
+        config(&mut g, n);
+        each_peer(&mut Modes {
+            g: &mut g,
+            n,
+            vals: &vals,
+            arena: &arena,
+        });
+        g.finish();
+    }
 }
 
 /// Which write bench a [`Writes`] visit runs.
@@ -316,6 +378,13 @@ impl Visit for Writes<'_, '_> {
     }
 }
 
+/// `register/1024`, `unregister_if_same/1024`, `unregister_stale/1024`, `cycle/1024`,
+/// `replace_if_same/1024`: writes, no lookup result, so neither clone nor borrow of a read;
+/// each peer's own per-call primitive, what its users call. What a removal hands back differs
+/// and is each API's own cost: genreg's `Registry::unregister_if_same` returns the removed
+/// entry (an `Arc` clone, dropped by the adapter), papaya's `remove_if` lends it, scc
+/// `HashIndex` returns a bool, the lock-based maps move the removed value out (no clone), and
+/// arc-swap copies its whole map (every `Arc` in it cloned) on each write.
 fn writes(c: &mut Criterion) {
     let vals = values(N + POOL);
     for (label, which) in [
@@ -344,6 +413,9 @@ struct Iterate<'a, 'c> {
 
 impl Visit for Iterate<'_, '_> {
     fn visit<P: Peer>(&mut self) {
+        if !borrows::<P>() {
+            return;
+        }
         let (p, _) = filled::<P>(self.n, 16, self.vals);
         let n = self.n;
         self.g.bench_function(P::NAME, |b| {
@@ -357,6 +429,8 @@ impl Visit for Iterate<'_, '_> {
     }
 }
 
+/// `iterate/{1024,65536}`: borrow against borrow. One walk reading each entry's id in place;
+/// without `Mutex<HashMap<Weak>>`, which upgrades (clones) every entry to read it ([`borrows`]).
 fn iterate(c: &mut Criterion) {
     let vals = values(65536);
     for n in [1024, 65536] {

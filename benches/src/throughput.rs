@@ -13,8 +13,19 @@
 //! Options: `--quick`, `--secs S` (per cell), `--reps R` (cells are repeated and the median
 //! kept), `--sizes 1000,1000000`, `--csv PATH` (default `target/throughput.csv`),
 //! `--svg PATH` (default `benches/throughput.svg`; the quick pass writes
-//! `target/throughput-quick.svg` unless told), `--only WORKLOAD`, `--no-extras` (skip latency
-//! and memory).
+//! `target/throughput-quick.svg` unless told), `--only WORKLOAD`, `--modes handle,read,get`
+//! (the lookup modes of read-hit, read-halfmiss and registry-98/1/1; default all three, the
+//! quick pass `handle,get`), `--no-extras` (skip latency and memory), `--replot CSV`.
+//!
+//! Lookup modes (how a cell's threads read; see [`Mode`]): `handle` reads through each peer's
+//! reusable handle re-pinned every [`BATCH`] operations, borrowed (peers without one: per call);
+//! `read` makes every lookup a per-call borrowed read ([`Peer::peek`], genreg's
+//! `Registry::read`); `get` a per-call lookup returning an owned clone of the value's `Arc`
+//! ([`Peer::get`], genreg's `Registry::get`), dropped after its id is checked. In the per-call
+//! modes no handle is held at all (writes of the registry mix are per call too): a held handle
+//! would make every per-call pin a nested, cheap one. Churn, conflict and snapshot read through
+//! the handle only (mode `handle`). Cells are labelled `workload·mode` (e.g. `read-hit·get`);
+//! the CSV has a `mode` column (rows of CSVs written before it are `handle`).
 //!
 //! Every operation's result is checked (a read of a name that must be bound must return its
 //! own binding; a registration of a free name owned by the thread must succeed; an
@@ -73,6 +84,62 @@ impl Workload {
             Workload::Snapshot => "snapshot",
         }
     }
+    /// Whether the workload runs in every lookup mode (the others read through the handle).
+    fn has_modes(self) -> bool {
+        matches!(
+            self,
+            Workload::ReadHit | Workload::ReadHalfMiss | Workload::Registry
+        )
+    }
+}
+
+/// How a cell's threads look names up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// Through the peer's reusable handle ([`Peer::handle`] + [`Handle::peek`]), re-pinned every
+    /// [`BATCH`] operations, borrowed; [`PerCall`] for peers without a handle. Writes through it.
+    Handle,
+    /// Each lookup a per-call borrowed read ([`Peer::peek`]: genreg's `Registry::read`). No
+    /// handle held; writes per call.
+    Read,
+    /// Each lookup a per-call [`Peer::get`] returning an owned clone of the value's `Arc`
+    /// (genreg's `Registry::get`), dropped after the check. No handle held; writes per call.
+    Get,
+}
+
+const MODES: [Mode; 3] = [Mode::Handle, Mode::Read, Mode::Get];
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Handle => "handle",
+            Mode::Read => "read",
+            Mode::Get => "get",
+        }
+    }
+    /// One sentence for the markdown tables.
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::Handle => {
+                "lookups through each peer's reusable handle re-pinned every 64 operations, \
+                 borrowed (per call for peers without one: scc-HashMap, dashmap, the std maps, \
+                 the ceiling; Mutex<HashMap<Weak>> must upgrade, a clone, to read)"
+            }
+            Mode::Read => {
+                "each lookup a per-call borrowed read (`Peer::peek`; genreg `Registry::read`), \
+                 no handle held; Mutex<HashMap<Weak>> must upgrade (a clone) to read"
+            }
+            Mode::Get => {
+                "each lookup a per-call `get` returning an owned clone of the value's `Arc` \
+                 (genreg `Registry::get`), no handle held"
+            }
+        }
+    }
+}
+
+/// A cell's label: `workload·mode`.
+fn cell_label(wl: Workload, mode: Mode) -> String {
+    format!("{}·{}", wl.label(), mode.label())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,10 +176,23 @@ struct Config {
     threads: Vec<usize>,
     dists: Vec<Dist>,
     workloads: Vec<Workload>,
+    /// The lookup modes of the workloads that have them ([`Workload::has_modes`]).
+    modes: Vec<Mode>,
     csv: String,
     svg: String,
     extras: bool,
     grow_to: usize,
+}
+
+impl Config {
+    /// The modes `wl` runs in: the configured ones if it has modes, `handle` otherwise.
+    fn modes_of(&self, wl: Workload) -> Vec<Mode> {
+        if wl.has_modes() {
+            self.modes.clone()
+        } else {
+            vec![Mode::Handle]
+        }
+    }
 }
 
 fn parse_args() -> Config {
@@ -145,6 +225,24 @@ fn parse_args() -> Config {
             .collect(),
         None => WORKLOADS.to_vec(),
     };
+    let modes = match value("--modes") {
+        Some(m) => {
+            let want: Vec<&str> = m.split(',').map(str::trim).collect();
+            for w in &want {
+                assert!(
+                    MODES.iter().any(|x| x.label() == *w),
+                    "--modes: unknown mode {w} (handle, read, get)"
+                );
+            }
+            MODES
+                .iter()
+                .copied()
+                .filter(|x| want.contains(&x.label()))
+                .collect()
+        }
+        None if quick => vec![Mode::Handle, Mode::Get],
+        None => MODES.to_vec(),
+    };
     Config {
         quick,
         secs: value("--secs")
@@ -157,6 +255,7 @@ fn parse_args() -> Config {
         threads: if quick { vec![1, n] } else { threads },
         dists: vec![Dist::Uniform, Dist::Zipf],
         workloads,
+        modes,
         csv: value("--csv").unwrap_or_else(|| "target/throughput.csv".into()),
         svg: value("--svg").unwrap_or_else(|| {
             if quick {
@@ -296,13 +395,39 @@ fn as_name(b: &[u8; NAME_LEN]) -> &str {
     unsafe { std::str::from_utf8_unchecked(b) }
 }
 
-/// Runs one cell (one repetition) for one peer and returns (ops/s, failures, extra).
+/// The `get` mode's stand-in for a handle: every lookup is a per-call [`Peer::get`] (an owned
+/// clone of the value's `Arc`, dropped once its id is read), every write a per-call one, as in
+/// [`PerCall`] (whose lookups are the `read` mode's per-call [`Peer::peek`]).
+struct PerCallGet<'a, P>(&'a P);
+
+impl<P: Peer> Handle for PerCallGet<'_, P> {
+    type Tag = P::Tag;
+    #[inline(always)]
+    fn peek(&self, name: &str) -> Option<(P::Tag, u64)> {
+        self.0.get(name).map(|(tag, v)| (tag, v.id))
+    }
+    #[inline]
+    fn register(&self, name: &str, v: &Val) -> Option<P::Tag> {
+        self.0.register(name, v)
+    }
+    #[inline]
+    fn unregister_if_same(&self, name: &str, tag: P::Tag) -> bool {
+        self.0.unregister_if_same(name, tag)
+    }
+}
+
+/// Runs one cell (one repetition) for one peer and returns (ops/s, failures, extra). Every
+/// operation of the measured threads goes through `h = open()`, opened again every [`BATCH`]
+/// operations: the peer's handle (mode `handle`), or a per-call stand-in (`read`: [`PerCall`],
+/// `get`: [`PerCallGet`]), which holds nothing.
 #[allow(clippy::too_many_arguments)]
-fn run_once<P: Peer>(
+fn run_once<P: Peer, H: Handle<Tag = P::Tag>>(
     p: &P,
+    open: impl Fn() -> H + Sync,
     u: &Universe,
     st: &Streams,
     wl: Workload,
+    mode: Mode,
     dist: Dist,
     threads: usize,
     secs: f64,
@@ -314,7 +439,7 @@ fn run_once<P: Peer>(
             eprintln!(
                 "  FAILURE [{} {} {} t={threads}]: {what}",
                 P::NAME,
-                wl.label(),
+                cell_label(wl, mode),
                 dist.label()
             );
         }
@@ -363,8 +488,8 @@ fn run_once<P: Peer>(
                 let stream = &st.idx[t];
                 let hits = &st.hit[t];
                 let misses = st.miss.get(t);
-                let (stop, barrier, total_ops, ends, fail) =
-                    (&stop, &barrier, &total_ops, &ends, &fail);
+                let (stop, barrier, total_ops, ends, fail, open) =
+                    (&stop, &barrier, &total_ops, &ends, &fail, &open);
                 s.spawn(move || {
                     let mut rng = Rng(0xA5A5_5A5A_1234_5678 ^ ((t as u64 + 1) << 32) ^ rep as u64);
                     let mut buf = [0u8; 64];
@@ -372,7 +497,7 @@ fn run_once<P: Peer>(
                     let mut k = 0usize;
                     let mut stale: Vec<Option<P::Tag>> = vec![None; CONTESTED];
                     barrier.wait();
-                    let mut h = p.handle();
+                    let mut h = open();
                     while !stop.load(Ordering::Relaxed) {
                         for _ in 0..BATCH {
                             let at = k & (STREAM - 1);
@@ -481,7 +606,7 @@ fn run_once<P: Peer>(
                         }
                         // Re-pin: a handle held for a whole cell would stall reclamation.
                         drop(h);
-                        h = p.handle();
+                        h = open();
                     }
                     drop(h);
                     ends.lock().unwrap().push(Instant::now());
@@ -576,9 +701,10 @@ fn median(v: &mut [f64]) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // The matrix
 
-/// `(workload, dist, size, threads, peer) -> result`
+/// `(workload, mode, dist, size, threads, peer) -> result`
 struct Row {
     workload: Workload,
+    mode: Mode,
     dist: Dist,
     size: usize,
     threads: usize,
@@ -599,6 +725,7 @@ trait Runner {
         u: &Universe,
         st: &Streams,
         wl: Workload,
+        mode: Mode,
         dist: Dist,
         threads: usize,
         secs: f64,
@@ -632,12 +759,29 @@ impl<P: Peer> Runner for Table<P> {
         u: &Universe,
         st: &Streams,
         wl: Workload,
+        mode: Mode,
         dist: Dist,
         threads: usize,
         secs: f64,
         rep: usize,
     ) -> (f64, u64, f64) {
-        run_once(&self.0, u, st, wl, dist, threads, secs, rep)
+        let p = &self.0;
+        match mode {
+            Mode::Handle => run_once(p, || p.handle(), u, st, wl, mode, dist, threads, secs, rep),
+            Mode::Read => run_once(p, || PerCall(p), u, st, wl, mode, dist, threads, secs, rep),
+            Mode::Get => run_once(
+                p,
+                || PerCallGet(p),
+                u,
+                st,
+                wl,
+                mode,
+                dist,
+                threads,
+                secs,
+                rep,
+            ),
+        }
     }
 }
 
@@ -685,71 +829,96 @@ fn run_size(
     for &wl in &cfg.workloads {
         for &dist in &cfg.dists {
             for &threads in &cfg.threads {
-                let active: Vec<&dyn Runner> = tables
-                    .iter()
-                    .map(|t| &**t)
-                    .filter(|t| t.runs(wl, threads, u.n))
-                    .collect();
-                let mut res: Vec<Vec<(f64, u64, f64)>> = vec![Vec::new(); active.len()];
-                for rep in 0..cfg.reps {
-                    let st = Streams::new(u, wl, dist, threads, rep);
-                    for k in 0..active.len() {
-                        let j = (k + rep) % active.len();
-                        let t = active[j];
-                        let secs = if !t.cheap_writes()
-                            && u.n > 100_000
-                            && !matches!(wl, Workload::ReadHit | Workload::ReadHalfMiss)
-                        {
-                            // Every write copies a 1M-entry map: give it time for a few writes.
-                            cfg.secs.max(0.5)
-                        } else {
-                            cfg.secs
-                        };
-                        res[j].push(t.run(u, &st, wl, dist, threads, secs, rep));
-                    }
+                // The modes of one (workload, dist, threads) run back to back, each a cell of
+                // its own whose peers are interleaved and rotated as in any cell.
+                for mode in cfg.modes_of(wl) {
+                    *done += 1;
+                    let line = run_cell(cfg, u, &tables, rows, wl, mode, dist, threads);
+                    println!(
+                        "[{:>5.0}s] {:>4}/{total} {line}",
+                        t0.elapsed().as_secs_f64(),
+                        *done
+                    );
                 }
-                let mut line = format!(
-                    "[{:>5.0}s] {:>4}/{total} {} {} {} t={}:",
-                    t0.elapsed().as_secs_f64(),
-                    *done + 1,
-                    u.n,
-                    dist.label(),
-                    wl.label(),
-                    threads
-                );
-                let mut g = f64::NAN;
-                for (t, r) in active.iter().zip(res) {
-                    let mut rates: Vec<f64> = r.iter().map(|x| x.0).collect();
-                    let mut extras: Vec<f64> = r.iter().map(|x| x.2).collect();
-                    let failures = r.iter().map(|x| x.1).sum();
-                    let ops = median(&mut rates);
-                    if t.name() == "genreg" {
-                        g = ops;
-                        let _ = write!(line, " genreg {}", fmt_mops(ops / 1e6));
-                    } else {
-                        let _ = write!(line, " | {} {}", short(t.name()), ratio_str(g, ops));
-                    }
-                    if failures > 0 {
-                        let _ = write!(line, " FAIL({failures})");
-                    }
-                    rows.push(Row {
-                        workload: wl,
-                        dist,
-                        size: u.n,
-                        threads,
-                        peer: t.name(),
-                        r: CellResult {
-                            ops_per_sec: ops,
-                            failures,
-                            extra: median(&mut extras),
-                        },
-                    });
-                }
-                *done += 1;
-                println!("{line}");
             }
         }
     }
+}
+
+/// Runs one cell (workload, mode, dist, threads) for every peer that runs it, peers
+/// interleaved (their order rotates every repetition); pushes a row per peer and returns the
+/// cell's printed line (without its time and counter).
+#[allow(clippy::too_many_arguments)]
+fn run_cell(
+    cfg: &Config,
+    u: &Universe,
+    tables: &[Box<dyn Runner>],
+    rows: &mut Vec<Row>,
+    wl: Workload,
+    mode: Mode,
+    dist: Dist,
+    threads: usize,
+) -> String {
+    let active: Vec<&dyn Runner> = tables
+        .iter()
+        .map(|t| &**t)
+        .filter(|t| t.runs(wl, threads, u.n))
+        .collect();
+    let mut res: Vec<Vec<(f64, u64, f64)>> = vec![Vec::new(); active.len()];
+    for rep in 0..cfg.reps {
+        let st = Streams::new(u, wl, dist, threads, rep);
+        for k in 0..active.len() {
+            let j = (k + rep) % active.len();
+            let t = active[j];
+            let secs = if !t.cheap_writes()
+                && u.n > 100_000
+                && !matches!(wl, Workload::ReadHit | Workload::ReadHalfMiss)
+            {
+                // Every write copies a 1M-entry map: give it time for a few writes.
+                cfg.secs.max(0.5)
+            } else {
+                cfg.secs
+            };
+            res[j].push(t.run(u, &st, wl, mode, dist, threads, secs, rep));
+        }
+    }
+    let mut line = format!(
+        "{} {} {} t={}:",
+        u.n,
+        dist.label(),
+        cell_label(wl, mode),
+        threads
+    );
+    let mut g = f64::NAN;
+    for (t, r) in active.iter().zip(res) {
+        let mut rates: Vec<f64> = r.iter().map(|x| x.0).collect();
+        let mut extras: Vec<f64> = r.iter().map(|x| x.2).collect();
+        let failures = r.iter().map(|x| x.1).sum();
+        let ops = median(&mut rates);
+        if t.name() == "genreg" {
+            g = ops;
+            let _ = write!(line, " genreg {}", fmt_mops(ops / 1e6));
+        } else {
+            let _ = write!(line, " | {} {}", short(t.name()), ratio_str(g, ops));
+        }
+        if failures > 0 {
+            let _ = write!(line, " FAIL({failures})");
+        }
+        rows.push(Row {
+            workload: wl,
+            mode,
+            dist,
+            size: u.n,
+            threads,
+            peer: t.name(),
+            r: CellResult {
+                ops_per_sec: ops,
+                failures,
+                extra: median(&mut extras),
+            },
+        });
+    }
+    line
 }
 
 fn short(name: &str) -> &str {
@@ -1033,19 +1202,33 @@ fn ratio_str(x: f64, g: f64) -> String {
     }
 }
 
+/// The (workload, mode) pairs that have rows, workloads in `cfg`'s order, modes in
+/// [`MODES`]' order.
+fn cells(cfg: &Config, rows: &[Row]) -> Vec<(Workload, Mode)> {
+    cfg.workloads
+        .iter()
+        .flat_map(|&wl| MODES.iter().map(move |&m| (wl, m)))
+        .filter(|&(wl, m)| rows.iter().any(|r| r.workload == wl && r.mode == m))
+        .collect()
+}
+
 fn print_tables(cfg: &Config, rows: &[Row]) -> String {
     let peers = peer_names();
+    let cells = cells(cfg, rows);
     let mut md = String::new();
     for &size in &cfg.sizes {
         for &dist in &cfg.dists {
-            for &wl in &cfg.workloads {
+            for &(wl, mode) in &cells {
                 let _ = writeln!(
                     md,
                     "\n#### {} names, {}, {} (Mops/s; in brackets: genreg's throughput / the peer's)\n",
                     size,
                     dist.label(),
-                    wl.label()
+                    cell_label(wl, mode)
                 );
+                if wl.has_modes() {
+                    let _ = writeln!(md, "Mode `{}`: {}.\n", mode.label(), mode.describe());
+                }
                 let mut head = String::from("| peer |");
                 let mut sep = String::from("| --- |");
                 for t in &cfg.threads {
@@ -1056,6 +1239,7 @@ fn print_tables(cfg: &Config, rows: &[Row]) -> String {
                 let find = |peer: &str, t: usize| {
                     rows.iter().find(|r| {
                         r.workload == wl
+                            && r.mode == mode
                             && r.dist == dist
                             && r.size == size
                             && r.threads == t
@@ -1143,42 +1327,60 @@ fn csv_fields(line: &str) -> Vec<String> {
             c => out.last_mut().unwrap().push(c),
         }
     }
-    if out.len() == 10 {
-        // An early CSV left the ceiling's name ("ceiling (unsync, inline keys)") unquoted.
-        let tail = out.remove(5);
-        out[4] = format!("{},{tail}", out[4]);
-    }
     out
 }
 
-/// Reads a CSV written by [`write_csv`] back (for `--replot`).
+/// Reads a CSV written by [`write_csv`] back (for `--replot`), by its header's column names.
+/// CSVs written before the `mode` column have none: their rows are mode `handle`.
 fn read_csv(path: &str, mut cfg: Config) -> (Config, Vec<Row>) {
     let text = std::fs::read_to_string(path).expect("read CSV");
+    let mut lines = text.lines();
+    let head = csv_fields(lines.next().expect("CSV header"));
+    let col = |name: &str| head.iter().position(|h| h == name);
+    let need = |name: &str| col(name).unwrap_or_else(|| panic!("CSV: no column {name}"));
+    let (c_wl, c_dist, c_names, c_threads, c_peer) = (
+        need("workload"),
+        need("dist"),
+        need("names"),
+        need("threads"),
+        need("peer"),
+    );
+    let (c_mops, c_fail, c_extra) = (need("mops"), need("failures"), need("iter_mentries_per_s"));
+    let c_mode = col("mode");
     let peers = peer_names();
     let mut rows = Vec::new();
-    for line in text.lines().skip(1) {
-        let f = csv_fields(line);
-        let f: Vec<&str> = f.iter().map(String::as_str).collect();
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let mut f = csv_fields(line);
+        if f.len() == head.len() + 1 {
+            // An early CSV left the ceiling's name ("ceiling (unsync, inline keys)") unquoted.
+            let tail = f.remove(c_peer + 1);
+            f[c_peer] = format!("{},{tail}", f[c_peer]);
+        }
         let workload = *WORKLOADS
             .iter()
-            .find(|w| w.label() == f[0])
+            .find(|w| w.label() == f[c_wl])
             .expect("workload");
-        let dist = if f[1] == "zipf" {
+        let mode = match c_mode {
+            Some(c) => *MODES.iter().find(|m| m.label() == f[c]).expect("mode"),
+            None => Mode::Handle,
+        };
+        let dist = if f[c_dist] == "zipf" {
             Dist::Zipf
         } else {
             Dist::Uniform
         };
-        let peer = peers.iter().find(|p| p.0 == f[4]).expect("peer").0;
+        let peer = peers.iter().find(|p| p.0 == f[c_peer]).expect("peer").0;
         rows.push(Row {
             workload,
+            mode,
             dist,
-            size: f[2].parse().expect("names"),
-            threads: f[3].parse().expect("threads"),
+            size: f[c_names].parse().expect("names"),
+            threads: f[c_threads].parse().expect("threads"),
             peer,
             r: CellResult {
-                ops_per_sec: f[5].parse::<f64>().expect("mops") * 1e6,
-                failures: f[7].parse().expect("failures"),
-                extra: f[8].parse::<f64>().expect("extra") * 1e6,
+                ops_per_sec: f[c_mops].parse::<f64>().expect("mops") * 1e6,
+                failures: f[c_fail].parse().expect("failures"),
+                extra: f[c_extra].parse::<f64>().expect("extra") * 1e6,
             },
         });
     }
@@ -1199,12 +1401,17 @@ fn read_csv(path: &str, mut cfg: Config) -> (Config, Vec<Row>) {
         .into_iter()
         .filter(|d| rows.iter().any(|r| r.dist == *d))
         .collect();
+    cfg.modes = MODES
+        .iter()
+        .copied()
+        .filter(|m| rows.iter().any(|r| r.workload.has_modes() && r.mode == *m))
+        .collect();
     (cfg, rows)
 }
 
 fn write_csv(path: &str, rows: &[Row]) -> std::io::Result<()> {
     let mut s = String::from(
-        "workload,dist,names,threads,peer,mops,genreg_ratio,failures,iter_mentries_per_s\n",
+        "workload,mode,dist,names,threads,peer,mops,genreg_ratio,failures,iter_mentries_per_s\n",
     );
     for r in rows {
         let g = rows
@@ -1212,6 +1419,7 @@ fn write_csv(path: &str, rows: &[Row]) -> std::io::Result<()> {
             .find(|g| {
                 g.peer == "genreg"
                     && g.workload == r.workload
+                    && g.mode == r.mode
                     && g.dist == r.dist
                     && g.size == r.size
                     && g.threads == r.threads
@@ -1219,8 +1427,9 @@ fn write_csv(path: &str, rows: &[Row]) -> std::io::Result<()> {
             .map_or(f64::NAN, |g| g.r.ops_per_sec / r.r.ops_per_sec);
         let _ = writeln!(
             s,
-            "{},{},{},{},\"{}\",{:.6e},{:.3},{},{:.6e}",
+            "{},{},{},{},{},\"{}\",{:.6e},{:.3},{},{:.6e}",
             r.workload.label(),
+            r.mode.label(),
             r.dist.label(),
             r.size,
             r.threads,
@@ -1242,8 +1451,36 @@ const COLORS: [&str; 9] = [
     "#7f7f7f",
 ];
 
-/// Throughput vs threads: one panel per workload (columns), one row per (names, distribution);
-/// log-scale y (Mops/s), one line per peer, genreg thick red. The ceiling is a dot at 1 thread.
+/// The chart's panels: every (workload, mode) with rows, except the `handle` mode of
+/// read-halfmiss and registry-98/1/1 where they also ran per call (read-hit keeps all three, for
+/// the handle against per-call comparison; the tables and the CSV have every cell).
+fn chart_panels(cfg: &Config, rows: &[Row]) -> Vec<(Workload, Mode)> {
+    let all = cells(cfg, rows);
+    all.iter()
+        .copied()
+        .filter(|&(wl, m)| {
+            !(m == Mode::Handle
+                && wl.has_modes()
+                && wl != Workload::ReadHit
+                && all.iter().any(|&(w, o)| w == wl && o != Mode::Handle))
+        })
+        .collect()
+}
+
+/// `1000` -> `1k`, `1000000` -> `1M`.
+fn fmt_size(n: usize) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1_000 && n.is_multiple_of(1_000) {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Throughput vs threads: one panel per workload·mode (columns, wrapped into bands of at most
+/// six), one row per (names, distribution) in each band; log-scale y (Mops/s), one line per
+/// peer, genreg thick red. The ceiling is a dot at 1 thread.
 fn write_svg(path: &str, cfg: &Config, rows: &[Row], machine: &str) -> std::io::Result<()> {
     let peers = peer_names();
     let (pw, ph) = (250.0, 190.0);
@@ -1253,9 +1490,19 @@ fn write_svg(path: &str, cfg: &Config, rows: &[Row], machine: &str) -> std::io::
         .iter()
         .flat_map(|&s| cfg.dists.iter().map(move |&d| (s, d)))
         .collect();
-    let cols = cfg.workloads.len();
+    let panels = chart_panels(cfg, rows);
+    let bands = panels.len().div_ceil(6).max(1);
+    let cols = panels.len().div_ceil(bands).max(1);
+    let band_h = combos.len() as f64 * (ph + 45.0);
+    let band_gap = 30.0;
     let width = ml + cols as f64 * (pw + 50.0) + 20.0;
-    let height = mt + combos.len() as f64 * (ph + 45.0) + 20.0;
+    let hidden: Vec<String> = cells(cfg, rows)
+        .into_iter()
+        .filter(|c| !panels.contains(c))
+        .map(|(wl, m)| cell_label(wl, m))
+        .collect();
+    let foot = if hidden.is_empty() { 20.0 } else { 34.0 };
+    let height = mt + bands as f64 * band_h + (bands - 1) as f64 * band_gap + foot;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -1286,16 +1533,27 @@ fn write_svg(path: &str, cfg: &Config, rows: &[Row], machine: &str) -> std::io::
             xml(peer)
         );
     }
+    if panels.iter().any(|&(wl, _)| wl.has_modes()) {
+        let _ = writeln!(
+            s,
+            r##"<text x="{ml}" y="100" fill="#555">Lookup modes (workload·mode): handle = through each peer's handle re-pinned every 64 operations, borrowed (per call without one); read = per call, borrowed; get = per call, an owned Arc clone.</text>"##
+        );
+    }
     let tmax = *cfg.threads.iter().max().unwrap_or(&1) as f64;
     let tmin = *cfg.threads.iter().min().unwrap_or(&1) as f64;
     for (ri, &(size, dist)) in combos.iter().enumerate() {
-        for (ci, &wl) in cfg.workloads.iter().enumerate() {
+        for (pi, &(wl, mode)) in panels.iter().enumerate() {
+            let (band, ci) = (pi / cols, pi % cols);
             let x0 = ml + ci as f64 * (pw + 50.0);
-            let y0 = mt + ri as f64 * (ph + 45.0) + 15.0;
+            let y0 = mt + band as f64 * (band_h + band_gap) + ri as f64 * (ph + 45.0) + 15.0;
             let cell: Vec<&Row> = rows
                 .iter()
                 .filter(|r| {
-                    r.size == size && r.dist == dist && r.workload == wl && r.r.ops_per_sec > 0.0
+                    r.size == size
+                        && r.dist == dist
+                        && r.workload == wl
+                        && r.mode == mode
+                        && r.r.ops_per_sec > 0.0
                 })
                 .collect();
             let _ = writeln!(
@@ -1303,8 +1561,8 @@ fn write_svg(path: &str, cfg: &Config, rows: &[Row], machine: &str) -> std::io::
                 r#"<text x="{}" y="{}" font-weight="bold" font-size="10.5">{} · {} names · {}</text>"#,
                 x0,
                 y0 - 4.0,
-                wl.label(),
-                size,
+                cell_label(wl, mode),
+                fmt_size(size),
                 dist.label()
             );
             let _ = writeln!(
@@ -1392,8 +1650,16 @@ fn write_svg(path: &str, cfg: &Config, rows: &[Row], machine: &str) -> std::io::
     let _ = writeln!(
         s,
         r##"<text x="{ml}" y="{}" fill="#555">x: threads (log2). Each point: median of the repetitions; ratios in BENCHMARKS.md. Machine shared and noisy: compare lines within a panel, not absolute values.</text>"##,
-        height - 6.0
+        height - foot + 14.0
     );
+    if !hidden.is_empty() {
+        let _ = writeln!(
+            s,
+            r##"<text x="{ml}" y="{}" fill="#555">Not drawn, in the CSV and the tables: {}.</text>"##,
+            height - 6.0,
+            hidden.join(", ")
+        );
+    }
     s.push_str("</svg>\n");
     if let Some(dir) = std::path::Path::new(path).parent() {
         std::fs::create_dir_all(dir)?;
@@ -1462,17 +1728,30 @@ fn main() {
     let t0 = Instant::now();
     println!("genreg throughput harness — {machine}");
     println!(
-        "{}: sizes {:?}, threads {:?}, {} s per cell, median of {}, workloads {:?}",
+        "{}: sizes {:?}, threads {:?}, {} s per cell, median of {}, workloads {:?}, lookup modes {:?} (of {:?})",
         if cfg.quick { "quick pass" } else { "full run" },
         cfg.sizes,
         cfg.threads,
         cfg.secs,
         cfg.reps,
-        cfg.workloads.iter().map(|w| w.label()).collect::<Vec<_>>()
+        cfg.workloads.iter().map(|w| w.label()).collect::<Vec<_>>(),
+        cfg.modes.iter().map(|m| m.label()).collect::<Vec<_>>(),
+        WORKLOADS
+            .iter()
+            .filter(|w| w.has_modes())
+            .map(|w| w.label())
+            .collect::<Vec<_>>()
     );
     let max_threads = *cfg.threads.iter().max().unwrap();
     let mut rows = Vec::new();
-    let total = cfg.sizes.len() * cfg.workloads.len() * cfg.dists.len() * cfg.threads.len();
+    let total = cfg.sizes.len()
+        * cfg
+            .workloads
+            .iter()
+            .map(|&w| cfg.modes_of(w).len())
+            .sum::<usize>()
+        * cfg.dists.len()
+        * cfg.threads.len();
     let mut done = 0;
     for &size in &cfg.sizes {
         let u = Universe::new(size, max_threads);
