@@ -10,6 +10,8 @@
 //!   result holds no lock or guard).
 //! - `peek(name)`: a borrowed read that copies out the tag and the payload id, no clone.
 //! - `unregister_if_same(name, tag)`: the peer's own conditional remove on the tag.
+//! - `remove(name)`: the peer's own plain remove by key, whatever is bound (not identity-safe;
+//!   for workloads that remove by key: the bustle binary, `benches/src/bustle.rs`).
 //! - `replace_if_same(name, tag, value)`: swap the value under a new generation iff the tag
 //!   matches.
 //! - `for_each`: visit every entry (weakly consistent where the peer is).
@@ -95,6 +97,8 @@ pub trait Peer: Send + Sync + Sized + 'static {
     fn get(&self, name: &str) -> Option<(Self::Tag, Val)>;
     fn peek(&self, name: &str) -> Option<(Self::Tag, u64)>;
     fn unregister_if_same(&self, name: &str, tag: Self::Tag) -> bool;
+    /// Unbinds `name` whatever it is bound to; true iff it removed a binding.
+    fn remove(&self, name: &str) -> bool;
     fn replace_if_same(&self, name: &str, tag: Self::Tag, v: &Val) -> Option<Self::Tag>;
     /// Calls `f(name_len, payload_id)` for each entry; returns how many.
     fn for_each(&self, f: &mut dyn FnMut(usize, u64)) -> usize;
@@ -208,6 +212,11 @@ impl<const EVENTS: bool> Peer for GenregWith<EVENTS> {
     fn unregister_if_same(&self, name: &str, tag: genreg::Tag) -> bool {
         self.0.unregister_if_same(name, tag).is_ok()
     }
+    #[inline(always)]
+    fn remove(&self, name: &str) -> bool {
+        // `Registry::unregister`: what users call (it hands back the removed entry, a clone).
+        self.0.unregister(name).is_ok()
+    }
     #[inline]
     fn replace_if_same(&self, name: &str, tag: genreg::Tag, v: &Val) -> Option<genreg::Tag> {
         self.0.replace_if_same(name, tag, Arc::clone(v)).ok()
@@ -291,6 +300,10 @@ impl Peer for Papaya {
     #[inline]
     fn unregister_if_same(&self, name: &str, tag: PTag) -> bool {
         papaya_remove(&self.map.pin(), name, tag)
+    }
+    #[inline(always)]
+    fn remove(&self, name: &str) -> bool {
+        self.map.pin().remove(name).is_some()
     }
     fn replace_if_same(&self, name: &str, tag: PTag, v: &Val) -> Option<PTag> {
         let new = self.minter.next_gen(tag.instance);
@@ -413,6 +426,10 @@ impl Peer for SccIndex {
     fn unregister_if_same(&self, name: &str, tag: PTag) -> bool {
         self.map.remove_if_sync(name, |b| b.tag == tag)
     }
+    #[inline(always)]
+    fn remove(&self, name: &str) -> bool {
+        self.map.remove_sync(name)
+    }
     fn replace_if_same(&self, name: &str, tag: PTag, v: &Val) -> Option<PTag> {
         let mut e = self.map.get_sync(name)?;
         if e.get().tag != tag {
@@ -509,6 +526,10 @@ impl Peer for SccMap {
     fn unregister_if_same(&self, name: &str, tag: PTag) -> bool {
         self.map.remove_if_sync(name, |b| b.tag == tag).is_some()
     }
+    #[inline(always)]
+    fn remove(&self, name: &str) -> bool {
+        self.map.remove_sync(name).is_some()
+    }
     fn replace_if_same(&self, name: &str, tag: PTag, v: &Val) -> Option<PTag> {
         self.map
             .update_sync(name, |_, b| {
@@ -583,6 +604,10 @@ impl Peer for Dash {
     #[inline]
     fn unregister_if_same(&self, name: &str, tag: PTag) -> bool {
         self.map.remove_if(name, |_, b| b.tag == tag).is_some()
+    }
+    #[inline(always)]
+    fn remove(&self, name: &str) -> bool {
+        self.map.remove(name).is_some()
     }
     fn replace_if_same(&self, name: &str, tag: PTag, v: &Val) -> Option<PTag> {
         let mut b = self.map.get_mut(name)?;
@@ -662,6 +687,10 @@ impl Peer for RwMap {
             _ => false,
         }
     }
+    #[inline(always)]
+    fn remove(&self, name: &str) -> bool {
+        self.map.write().unwrap().remove(name).is_some()
+    }
     fn replace_if_same(&self, name: &str, tag: PTag, v: &Val) -> Option<PTag> {
         let mut m = self.map.write().unwrap();
         let b = m.get_mut(name)?;
@@ -740,6 +769,13 @@ impl Peer for MutexWeak {
             Some((t, _)) if *t == tag => m.remove(name).is_some(),
             _ => false,
         }
+    }
+    #[inline(always)]
+    fn remove(&self, name: &str) -> bool {
+        // A dead owner's entry reads as unbound (weak-value semantics): removing it removes
+        // nothing that was bound.
+        let removed = self.map.lock().unwrap().remove(name);
+        removed.is_some_and(|(_, w)| w.strong_count() > 0)
     }
     fn replace_if_same(&self, name: &str, tag: PTag, v: &Val) -> Option<PTag> {
         let mut m = self.map.lock().unwrap();
@@ -847,6 +883,23 @@ impl Peer for ArcSwapMap {
                 won = false;
                 Arc::clone(m)
             }
+        });
+        won
+    }
+    #[inline(always)]
+    fn remove(&self, name: &str) -> bool {
+        if !self.map.load().contains_key(name) {
+            return false;
+        }
+        let mut won = false;
+        self.map.rcu(|m| {
+            won = m.contains_key(name);
+            if !won {
+                return Arc::clone(m);
+            }
+            let mut copy = CowMap::clone(m);
+            copy.remove(name);
+            Arc::new(copy)
         });
         won
     }
@@ -1057,6 +1110,10 @@ impl Peer for Ceiling {
             Some(b) if b.tag == tag => m.remove(name).is_some(),
             _ => false,
         }
+    }
+    #[inline(always)]
+    fn remove(&self, name: &str) -> bool {
+        self.m().remove(name).is_some()
     }
     fn replace_if_same(&self, name: &str, tag: PTag, v: &Val) -> Option<PTag> {
         let new = self.mint(tag.instance);
