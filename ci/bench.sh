@@ -36,6 +36,9 @@ step "run benches (${args[*]})" cargo bench -p genreg-bench --bench '*' -- "${ar
 # The throughput harness, one short pass: it checks every result it gets from every peer under
 # concurrency and exits non-zero if an operation failed where it must succeed.
 step "throughput harness (--quick)" cargo run --release -p genreg-bench --bin throughput -- --quick
+# conc-map-bench's workloads (bustle: ReadHeavy, Exchange, RapidGrow) at 2^14, every peer; bustle
+# checks every result (a failed get, insert, remove or update panics).
+step "bustle workloads (--quick)" cargo run --release -p genreg-bench --bin bustle -- --quick
 
 # The events benchmark, one short pass (write path with the log off / on / watched, delivery
 # against tokio's broadcast, subscribe at 1k and 1M names); it asserts what it receives.
