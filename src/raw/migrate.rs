@@ -74,8 +74,12 @@ use super::table::{DONE, FROZEN, Migration, Slot, TOMB, Table};
 use crate::sync::Ordering;
 
 /// Slots copied per helping writer. Small under loom so that models interleave copies.
+///
+/// 16: a chunk is the pause one write takes while a table grows (about 2 µs here), and the
+/// copying is spread over 4× as many writes as with 64 (measured while growing to 1M names: p99
+/// 5.1 µs and p99.9 9–10 µs, against 7.9–8.3 µs and 14.3–15.7 µs with 64).
 #[cfg(not(loom))]
-pub(crate) const CHUNK: usize = 64;
+pub(crate) const CHUNK: usize = 16;
 #[cfg(loom)]
 pub(crate) const CHUNK: usize = 1;
 
