@@ -67,7 +67,9 @@ fn read_and_get_agree_on_every_kind_of_binding() {
             .register_detached("meta", v("m"))
             .unwrap();
         assert_eq!(seen(&r, "meta"), Some((with, "m".into())));
-        let kind = r.read("meta", |e| e.metadata().map(|m| m.kind().map(str::to_owned)));
+        let kind = r.read("meta", |e| {
+            e.metadata().map(|m| m.kind().map(str::to_owned))
+        });
         assert_eq!(kind, Some(Some(Some("writer".into()))));
 
         // A TTL: visible until it expires, then nothing.
@@ -236,9 +238,7 @@ fn concurrent_reads_of_one_hot_name() {
             });
         }
         for i in 1..=rounds {
-            tag = r
-                .replace_if_same("hot", tag, v(&i.to_string()))
-                .unwrap();
+            tag = r.replace_if_same("hot", tag, v(&i.to_string())).unwrap();
         }
     });
 }
