@@ -1,4 +1,4 @@
-//! Discovery's costs, side by side in one run (BENCHMARKS.md, "Issue 10: discovery"):
+//! Discovery's costs, side by side in one run (BENCHMARKS.md, "Discovery: metadata queries, and what the plain registry pays for them"):
 //!
 //! ```sh
 //! cargo run --release -p genreg-bench --bin discovery            # 1k and 1M entries, ~2 min

@@ -1,4 +1,4 @@
-//! Liveness's costs, side by side in one run (BENCHMARKS.md, "Issue 12: liveness"):
+//! Liveness's costs, side by side in one run (BENCHMARKS.md, "Liveness: TTL, reaper, health checks"):
 //!
 //! ```sh
 //! cargo run --release -p genreg-bench --bin liveness            # 1k and 1M entries, ~2 min
