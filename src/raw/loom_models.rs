@@ -200,8 +200,8 @@ fn promotion_never_leaves_a_stale_prev() {
             map.copy_all(root, m, guard);
             root.cursor.store(root.capacity(), Ordering::Relaxed);
             (
-                root as *const super::table::Table<u32> as usize,
-                m.next as usize,
+                std::ptr::from_ref(root).cast::<u8>() as usize,
+                m.next.cast::<u8>() as usize,
             )
         };
         let finish = move |map: &RawMap<u32>, collector: &Collector| {
@@ -210,14 +210,18 @@ fn promotion_never_leaves_a_stale_prev() {
             let root = map.root(guard);
             match root.migration(guard) {
                 // Still the old root: finish its migration (a walk does this).
-                Some(m) if std::ptr::from_ref(root) as usize == old => {
+                Some(m) if std::ptr::from_ref(root).cast::<u8>() as usize == old => {
                     map.finish_migration(root, m, guard)
                 }
                 // Already the new root: what a writer refused room there does.
                 _ => map.help_prev(root, guard),
             }
             let root = map.root(guard);
-            assert_eq!(std::ptr::from_ref(root) as usize, next, "promoted");
+            assert_eq!(
+                std::ptr::from_ref(root).cast::<u8>() as usize,
+                next,
+                "promoted"
+            );
             assert!(root.prev(guard).is_none(), "the new root still has a prev");
         };
         let t = {

@@ -118,12 +118,12 @@ impl<V> RawMap<V> {
             return;
         }
         let capacity = next_capacity(table.capacity(), self.live_for_sizing(table, guard));
-        let next = Owned::new(Table::<V>::new(capacity));
-        next.prev
-            .store(table as *const Table<V> as *mut Table<V>, Ordering::Relaxed);
-        let next = next.into_shared(guard).as_raw();
+        let next = Table::<V>::alloc(capacity);
+        next.prev.store(table.word(), Ordering::Relaxed);
+        let next = next.into_shared(guard);
         let migration = Owned::new(Migration {
-            next,
+            // SAFETY: allocated above, not freed before this function returns.
+            next: std::ptr::from_ref(unsafe { next.deref() }),
             dest: crate::sync::zeroed_atomics(table.capacity()),
         });
         // AcqRel: Release publishes the new table and its `prev`.
@@ -136,8 +136,8 @@ impl<V> RawMap<V> {
         ) {
             // Lost the race: neither allocation was ever visible to another thread.
             drop(e.new);
-            // SAFETY: `next` came from `Owned::new` above and was never published.
-            drop(unsafe { Owned::from_raw(next as *mut Table<V>) });
+            // SAFETY: `next` came from `Table::alloc` above and was never published.
+            drop(unsafe { next.into_owned() });
         }
     }
 
@@ -237,18 +237,16 @@ impl<V> RawMap<V> {
 
     /// Makes the next table the root, if `table` still is.
     fn promote(&self, table: &Table<V>, m: &Migration<V>, guard: &Guard) {
-        let old = Shared::from(table as *const Table<V>);
-        let next = Shared::from(m.next);
+        let old = table.word();
         // SAFETY: `m.next` is a live table (owned by the map; the root, or about to be).
         let next_table = unsafe { &*m.next };
+        let next = next_table.word();
         if self
             .root
             .compare_exchange(old, next, Ordering::AcqRel, Ordering::Acquire, guard)
             .is_ok()
         {
-            next_table
-                .prev
-                .store(std::ptr::null_mut(), Ordering::Release);
+            next_table.prev.store(Shared::null(), Ordering::Release);
             // SAFETY: the old table is unreachable from the root now; threads that loaded it
             // before are pinned, and the free waits for them. Only the CAS winner retires it.
             unsafe { guard.defer_destroy(old) };
@@ -258,10 +256,11 @@ impl<V> RawMap<V> {
             // table is unlinked from the root either way, which is all that clearing needs; a
             // lost CAS means it was cleared already).
             let _ = next_table.prev.compare_exchange(
-                table as *const Table<V> as *mut Table<V>,
-                std::ptr::null_mut(),
+                old,
+                Shared::null(),
                 Ordering::Release,
                 Ordering::Relaxed,
+                guard,
             );
         }
     }

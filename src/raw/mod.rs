@@ -180,7 +180,7 @@ impl<V> RawMap<V> {
             .clamp(MIN_CAPACITY, MAX_CAPACITY)
             .next_power_of_two();
         RawMap {
-            root: Atomic::from(table::boxed::<V>(capacity)),
+            root: Atomic::from(Table::alloc(capacity)),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             len: Len::new(),
             weak_used: AtomicUsize::new(0),
@@ -251,9 +251,10 @@ impl<V> RawMap<V> {
 
     #[inline]
     fn root<'g>(&self, guard: &'g Guard) -> &'g Table<V> {
-        // SAFETY: the root is never null, and a table is retired only after it stopped being
-        // the root, so it outlives every guard that loaded it.
-        unsafe { self.root.load(Ordering::Acquire, guard).deref() }
+        // SAFETY: the root is never null, its word is made by `Table::alloc` or `Table::word`,
+        // and a table is retired only after it stopped being the root, so it outlives every
+        // guard that loaded it.
+        unsafe { Table::view(self.root.load(Ordering::Acquire, guard)) }
     }
 
     /// Whether a binding that can die while bound (weak, or with a liveness cell) was ever
@@ -303,8 +304,10 @@ impl<V> RawMap<V> {
     // instruction count is the lookup's cost (BENCHMARKS.md, "The read path").
     #[inline(always)]
     fn probe<'g>(&self, table: &'g Table<V>, key: &Key<'_>, guard: &'g Guard) -> Probe<'g, V> {
-        let mask = table.mask;
+        // The mask from the slice's length: for the root, that is the root word's tag, so the
+        // head is not read (see `Table::view`).
         let slots = table.slots();
+        let mask = slots.len() - 1;
         let mut i = home(key.hash, mask);
         let mut left = mask + 1;
         while left != 0 {
@@ -917,9 +920,9 @@ impl<V> RawMap<V> {
         // that owns it: the next table owns what it holds; the old table owns its live and
         // frozen nodes that were never installed, and its share of its tombstones (`Done`
         // nodes belong to the next table or to the old table's graveyard).
-        let next = Shared::from(m.next);
         // SAFETY: the next table is live for as long as the migration record is.
-        let next_table = unsafe { next.deref() };
+        let next_table = unsafe { &*m.next };
+        let next = next_table.word();
         for i in 0..table.capacity() {
             match Slot::decode(table.load(i, guard)) {
                 // SAFETY: never frozen, so never installed: the old table's alone.

@@ -42,9 +42,10 @@
 //! - Counters (`claimed`, `cursor`) are `Relaxed`: they size work and never publish memory.
 //!   `sealed` is `AcqRel`; see `raw/migrate.rs`.
 
-use std::ptr;
+use std::alloc::{self, Layout};
+use std::{mem, ptr};
 
-use crossbeam_epoch::{Atomic, Guard, Owned, Pointer, Shared};
+use crossbeam_epoch::{Atomic, Guard, Owned, Pointable, Pointer, Shared};
 
 use super::node::Node;
 use super::reclaim::{Share, free};
@@ -111,11 +112,13 @@ struct Grave<V> {
     next: *mut Grave<V>,
 }
 
-pub(crate) struct Table<V> {
+/// A table's fields other than its slots. Aligned to a cache line, so that the slots that
+/// follow it start on one, and so that a pointer to a table has six low bits free: the root
+/// pointer carries its table's log2 capacity there (see [`Table::view`]).
+#[repr(C, align(64))]
+pub(crate) struct Head<V> {
     /// `capacity - 1`; the capacity is a power of two.
     pub(crate) mask: usize,
-    /// Slot words (see the module docs): a crossbeam `Shared` word plus the hash fragment.
-    slots: Box<[AtomicUsize]>,
     /// An upper bound on the slots claimed (taken from `Empty`) in this table: incremented
     /// before a claim's CAS and decremented if the CAS fails.
     pub(crate) claimed: AtomicUsize,
@@ -126,42 +129,186 @@ pub(crate) struct Table<V> {
     /// How many slots have reached a final state (`Done` or sealed).
     pub(crate) sealed: AtomicUsize,
     /// The table migrating into this one, until that migration completes; then null.
-    pub(crate) prev: AtomicPtr<Table<V>>,
+    pub(crate) prev: Atomic<Table<V>>,
     /// Nodes removed from this table's successor while this table could still point at them
     /// (see `reclaim::retire`). A push-only Treiber stack, drained when this table is freed.
     graveyard: AtomicPtr<Grave<V>>,
 }
 
-impl<V> Table<V> {
-    pub(crate) fn new(capacity: usize) -> Table<V> {
-        // Not a debug assertion: `slot` indexes with `i & mask` unchecked, which is in bounds
-        // only for a power of two (0 would make the mask `usize::MAX` over an empty array).
+/// One table: its head and, in the same allocation, its slot words (see the module docs).
+///
+/// One allocation, so that a lookup goes from the root pointer straight to a slot: the slots'
+/// address is the table's plus a constant, and the root pointer's tag says the capacity, so the
+/// head is not read on the way (measured: a dependent load less per lookup; BENCHMARKS.md).
+/// Tables are always reached through a thin pointer ([`Atomic`], [`Shared`], or a word): the
+/// slot count is read from the head, or from the root's tag, to make the wide reference.
+#[repr(C)]
+pub(crate) struct Table<V> {
+    head: Head<V>,
+    slots: [AtomicUsize],
+}
+
+impl<V> std::ops::Deref for Table<V> {
+    type Target = Head<V>;
+
+    #[inline(always)]
+    fn deref(&self) -> &Head<V> {
+        &self.head
+    }
+}
+
+/// The allocation of a table of `capacity` slots.
+fn layout<V>(capacity: usize) -> Layout {
+    let slots = Layout::array::<AtomicUsize>(capacity).expect("table size overflows");
+    let (layout, offset) = Layout::new::<Head<V>>()
+        .extend(slots)
+        .expect("table size overflows");
+    debug_assert_eq!(offset, mem::size_of::<Head<V>>());
+    layout.pad_to_align()
+}
+
+/// The wide pointer to the table at `addr`, whose capacity is `capacity`.
+#[inline(always)]
+fn wide<V>(addr: usize, capacity: usize) -> *mut Table<V> {
+    // `with_exposed_provenance`: the address came from a word (crossbeam's tagged pointer, or
+    // a slot-free root word), whose provenance `init` exposed.
+    let base = std::ptr::with_exposed_provenance_mut::<AtomicUsize>(addr);
+    ptr::slice_from_raw_parts_mut(base, capacity) as *mut Table<V>
+}
+
+// SAFETY (of the trait's contract): `init` returns the address of a fresh allocation aligned to
+// `ALIGN` (the head's alignment); `deref`/`deref_mut`/`drop` are called, as crossbeam requires,
+// only with such an address, never after `drop`.
+impl<V> Pointable for Table<V> {
+    const ALIGN: usize = mem::align_of::<Head<V>>();
+
+    /// The capacity (a power of two).
+    type Init = usize;
+
+    unsafe fn init(capacity: usize) -> usize {
+        // Not a debug assertion: the probes index with `i & mask` unchecked, which is in
+        // bounds only for a power of two (0 would make the mask `usize::MAX` over no slots).
         assert!(capacity.is_power_of_two(), "table capacity {capacity}");
-        Table {
+        let layout = layout::<V>(capacity);
+        // Outside loom, the memory comes zeroed from the allocator (`calloc`, which for a big
+        // table maps fresh zero pages), instead of being written zero by zero: the thread that
+        // starts a migration does not fault in the whole next table (16 MiB of slots at 2M);
+        // its pages are touched by the copies that fill them. (Measured: the insert that
+        // starts the migration to 2M slots took most of the insert maxima while growing to 1M
+        // names.) A zero word is an `Empty` slot: `AtomicUsize` has `usize`'s bit validity.
+        // SAFETY: `layout` has a nonzero size (the head alone is 64 bytes).
+        #[cfg(not(loom))]
+        let base = unsafe { alloc::alloc_zeroed(layout) };
+        // SAFETY: as above.
+        #[cfg(loom)]
+        let base = unsafe { alloc::alloc(layout) };
+        if base.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `base` is a fresh allocation of `layout`: the head at its start, `capacity`
+        // slots after it, all in bounds and aligned.
+        unsafe {
+            ptr::write(base.cast::<Head<V>>(), Head::new(capacity));
+            // Loom's atomics are not plain words: written one by one.
+            #[cfg(loom)]
+            for i in 0..capacity {
+                let slot = base.add(mem::size_of::<Head<V>>()).cast::<AtomicUsize>();
+                ptr::write(slot.add(i), AtomicUsize::new(0));
+            }
+        }
+        base.expose_provenance()
+    }
+
+    unsafe fn deref<'a>(addr: usize) -> &'a Table<V> {
+        // SAFETY: the caller passes a live table's address (the trait's contract); its head
+        // says its capacity, and the wide pointer covers exactly its allocation.
+        unsafe { &*wide(addr, (*wide::<V>(addr, 0)).head.mask + 1) }
+    }
+
+    unsafe fn deref_mut<'a>(addr: usize) -> &'a mut Table<V> {
+        // SAFETY: as in `deref`, and the caller guarantees exclusive access.
+        unsafe { &mut *wide(addr, (*wide::<V>(addr, 0)).head.mask + 1) }
+    }
+
+    unsafe fn drop(addr: usize) {
+        // SAFETY: the caller passes a live table's address and gives up all access to it.
+        unsafe {
+            let capacity = (*wide::<V>(addr, 0)).head.mask + 1;
+            let table = wide::<V>(addr, capacity);
+            let layout = layout::<V>(capacity);
+            ptr::drop_in_place(table);
+            alloc::dealloc(table.cast::<u8>(), layout);
+        }
+    }
+}
+
+impl<V> Head<V> {
+    fn new(capacity: usize) -> Head<V> {
+        Head {
             mask: capacity - 1,
-            slots: crate::sync::zeroed_atomics(capacity),
             claimed: AtomicUsize::new(0),
             migration: Atomic::null(),
             cursor: AtomicUsize::new(0),
             sealed: AtomicUsize::new(0),
-            prev: AtomicPtr::new(ptr::null_mut()),
+            prev: Atomic::null(),
             graveyard: AtomicPtr::new(ptr::null_mut()),
         }
     }
+}
+
+impl<V> Table<V> {
+    /// A new table of `capacity` (a power of two) empty slots, as the root pointer stores it:
+    /// tagged with its log2 capacity (see [`view`](Self::view)).
+    pub(crate) fn alloc(capacity: usize) -> Owned<Table<V>> {
+        Owned::<Table<V>>::init(capacity).with_tag(capacity.trailing_zeros() as usize)
+    }
+
+    /// This table as a pointer word: tagged as [`alloc`](Self::alloc) tags it, so that it
+    /// compares equal to the root word of this table.
+    #[inline]
+    pub(crate) fn word<'g>(&'g self) -> Shared<'g, Table<V>> {
+        let addr = ptr::from_ref(self).cast::<u8>().expose_provenance();
+        // SAFETY: the address of a live table, which `init` allocated, tagged within the six
+        // bits its alignment leaves free (a capacity is at most 2^60).
+        unsafe { Shared::from_usize(addr | self.capacity().trailing_zeros() as usize) }
+    }
+
+    /// The table a word made by [`alloc`](Self::alloc) or [`word`](Self::word) points at,
+    /// without reading its head: the capacity is the word's tag. This is how a lookup goes
+    /// from the root to a slot with one load less.
+    ///
+    /// # Safety
+    /// `word` is non-null, made by `alloc` or `word`, and its table outlives `'g`.
+    #[inline(always)]
+    pub(crate) unsafe fn view<'g>(word: Shared<'g, Table<V>>) -> &'g Table<V> {
+        let log2 = word.tag();
+        let addr = word.into_usize() & !(Self::ALIGN_MASK);
+        // SAFETY: the caller's contract; the tag is the log2 of the capacity.
+        let table = unsafe { &*wide::<V>(addr, 1 << log2) };
+        debug_assert_eq!(
+            table.head.mask + 1,
+            1 << log2,
+            "a table word's tag is its log2 capacity"
+        );
+        table
+    }
+
+    const ALIGN_MASK: usize = <Table<V> as Pointable>::ALIGN - 1;
 
     #[inline]
     pub(crate) fn capacity(&self) -> usize {
-        self.mask + 1
+        self.slots.len()
     }
 
     #[inline]
     fn slot(&self, i: usize) -> &AtomicUsize {
-        debug_assert!(i <= self.mask);
+        debug_assert!(i < self.slots.len());
         // SAFETY: `i & mask <= mask < slots.len()` (`slots.len() == mask + 1`).
-        unsafe { self.slots.get_unchecked(i & self.mask) }
+        unsafe { self.slots.get_unchecked(i & self.head.mask) }
     }
 
-    /// The slot words, for a probe loop that hoists them (`len() == mask + 1`).
+    /// The slot words, for a probe loop that hoists them (`len()` is the capacity, a power of
+    /// two).
     #[inline(always)]
     pub(crate) fn slots(&self) -> &[AtomicUsize] {
         &self.slots
@@ -234,8 +381,8 @@ impl<V> Table<V> {
 
     /// The table migrating into this one, while that migration runs.
     #[inline]
-    pub(crate) fn prev<'g>(&self, _guard: &'g Guard) -> Option<&'g Table<V>> {
-        let p = self.prev.load(Ordering::Acquire);
+    pub(crate) fn prev<'g>(&self, guard: &'g Guard) -> Option<&'g Table<V>> {
+        let p = self.prev.load(Ordering::Acquire, guard);
         // SAFETY: `prev` is cleared before the previous table is retired, and retired tables
         // are freed only after every guard that could have loaded the pointer is gone.
         unsafe { p.as_ref() }
@@ -371,7 +518,7 @@ pub(crate) fn home(hash: u64, mask: usize) -> usize {
     (hash as usize) & mask
 }
 
-impl<V> Drop for Table<V> {
+impl<V> Drop for Head<V> {
     /// Frees what only this table owns: its migration record and its graveyard. The nodes its
     /// slots point at are freed by whoever removed them or, for `Done` slots, by the next
     /// table, which owns them now.
@@ -393,9 +540,4 @@ impl<V> Drop for Table<V> {
             grave = g.next;
         }
     }
-}
-
-/// Allocates a table on the heap for the `root`/`next` pointers.
-pub(crate) fn boxed<V>(capacity: usize) -> Owned<Table<V>> {
-    Owned::new(Table::new(capacity))
 }
