@@ -430,8 +430,15 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         }
     }
 
-    /// At the bound: dead weak bindings still hold their places until purged, so purge them
-    /// and try once more before refusing.
+    /// At the bound: dead bindings (weak ones whose owner died, expired or condemned ones, the
+    /// members of a removed pool) still hold their places until purged, so purge them and try
+    /// once more before refusing.
+    ///
+    /// The retry does not depend on how many this call's purge removed: a dead binding can be
+    /// removed, its place freed, by someone else first. The purge's own walk finishes a
+    /// migration in progress before it looks, and a migration drops the dead bindings it meets
+    /// (see `raw/migrate.rs`), so this call's purge then finds nothing left to remove although
+    /// places were freed; a read or another writer may purge one meanwhile too.
     #[cold]
     fn bind_when_full(
         &self,
@@ -442,7 +449,8 @@ impl<'r, V: Send + Sync + 'static> Pinned<'r, V> {
         extra: Extra,
     ) -> Result<Tag, (Error, Stored<V>)> {
         let map = &self.registry.inner.map;
-        let retried = if map.mortal_used() && self.purge_dead() > 0 {
+        let retried = if map.mortal_used() {
+            self.purge_dead();
             map.bind(hash, name, tag, value, extra, &self.guard)
         } else {
             Err((Refused::Full, value))

@@ -102,6 +102,48 @@ fn dead_weak_bindings_do_not_count() {
     assert_eq!(reg.len(), 2);
 }
 
+/// Found by `pools_match_model` (a pool refused `Full` on a registry whose only other binding
+/// was a dead weak one): a registration at the bound purged dead bindings and tried once more
+/// only if its own purge removed one. But the purge's walk first finishes a migration in
+/// progress, and the migration drops the dead bindings it meets, freeing their places; the
+/// purge then found nothing to remove and the registration was refused although it fitted.
+/// Removals leave tombstones, and with enough of them a registration starts a migration: the
+/// churn below reaches every point of that cycle, for a plain registration and for a pool.
+#[test]
+fn a_dead_binding_dropped_by_a_migration_frees_its_place() {
+    let churns = if cfg!(miri) { 12 } else { 24 };
+    for bound in 2..=4 {
+        for churn in 0..churns {
+            for pool in [false, true] {
+                let reg: Registry<Arc<u32>> = builder().hash_seed(7).max_entries(bound).build();
+                for i in 0..churn {
+                    let name = format!("c{i}");
+                    let tag = reg.register_detached(&name, Arc::new(0)).unwrap();
+                    reg.unregister_if_same(&name, tag).unwrap();
+                }
+                let owner = Arc::new(1);
+                let _weak = reg.register_weak("w", &owner).unwrap();
+                // The bound's worth of places held, the pool's name and member left out.
+                let held = bound - 1 - usize::from(pool);
+                let _held: Vec<_> = (0..held)
+                    .map(|i| reg.register(&format!("s{i}"), Arc::new(2)).unwrap())
+                    .collect();
+                drop(owner);
+                let case = format!("bound {bound}, churn {churn}, pool {pool}");
+                let refused = if pool {
+                    let p = reg.register_pool("p", [Arc::new(3)]);
+                    p.map(|p| p.detach().tag()).err().map(|r| r.into_parts().0)
+                } else {
+                    let r = reg.register_detached("x", Arc::new(3));
+                    r.err().map(|r| r.into_parts().0)
+                };
+                assert_eq!(refused, None, "{case}");
+                assert_eq!(reg.len(), bound, "{case}");
+            }
+        }
+    }
+}
+
 #[test]
 fn zero_refuses_everything_and_restore_is_checked() {
     let none: Registry<u32> = builder().max_entries(0).build();
