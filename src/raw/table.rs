@@ -444,9 +444,6 @@ const FRAG_MASK: usize = if FRAG_BITS == 0 {
     ((1usize << FRAG_BITS) - 1) << 48
 };
 
-/// The bits of a node's address.
-const ADDR_MASK: usize = !FRAG_MASK & !(TOMB | FROZEN | DONE);
-
 /// The fragment of `hash`, placed where it goes in a slot word: the hash's top bits ([`home`]
 /// uses its bottom ones).
 #[cfg(all(
@@ -495,7 +492,9 @@ fn encode<V>(s: Shared<'_, Node<V>>) -> usize {
 /// touching its node.
 #[inline(always)]
 pub(crate) fn may_own(word: usize, frag: usize) -> bool {
-    (word ^ frag) & FRAG_MASK == 0 || word & ADDR_MASK == 0
+    // A word with no node has no fragment either (`encode`): it is one of the three state bits
+    // alone, below 8.
+    (word ^ frag) & FRAG_MASK == 0 || word < 8
 }
 
 /// A slot word loaded under `_guard`, as the `Shared` it encodes.

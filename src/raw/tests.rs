@@ -8,7 +8,7 @@ use crossbeam_epoch::{Collector, Owned, Shared};
 
 use super::migrate::{hard_limit, next_capacity, soft_limit};
 use super::node::{INLINE, Key, NameBuf, Node, Stored};
-use super::table::{DONE, FROZEN, Slot, TOMB};
+use super::table::{DONE, FROZEN, Slot, TOMB, Table};
 use super::{Insert, RawMap, Write, Written};
 use crate::tag::{Generation, InstanceId, Tag};
 use crate::watch::Reason;
@@ -67,6 +67,44 @@ fn slot_words_decode() {
     ));
     // SAFETY: never published.
     drop(unsafe { n.into_owned() });
+}
+
+#[test]
+fn table_words_carry_the_capacity() {
+    // Head and slots share one allocation; a table word is tagged with its log2 capacity, and
+    // `view` (the lookup's way in, which reads no head) agrees with `deref` (which does).
+    let guard = &crossbeam_epoch::pin();
+    let top = if cfg!(miri) { 10 } else { 20 };
+    for log2 in 0..=top {
+        let capacity = 1usize << log2;
+        let table = Table::<u32>::alloc(capacity).into_shared(guard);
+        assert_eq!(table.tag(), log2);
+        // SAFETY: allocated above, freed below.
+        let (seen, read) = unsafe { (Table::view(table), table.deref()) };
+        assert!(std::ptr::eq(seen, read));
+        assert_eq!(
+            (seen.capacity(), read.capacity(), read.mask),
+            (capacity, capacity, capacity - 1)
+        );
+        assert_eq!(seen.word(), table, "word() is the tagged word");
+        let addr = std::ptr::from_ref(seen).cast::<u8>();
+        assert_eq!(addr.addr() % 64, 0, "six tag bits");
+        assert_eq!(
+            seen.slots().as_ptr().cast::<u8>(),
+            addr.wrapping_add(64),
+            "slots after the head"
+        );
+        // Every slot is an `Empty` word, and writable.
+        for i in [0, capacity / 2, capacity - 1] {
+            assert!(matches!(
+                Slot::<u32>::decode(seen.load(i, guard)),
+                Slot::Empty
+            ));
+            assert!(seen.cas(i, Shared::null(), Shared::null(), guard).is_ok());
+        }
+        // SAFETY: never published.
+        drop(unsafe { table.into_owned() });
+    }
 }
 
 #[test]
