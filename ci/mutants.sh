@@ -15,7 +15,7 @@
 #
 # MUTANT: cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas |
 #         index_unchecked | query_unchecked | admit_race | expiry_unclaimed | lease_unchecked |
-#         read_unchecked | blind_register (genreg-etcd) | all (those twelve) |
+#         read_unchecked | probe_skip | blind_register (genreg-etcd) | all (those thirteen) |
 #         none (control)
 # LAYER (limits in parentheses; each runs what the named ci/ script runs, plus the cfg):
 #   proptest     cargo test --release --test model -- --nocapture              (120 s)
@@ -96,7 +96,8 @@ REPEAT="${GENREG_MUTANTS_REPEAT:-1}"
 RUN="" # "#k" while repeating
 
 ALL_MUTANTS=(cas_unregister no_generation loser_frees reserve_race rev_after_cas index_unchecked
-    query_unchecked admit_race expiry_unclaimed lease_unchecked read_unchecked blind_register)
+    query_unchecked admit_race expiry_unclaimed lease_unchecked read_unchecked probe_skip
+    blind_register)
 TEST_LAYERS=(proptest api stress capacity liveness pool read discovery unit tags replay)
 MIRI_LAYERS=(miri-lib miri-api miri-tags miri-model miri-stress)
 FUZZ_LAYERS=(fuzz-ops fuzz-ops-empty fuzz-concurrent fuzz-concurrent-empty)
@@ -120,7 +121,7 @@ case "${1:-all}" in
     all) mutants=("${ALL_MUTANTS[@]}") ;;
     none | cas_unregister | no_generation | loser_frees | reserve_race | rev_after_cas | \
         index_unchecked | query_unchecked | admit_race | expiry_unclaimed | lease_unchecked | \
-        read_unchecked | blind_register) \
+        read_unchecked | probe_skip | blind_register) \
         mutants=("$1") ;;
     *) printf 'unknown mutant %q\n\n' "$1" >&2 && usage 3 ;;
 esac

@@ -8,7 +8,7 @@ use crossbeam_epoch::{Collector, Owned, Shared};
 
 use super::migrate::{hard_limit, next_capacity, soft_limit};
 use super::node::{INLINE, Key, NameBuf, Node, Stored};
-use super::table::{DONE, FROZEN, Slot, TOMB, Table};
+use super::table::{DONE, FROZEN, Slot, TOMB, Table, frag, home};
 use super::{Insert, RawMap, Write, Written};
 use crate::tag::{Generation, InstanceId, Tag};
 use crate::watch::Reason;
@@ -162,6 +162,59 @@ fn name_match_agrees_with_str_eq() {
             assert_eq!(buf.matches(&key), a == b, "{a:?} vs {b:?}");
         }
     }
+}
+
+/// Names whose hashes share the home slot and the fragment: the probe cannot tell them apart
+/// from the slot word and must decide by name, also where the home slot is another name's
+/// tombstone (the case where a lookup resumes right after its home slot).
+#[test]
+#[cfg_attr(miri, ignore = "searches about 2^21 hashes: minutes under Miri")]
+fn home_and_fragment_collisions_are_decided_by_name() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let collector = Collector::new();
+    let handle = collector.register();
+    let map = RawMap::<Counted>::new(16, 7);
+    let guard = &handle.pin();
+    let mask = map.capacity(guard) - 1;
+    let sig = |name: &str| {
+        let h = map.hash(name);
+        (home(h, mask), frag(h))
+    };
+    // Three names with one home slot and one fragment (a search of about 2^20 hashes each).
+    let want = sig("y");
+    let mut twins = (0u64..)
+        .map(|i| format!("t{i}"))
+        .filter(|n| sig(n) == want)
+        .take(2);
+    let (x, z) = (twins.next().unwrap(), twins.next().unwrap());
+    let put = |name: &str, g| {
+        let inserted = map.insert(node(&map, name, g, &drops), |_| false, guard);
+        assert!(matches!(inserted, Insert::Inserted), "{name}");
+    };
+    let read = |name: &str| {
+        map.get(map.hash(name), name, guard)
+            .map(|n| n.tag.generation().as_raw())
+    };
+    put("y", 1);
+    put(&x, 2);
+    put(&z, 3);
+    assert_eq!((read("y"), read(&x), read(&z)), (Some(1), Some(2), Some(3)));
+    // `y`'s slot (the home of all three) becomes a tombstone with their fragment: `x`, in the
+    // slot right after it, and `z`, after that, are still found.
+    let removed = map.write_if(
+        map.hash("y"),
+        "y",
+        |_| Some(Write::Remove(Reason::Explicit)),
+        guard,
+    );
+    assert!(matches!(removed, Written::Done(_)));
+    assert_eq!((read("y"), read(&x), read(&z)), (None, Some(2), Some(3)));
+    // A fourth name of the same signature is absent, not confused with any of them.
+    let w = (0u64..)
+        .map(|i| format!("u{i}"))
+        .find(|n| sig(n) == want)
+        .unwrap();
+    assert_eq!(read(&w), None);
 }
 
 /// Inserts, removes and replaces across several migrations, checking every name after each
