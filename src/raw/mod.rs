@@ -87,6 +87,12 @@ pub(crate) const MIN_CAPACITY: usize = 16;
 /// rather than overflow.
 pub(crate) const MAX_CAPACITY: usize = 1 << (usize::BITS - 4);
 
+// A table word's tag is its log2 capacity, in the bits a table's alignment leaves free.
+const _: () = assert!(
+    (MAX_CAPACITY.trailing_zeros() as usize) < std::mem::align_of::<table::Head<()>>(),
+    "the largest capacity's log2 must fit in a table word's tag"
+);
+
 /// How many slots a lookup scans at a time past the first two of its chain (see
 /// `RawMap::probe`).
 const PROBE_GROUP: usize = 4;
@@ -108,9 +114,14 @@ fn decide<'g, V>(word: usize, key: &Key<'_>, guard: &'g Guard) -> Option<Probe<'
 }
 
 /// The rest of a probe chain (see `RawMap::probe`), from slot `next` on, `seen` slots of it
-/// decided already: a group at a time, until every slot was seen once (a few may be seen twice
-/// where the chain wraps around to its home: harmless, none of them can start holding the name).
-/// Out of line: most lookups never get here, and the fast path keeps its registers.
+/// decided already: a group at a time, until every slot was seen once. Out of line: most lookups
+/// never get here, and the fast path keeps its registers.
+///
+/// The last group may reach past the chain's end into slots seen at its start (where it wraps
+/// around to its home). Seeing one again is harmless: a slot that held no candidate holds another
+/// name's node for good; one that was an undecided candidate can since have become the name's
+/// binding again (its own tombstone reused) or `Done`, which is what the lookup answers then,
+/// and it can never become `Empty` or `SealedEmpty` again.
 #[inline(never)]
 fn probe_rest<'g, V>(
     table: &'g Table<V>,
@@ -367,10 +378,14 @@ impl<V> RawMap<V> {
     /// and half of misses at half load), and a mispredicted branch costs more than a few loads.
     /// So the chain's first two slots are loaded together and the first that may hold the name
     /// is chosen without a branch; the rest of the chain, which a third of misses reach, is
-    /// scanned four slots at a time, each group's candidates found from a bit mask. Every slot
-    /// is loaded in the order a probe one slot at a time loads them, a few more past the one
-    /// that decides; a slot passed over without a decision is another name's for good (module
-    /// docs of `table.rs`), and a candidate is decided on a load of its own.
+    /// scanned four slots at a time, each group's candidates found from a bit mask.
+    ///
+    /// Why that is the same lookup as one slot at a time: candidates are decided in chain order,
+    /// each on a load of its own made after every earlier slot was decided (a slot's word may be
+    /// loaded earlier too, to find the candidates, and a few slots past the deciding one are
+    /// loaded for nothing). A slot found not to be a candidate holds a node of another name
+    /// (its fragment differs), and a slot claimed by one name belongs to it for the life of the
+    /// table (module docs of `table.rs`), so it can be passed over whenever it was loaded.
     // Always inlined, with the slot array and mask hoisted: the read path's instruction count is
     // the lookup's cost.
     #[inline(always)]
@@ -1052,7 +1067,7 @@ unsafe fn free_table_and_nodes<V>(table: Shared<'_, Table<V>>) {
             _ => {}
         }
     }
-    // SAFETY: allocated by `Owned::new`, unreachable now.
+    // SAFETY: allocated by `Table::alloc`, unreachable now (`Owned`'s drop strips the tag).
     drop(unsafe { table.into_owned() });
 }
 

@@ -215,6 +215,40 @@ fn home_and_fragment_collisions_are_decided_by_name() {
         .find(|n| sig(n) == want)
         .unwrap();
     assert_eq!(read(&w), None);
+
+    // The other order: the home slot is another name's (no candidate), the second an undecided
+    // candidate (a tombstone with the fragment), the name in the third.
+    let map = RawMap::<Counted>::new(16, 11);
+    let mask = map.capacity(guard) - 1;
+    let sig = |name: &str| {
+        let h = map.hash(name);
+        (home(h, mask), frag(h))
+    };
+    let want = sig("b");
+    let a = (0u64..)
+        .map(|i| format!("a{i}"))
+        .find(|n| sig(n).0 == want.0 && sig(n).1 != want.1)
+        .unwrap();
+    let x = (0u64..)
+        .map(|i| format!("x{i}"))
+        .find(|n| sig(n) == want)
+        .unwrap();
+    for (g, name) in [a.as_str(), "b", x.as_str()].into_iter().enumerate() {
+        let inserted = map.insert(node(&map, name, g as u64, &drops), |_| false, guard);
+        assert!(matches!(inserted, Insert::Inserted), "{name}");
+    }
+    let removed = map.write_if(
+        map.hash("b"),
+        "b",
+        |_| Some(Write::Remove(Reason::Explicit)),
+        guard,
+    );
+    assert!(matches!(removed, Written::Done(_)));
+    let read = |name: &str| {
+        map.get(map.hash(name), name, guard)
+            .map(|n| n.tag.generation().as_raw())
+    };
+    assert_eq!((read(&a), read("b"), read(&x)), (Some(0), None, Some(2)));
 }
 
 /// Inserts, removes and replaces across several migrations, checking every name after each
