@@ -191,17 +191,17 @@ impl<V> Pointable for Table<V> {
         // bounds only for a power of two (0 would make the mask `usize::MAX` over no slots).
         assert!(capacity.is_power_of_two(), "table capacity {capacity}");
         let layout = layout::<V>(capacity);
-        // Outside loom, the memory comes zeroed from the allocator (`calloc`, which for a big
-        // table maps fresh zero pages), instead of being written zero by zero: the thread that
-        // starts a migration does not fault in the whole next table (16 MiB of slots at 2M);
-        // its pages are touched by the copies that fill them. (Measured: the insert that
-        // starts the migration to 2M slots took most of the insert maxima while growing to 1M
-        // names.) A zero word is an `Empty` slot: `AtomicUsize` has `usize`'s bit validity.
-        // SAFETY: `layout` has a nonzero size (the head alone is 64 bytes).
+        // Outside loom, the memory comes zeroed from the allocator. A zero word is an `Empty`
+        // slot: `AtomicUsize` has `usize`'s bit validity. Known cost (BENCHMARKS.md, growth):
+        // at this 64-byte alignment the system allocator zeroes with a `memset` instead of
+        // handing out `calloc`'s fresh zero pages, so the thread that starts a migration writes
+        // the whole next table (16 MiB of slots at 2M); the fix is an allocation at 16 bytes
+        // with 64 bytes of slack, aligned inside.
         #[cfg(not(loom))]
+        // SAFETY: `layout` has a nonzero size (the head alone is 64 bytes).
         let base = unsafe { alloc::alloc_zeroed(layout) };
-        // SAFETY: as above.
         #[cfg(loom)]
+        // SAFETY: as above.
         let base = unsafe { alloc::alloc(layout) };
         if base.is_null() {
             alloc::handle_alloc_error(layout);
