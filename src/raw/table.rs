@@ -133,6 +133,8 @@ pub(crate) struct Head<V> {
     /// Nodes removed from this table's successor while this table could still point at them
     /// (see `reclaim::retire`). A push-only Treiber stack, drained when this table is freed.
     graveyard: AtomicPtr<Grave<V>>,
+    /// How far into its allocation the table starts (see [`Table`]'s `init`): freed from there.
+    offset: usize,
 }
 
 /// One table: its head and, in the same allocation, its slot words (see the module docs).
@@ -158,14 +160,28 @@ impl<V> std::ops::Deref for Table<V> {
     }
 }
 
-/// The allocation of a table of `capacity` slots.
+/// The alignment asked of the allocator: no more than it gives anyway (16 on the 64-bit targets
+/// the system allocator serves), so that a zeroed request is `calloc`, which hands a large table
+/// fresh zero pages instead of writing it. The table is then aligned inside its allocation.
+const ALLOC_ALIGN: usize = 16;
+
+/// The allocation of a table of `capacity` slots: the table's own size (padded to its
+/// alignment), plus the slack that lets it start on a cache line anywhere in a block aligned to
+/// [`ALLOC_ALIGN`].
 fn layout<V>(capacity: usize) -> Layout {
     let slots = Layout::array::<AtomicUsize>(capacity).expect("table size overflows");
-    let (layout, offset) = Layout::new::<Head<V>>()
+    let (table, offset) = Layout::new::<Head<V>>()
         .extend(slots)
         .expect("table size overflows");
     debug_assert_eq!(offset, mem::size_of::<Head<V>>());
-    layout.pad_to_align()
+    // Padded: a reference to the table covers its size rounded up to its alignment.
+    let slack = mem::align_of::<Head<V>>() - ALLOC_ALIGN;
+    let size = table
+        .pad_to_align()
+        .size()
+        .checked_add(slack)
+        .expect("table size overflows");
+    Layout::from_size_align(size, ALLOC_ALIGN).expect("table size overflows")
 }
 
 /// The wide pointer to the table at `addr`, whose capacity is `capacity`.
@@ -192,32 +208,38 @@ impl<V> Pointable for Table<V> {
         assert!(capacity.is_power_of_two(), "table capacity {capacity}");
         let layout = layout::<V>(capacity);
         // Outside loom, the memory comes zeroed from the allocator. A zero word is an `Empty`
-        // slot: `AtomicUsize` has `usize`'s bit validity. Known cost (BENCHMARKS.md, growth):
-        // at this 64-byte alignment the system allocator zeroes with a `memset` instead of
-        // handing out `calloc`'s fresh zero pages, so the thread that starts a migration writes
-        // the whole next table (16 MiB of slots at 2M); the fix is an allocation at 16 bytes
-        // with 64 bytes of slack, aligned inside.
+        // slot: `AtomicUsize` has `usize`'s bit validity. At `ALLOC_ALIGN` this is `calloc`,
+        // whose large blocks are fresh pages, zero without a write: the thread that starts a
+        // migration does not write the next table (16 MiB of slots at 2M). Asked at the head's
+        // 64-byte alignment, the same call is `posix_memalign` and a `memset` of the whole
+        // block (measured: an insert maximum of 9-11 ms instead of under 1 ms growing to 1M).
         #[cfg(not(loom))]
         // SAFETY: `layout` has a nonzero size (the head alone is 64 bytes).
-        let base = unsafe { alloc::alloc_zeroed(layout) };
+        let block = unsafe { alloc::alloc_zeroed(layout) };
         #[cfg(loom)]
         // SAFETY: as above.
-        let base = unsafe { alloc::alloc(layout) };
-        if base.is_null() {
+        let block = unsafe { alloc::alloc(layout) };
+        if block.is_null() {
             alloc::handle_alloc_error(layout);
         }
-        // SAFETY: `base` is a fresh allocation of `layout`: the head at its start, `capacity`
-        // slots after it, all in bounds and aligned.
+        // Not `align_offset`, which may give up (`usize::MAX`): the distance to the next
+        // multiple of the head's alignment, a power of two.
+        let offset = block.addr().wrapping_neg() & (mem::align_of::<Head<V>>() - 1);
+        debug_assert!(offset <= mem::align_of::<Head<V>>() - ALLOC_ALIGN);
+        // SAFETY: `block` is a fresh allocation of `layout`, which has room for the slack
+        // `offset` (less than the head's alignment, a multiple of `ALLOC_ALIGN`) and then the
+        // head and `capacity` slots, all in bounds and aligned.
         unsafe {
-            ptr::write(base.cast::<Head<V>>(), Head::new(capacity));
+            let base = block.add(offset);
+            ptr::write(base.cast::<Head<V>>(), Head::new(capacity, offset));
             // Loom's atomics are not plain words: written one by one.
             #[cfg(loom)]
             for i in 0..capacity {
                 let slot = base.add(mem::size_of::<Head<V>>()).cast::<AtomicUsize>();
                 ptr::write(slot.add(i), AtomicUsize::new(0));
             }
+            base.expose_provenance()
         }
-        base.expose_provenance()
     }
 
     unsafe fn deref<'a>(addr: usize) -> &'a Table<V> {
@@ -236,16 +258,18 @@ impl<V> Pointable for Table<V> {
         unsafe {
             let capacity = (*wide::<V>(addr, 0)).head.mask + 1;
             let table = wide::<V>(addr, capacity);
+            let offset = (*table).head.offset;
             let layout = layout::<V>(capacity);
             ptr::drop_in_place(table);
-            alloc::dealloc(table.cast::<u8>(), layout);
+            alloc::dealloc(table.cast::<u8>().sub(offset), layout);
         }
     }
 }
 
 impl<V> Head<V> {
-    fn new(capacity: usize) -> Head<V> {
+    fn new(capacity: usize, offset: usize) -> Head<V> {
         Head {
+            offset,
             mask: capacity - 1,
             claimed: AtomicUsize::new(0),
             migration: Atomic::null(),
