@@ -93,6 +93,10 @@ const _: () = assert!(
     "the largest capacity's log2 must fit in a table word's tag"
 );
 
+/// Slots to a cache line: a table's slots start on a line (see `table.rs`), so slot `i` is in
+/// line `i / SLOTS_PER_LINE`. Only a correctness-neutral hint (under loom the atomics are bigger).
+const SLOTS_PER_LINE: usize = 64 / std::mem::size_of::<usize>();
+
 /// How many slots a lookup scans at a time past the first two of its chain (see
 /// `RawMap::probe`).
 const PROBE_GROUP: usize = 4;
@@ -376,8 +380,9 @@ impl<V> RawMap<V> {
     /// Shaped by the branch predictor (measured; BENCHMARKS.md, "The read path"). In a lookup in
     /// random order, whether the next slot is another name's is a coin toss (a third of hits
     /// and half of misses at half load), and a mispredicted branch costs more than a few loads.
-    /// So the chain's first two slots are loaded together and the first that may hold the name
-    /// is chosen without a branch; the rest of the chain, which a third of misses reach, is
+    /// So the chain's first two slots are loaded together (the second only if it is in the home
+    /// slot's cache line: a lookup at 1M names then takes a third of the time, measured) and the
+    /// first that may hold the name is chosen without a branch; the rest of the chain, which a third of misses reach, is
     /// scanned four slots at a time, each group's candidates found from a bit mask.
     ///
     /// Why that is the same lookup as one slot at a time: candidates are decided in chain order,
@@ -399,16 +404,23 @@ impl<V> RawMap<V> {
             unsafe { slots.get_unchecked(i & mask) }.load(Ordering::Acquire)
         };
         let home = home(key.hash, mask);
-        let (first, second) = (load(home), load(home + 1));
+        // The second slot is loaded only from the home slot's cache line (the slots start on
+        // a line, eight to a line): at the line's end, `step` is 0 and the home slot is loaded
+        // twice, so that no lookup waits for a second line before it knows it needs it.
+        let step = usize::from((home + 1) % SLOTS_PER_LINE != 0);
+        let (first, second) = (load(home), load(home + step));
         let skip = !table::may_own(first, key.frag);
         // Branch-free select (a mask, not `if`: the compiler keeps it a select).
         let pick = usize::from(skip).wrapping_neg();
         let word = (second & pick) | (first & !pick);
-        let mut next = home + 2;
+        // The first slot not looked at: past both, or past home alone at a line's end.
+        let mut next = home + 1 + step;
         if table::may_own(word, key.frag) {
             if let Some(decided) = decide(word, key, guard) {
                 return decided;
             }
+            // `word` was the second slot only if home was skipped (then `step` is 1: a
+            // skipped home is never picked again).
             #[cfg(not(genreg_mutant = "probe_skip"))]
             {
                 next = home + usize::from(skip) + 1;
@@ -418,7 +430,7 @@ impl<V> RawMap<V> {
             // was never decided: a name bound right after a tombstone at its home reads absent.
             #[cfg(genreg_mutant = "probe_skip")]
             {
-                next = home + 2;
+                next = home + 1 + step;
             }
         }
         probe_rest(table, next - home, next, key, guard)

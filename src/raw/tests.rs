@@ -9,7 +9,7 @@ use crossbeam_epoch::{Collector, Owned, Shared};
 use super::migrate::{hard_limit, next_capacity, soft_limit};
 use super::node::{INLINE, Key, NameBuf, Node, Stored};
 use super::table::{DONE, FROZEN, Slot, TOMB, Table, frag, home};
-use super::{Insert, RawMap, Write, Written};
+use super::{Insert, RawMap, SLOTS_PER_LINE, Write, Written};
 use crate::tag::{Generation, InstanceId, Tag};
 use crate::watch::Reason;
 
@@ -172,18 +172,35 @@ fn name_match_agrees_with_str_eq() {
 #[test]
 #[cfg_attr(miri, ignore = "searches about 2^21 hashes: minutes under Miri")]
 fn home_and_fragment_collisions_are_decided_by_name() {
+    // Each scenario twice: with the home slot inside a cache line, where the probe loads the
+    // slot after it at once, and at a line's end, where it does not (`RawMap::probe`).
+    for line_end in [false, true] {
+        collisions_with_home(line_end);
+    }
+}
+
+fn collisions_with_home(line_end: bool) {
     let drops = Arc::new(AtomicUsize::new(0));
     let collector = Collector::new();
     let handle = collector.register();
-    let map = RawMap::<Counted>::new(16, 7);
     let guard = &handle.pin();
+    // A name whose home slot is (or is not) the last of its cache line.
+    let base = |map: &RawMap<Counted>, prefix: &str| {
+        let mask = map.capacity(guard) - 1;
+        (0u64..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|n| (home(map.hash(n), mask) % SLOTS_PER_LINE == SLOTS_PER_LINE - 1) == line_end)
+            .unwrap()
+    };
+    let map = RawMap::<Counted>::new(16, 7);
     let mask = map.capacity(guard) - 1;
     let sig = |name: &str| {
         let h = map.hash(name);
         (home(h, mask), frag(h))
     };
     // Three names with one home slot and one fragment (a search of about 2^20 hashes each).
-    let want = sig("y");
+    let y = base(&map, "y");
+    let want = sig(&y);
     let mut twins = (0u64..)
         .map(|i| format!("t{i}"))
         .filter(|n| sig(n) == want)
@@ -197,20 +214,20 @@ fn home_and_fragment_collisions_are_decided_by_name() {
         map.get(map.hash(name), name, guard)
             .map(|n| n.tag.generation().as_raw())
     };
-    put("y", 1);
+    put(&y, 1);
     put(&x, 2);
     put(&z, 3);
-    assert_eq!((read("y"), read(&x), read(&z)), (Some(1), Some(2), Some(3)));
+    assert_eq!((read(&y), read(&x), read(&z)), (Some(1), Some(2), Some(3)));
     // `y`'s slot (the home of all three) becomes a tombstone with their fragment: `x`, in the
     // slot right after it, and `z`, after that, are still found.
     let removed = map.write_if(
-        map.hash("y"),
-        "y",
+        map.hash(&y),
+        &y,
         |_| Some(Write::Remove(Reason::Explicit)),
         guard,
     );
     assert!(matches!(removed, Written::Done(_)));
-    assert_eq!((read("y"), read(&x), read(&z)), (None, Some(2), Some(3)));
+    assert_eq!((read(&y), read(&x), read(&z)), (None, Some(2), Some(3)));
     // A fourth name of the same signature is absent, not confused with any of them.
     let w = (0u64..)
         .map(|i| format!("u{i}"))
@@ -218,15 +235,17 @@ fn home_and_fragment_collisions_are_decided_by_name() {
         .unwrap();
     assert_eq!(read(&w), None);
 
-    // The other order: the home slot is another name's (no candidate), the second an undecided
-    // candidate (a tombstone with the fragment), the name in the third.
+    // The other order: the home slot is another name's (no candidate), the second the name
+    // (then, removed, an undecided candidate: a tombstone with the fragment), a twin in the
+    // third.
     let map = RawMap::<Counted>::new(16, 11);
     let mask = map.capacity(guard) - 1;
     let sig = |name: &str| {
         let h = map.hash(name);
         (home(h, mask), frag(h))
     };
-    let want = sig("b");
+    let b = base(&map, "b");
+    let want = sig(&b);
     let a = (0u64..)
         .map(|i| format!("a{i}"))
         .find(|n| sig(n).0 == want.0 && sig(n).1 != want.1)
@@ -235,22 +254,23 @@ fn home_and_fragment_collisions_are_decided_by_name() {
         .map(|i| format!("x{i}"))
         .find(|n| sig(n) == want)
         .unwrap();
-    for (g, name) in [a.as_str(), "b", x.as_str()].into_iter().enumerate() {
+    for (g, name) in [a.as_str(), b.as_str(), x.as_str()].into_iter().enumerate() {
         let inserted = map.insert(node(&map, name, g as u64, &drops), |_| false, guard);
         assert!(matches!(inserted, Insert::Inserted), "{name}");
     }
-    let removed = map.write_if(
-        map.hash("b"),
-        "b",
-        |_| Some(Write::Remove(Reason::Explicit)),
-        guard,
-    );
-    assert!(matches!(removed, Written::Done(_)));
     let read = |name: &str| {
         map.get(map.hash(name), name, guard)
             .map(|n| n.tag.generation().as_raw())
     };
-    assert_eq!((read(&a), read("b"), read(&x)), (Some(0), None, Some(2)));
+    assert_eq!((read(&a), read(&b), read(&x)), (Some(0), Some(1), Some(2)));
+    let removed = map.write_if(
+        map.hash(&b),
+        &b,
+        |_| Some(Write::Remove(Reason::Explicit)),
+        guard,
+    );
+    assert!(matches!(removed, Written::Done(_)));
+    assert_eq!((read(&a), read(&b), read(&x)), (Some(0), None, Some(2)));
 }
 
 /// Inserts, removes and replaces across several migrations, checking every name after each
