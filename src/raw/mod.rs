@@ -381,9 +381,10 @@ impl<V> RawMap<V> {
     /// random order, whether the next slot is another name's is a coin toss (a third of hits
     /// and half of misses at half load), and a mispredicted branch costs more than a few loads.
     /// So the chain's first two slots are loaded together (the second only if it is in the home
-    /// slot's cache line: a lookup at 1M names then takes a third of the time, measured) and the
-    /// first that may hold the name is chosen without a branch; the rest of the chain, which a third of misses reach, is
-    /// scanned four slots at a time, each group's candidates found from a bit mask.
+    /// slot's cache line; what that was measured to do, three ways that disagree, is in
+    /// BENCHMARKS.md) and the first that may hold the name is chosen without a branch; the rest
+    /// of the chain, which a third of misses reach, is scanned four slots at a time, each
+    /// group's candidates found from a bit mask.
     ///
     /// Why that is the same lookup as one slot at a time: candidates are decided in chain order,
     /// each on a load of its own made after every earlier slot was decided (a slot's word may be
